@@ -1,0 +1,190 @@
+import type { Clock, Logger, Redis, RedisCommand } from "../ports";
+import type { Job, LaneEntry } from "../queue/job";
+import type { Ledger } from "../queue/ledger";
+import type { Dispatcher } from "./dispatcher";
+import { BAND, POP_SCRIPT } from "./lanes-script";
+import { PostgresDispatcher } from "./postgres";
+import { WakeHub } from "./wake";
+
+export interface RedisDispatcherOptions {
+  /** Key prefix; keep a {hash tag} in it so all lanes share one cluster slot. Defaults to "pm:{jobs}:". */
+  prefix?: string;
+  /** After a Redis error, how long to claim from Postgres before trying Redis again. Defaults to 1 s. */
+  retryRedisAfterMs?: number;
+  /** Entries a reconcile writes a round trip. Defaults to 5,000. */
+  reconcileBatch?: number;
+}
+
+/**
+ * The Redis driver: queued job ids wait in per-type sorted sets; workers pop a batch with one
+ * script call and claim it in Postgres with one UPDATE guarded by state = 'queued', so a stale or
+ * duplicated id simply does not come back. Whenever Redis is unreachable, or its lanes are
+ * missing after a flush or restart, workers claim from Postgres (the fallback driver) instead,
+ * and reconcile rebuilds the lanes from the ledger.
+ */
+export class RedisDispatcher implements Dispatcher {
+  readonly name = "redis" as const;
+  readonly wakesThroughPostgres = false;
+  private readonly prefix: string;
+  private readonly wake = new WakeHub();
+  private readonly fallback: PostgresDispatcher;
+  private unsubscribe?: () => Promise<void>;
+  private redisDownUntil = 0;
+  /** Set when a publish failed: this process knows the lanes miss entries. */
+  private lanesIncomplete = false;
+  private rebuilding?: Promise<number>;
+
+  constructor(
+    private readonly redis: Redis,
+    private readonly ledger: Ledger,
+    sqlFallback: PostgresDispatcher,
+    private readonly clock: Clock,
+    private readonly logger: Logger,
+    private readonly options: RedisDispatcherOptions = {},
+  ) {
+    this.prefix = options.prefix ?? "pm:{jobs}:";
+    this.fallback = sqlFallback;
+  }
+
+  laneKey(type: string): string {
+    return `${this.prefix}lane:${type}`;
+  }
+  get epochKey(): string {
+    return `${this.prefix}epoch`;
+  }
+  get wakeChannel(): string {
+    return `${this.prefix}wake`;
+  }
+
+  async start(): Promise<void> {
+    if (this.redis.subscribe && !this.unsubscribe) {
+      try {
+        this.unsubscribe = await this.redis.subscribe(this.wakeChannel, (type) => this.wake.notify(type));
+      } catch (err) {
+        this.logger.warn("redis subscribe failed; idle workers will poll", { err: String(err) });
+      }
+    }
+  }
+
+  private get redisUsable(): boolean {
+    return this.clock.now().getTime() >= this.redisDownUntil;
+  }
+
+  private markDown(err: unknown, during: string): void {
+    if (this.redisUsable) this.logger.warn(`redis unavailable during ${during}; using postgres meanwhile`, { err: String(err) });
+    this.redisDownUntil = this.clock.now().getTime() + (this.options.retryRedisAfterMs ?? 1_000);
+  }
+
+  private laneCommands(entries: readonly LaneEntry[], nx: boolean): RedisCommand[] {
+    const byType = new Map<string, (string | number)[]>();
+    for (const e of entries) {
+      let args = byType.get(e.type);
+      if (!args) byType.set(e.type, (args = []));
+      args.push(e.priority * BAND + e.vtime, e.id);
+    }
+    const cmds: RedisCommand[] = [];
+    for (const [type, args] of byType) {
+      cmds.push(nx ? ["ZADD", this.laneKey(type), "NX", ...args] : ["ZADD", this.laneKey(type), ...args]);
+    }
+    return cmds;
+  }
+
+  async publish(entries: readonly LaneEntry[]): Promise<void> {
+    if (entries.length === 0) return;
+    const cmds = this.laneCommands(entries, false);
+    for (const type of new Set(entries.map((e) => e.type))) cmds.push(["PUBLISH", this.wakeChannel, type]);
+    try {
+      await this.redis.pipeline(cmds);
+    } catch (err) {
+      // The jobs are safe in the ledger; until the lanes are rebuilt workers find them through Postgres.
+      this.lanesIncomplete = true;
+      this.markDown(err, "publish");
+    }
+    // Wake this process's own workers even when Redis is down: they will claim through Postgres.
+    for (const type of new Set(entries.map((e) => e.type))) this.wake.notify(type);
+  }
+
+  async take(types: readonly string[], limit: number, workerId: string, leaseMs: number): Promise<Job[]> {
+    if (this.redisUsable && !this.lanesIncomplete) {
+      let ids: string[] | null;
+      try {
+        ids = (await this.redis.eval(POP_SCRIPT, [this.epochKey, ...types.map((t) => this.laneKey(t))], [limit, BAND])) as
+          | string[]
+          | null;
+      } catch (err) {
+        this.markDown(err, "pop");
+        return this.fallback.take(types, limit, workerId, leaseMs);
+      }
+      if (ids !== null) {
+        const now = this.clock.now();
+        return this.ledger.claimByIds(ids, now, new Date(now.getTime() + leaseMs), workerId);
+      }
+      // No epoch marker: Redis lost its lanes. Rebuild in the background; claim from Postgres now.
+      this.lanesIncomplete = true;
+    }
+    if (this.lanesIncomplete && this.redisUsable) void this.reconcile({ force: true }).catch(() => {});
+    return this.fallback.take(types, limit, workerId, leaseMs);
+  }
+
+  waitForWork(types: readonly string[], timeoutMs: number, signal?: AbortSignal): Promise<void> {
+    // While lanes are unusable, wake-ups come from this process only; poll Postgres more often.
+    const usable = this.redisUsable && !this.lanesIncomplete;
+    return this.wake.wait(types, usable ? timeoutMs : Math.min(timeoutMs, 1_000), signal);
+  }
+
+  /**
+   * Places every queued job of the ledger in its lane (ZADD NX: entries already there keep
+   * their place), then sets the epoch marker. Runs when the marker is missing (Redis flushed or
+   * restarted), after this process failed to publish, or when forced; one rebuild at a time per
+   * process, and a short Redis lock keeps processes from rebuilding together.
+   */
+  reconcile(options: { force?: boolean } = {}): Promise<number> {
+    this.rebuilding ??= this.rebuild(options.force ?? false).finally(() => {
+      this.rebuilding = undefined;
+    });
+    return this.rebuilding;
+  }
+
+  private async rebuild(force: boolean): Promise<number> {
+    const lockKey = `${this.prefix}reconcile-lock`;
+    const batch = this.options.reconcileBatch ?? 5_000;
+    let placed = 0;
+    try {
+      const [exists] = (await this.redis.pipeline([["EXISTS", this.epochKey]])) as [number];
+      if (exists === 1 && !force && !this.lanesIncomplete) return 0;
+      const [locked] = (await this.redis.pipeline([["SET", lockKey, "1", "NX", "PX", 60_000]])) as [string | null];
+      if (locked !== "OK") return 0;
+      try {
+        if (this.lanesIncomplete || exists === 0) {
+          // Take the marker away first so every worker claims through Postgres until lanes are whole.
+          await this.redis.pipeline([["DEL", this.epochKey]]);
+        }
+        this.lanesIncomplete = false;
+        let after = "0";
+        for (;;) {
+          const entries = await this.ledger.listQueued(after, batch);
+          if (entries.length === 0) break;
+          await this.redis.pipeline(this.laneCommands(entries, true));
+          placed += entries.length;
+          after = entries[entries.length - 1]!.id;
+          if (entries.length < batch) break;
+        }
+        await this.redis.pipeline([["SET", this.epochKey, String(this.clock.now().getTime())]]);
+      } finally {
+        await this.redis.pipeline([["DEL", lockKey]]).catch(() => {});
+      }
+      this.logger.info("redis lanes reconciled with the ledger", { placed });
+      this.wake.notifyAll();
+      return placed;
+    } catch (err) {
+      this.lanesIncomplete = true;
+      this.markDown(err, "reconcile");
+      return placed;
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.unsubscribe?.().catch(() => {});
+    this.unsubscribe = undefined;
+  }
+}

@@ -1,0 +1,12 @@
+import { z } from "zod";
+
+/** Shared payload fields. tenant_id is filled from the API key when the caller omits it. */
+export const tenantId = z
+  .string()
+  .min(1)
+  .max(64)
+  .regex(/^[A-Za-z0-9_.:-]+$/, "letters, digits, and _ . : - only");
+
+export const entityId = z.string().min(1).max(128);
+
+export const email = z.string().max(320).pipe(z.email());

@@ -1,0 +1,33 @@
+import { z } from "zod";
+import { defineJobType } from "./definition";
+import { entityId, tenantId } from "./fields";
+
+/** Where a contact column goes: email, name, or attributes.<key>. */
+const target = z.union([
+  z.literal("email"),
+  z.literal("name"),
+  z.string().regex(/^attributes\.[A-Za-z0-9_]{1,64}$/, 'expected "email", "name" or "attributes.<key>"'),
+]);
+
+export const importContacts = defineJobType({
+  type: "import.contacts",
+  description: "Streams a CSV file, validates addresses and upserts contacts in batches.",
+  payload: z.strictObject({
+    file_url: z
+      .string()
+      .max(2048)
+      .regex(/^(s3|https|file):\/\/.+/, "expected an s3://, https:// or file:// URL"),
+    tenant_id: tenantId,
+    /** Column to field: keys are col_N (0-based) or header names. */
+    mapping: z.record(z.string().min(1).max(256), target).refine((m) => Object.values(m).includes("email"), {
+      message: "the mapping must map one column to email",
+    }),
+    list_id: entityId.optional(),
+    has_header: z.boolean().default(true),
+  }),
+  pool: "import",
+  priority: () => "low",
+  maxAttempts: 3,
+  backoff: { baseMs: 30_000, maxMs: 30 * 60_000 },
+  timeoutMs: 60 * 60_000,
+});

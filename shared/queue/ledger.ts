@@ -1,0 +1,240 @@
+import { priorityName } from "../jobs/definition";
+import type { SqlClient } from "../ports";
+import type { Job, JobError, JobState, LaneEntry } from "./job";
+import * as q from "./statements";
+
+type Row = Record<string, unknown>;
+
+const toDate = (v: unknown): Date | null => (v == null ? null : v instanceof Date ? v : new Date(String(v)));
+const json = (v: unknown): string | null => (v === undefined || v === null ? null : JSON.stringify(v));
+
+export function rowToJob(r: Row): Job {
+  return {
+    id: String(r.id),
+    tenantId: String(r.tenant_id),
+    type: String(r.type),
+    priority: priorityName(Number(r.priority)),
+    payload: r.payload,
+    state: r.state as JobState,
+    attempt: Number(r.attempt),
+    maxAttempts: Number(r.max_attempts),
+    runAt: toDate(r.run_at)!,
+    vtime: Number(r.vtime),
+    leaseUntil: toDate(r.lease_until),
+    workerId: (r.worker_id as string | null) ?? null,
+    cancelRequested: Boolean(r.cancel_requested),
+    idempotencyKey: (r.idempotency_key as string | null) ?? null,
+    parentId: (r.parent_id as string | null) ?? null,
+    progress: r.progress ?? null,
+    result: r.result ?? null,
+    lastError: (r.last_error as JobError | null) ?? null,
+    createdAt: toDate(r.created_at)!,
+    startedAt: toDate(r.started_at),
+    finishedAt: toDate(r.finished_at),
+  };
+}
+
+const rowToLane = (r: Row): LaneEntry => ({
+  id: String(r.id),
+  type: String(r.type),
+  priority: Number(r.priority),
+  vtime: Number(r.vtime),
+});
+
+/** A row to insert, already validated against its type's schema. */
+export interface NewJob {
+  tenantId: string;
+  type: string;
+  priority: number;
+  payload: unknown;
+  maxAttempts: number;
+  runAt: Date;
+  idempotencyKey: string | null;
+  parentId: string | null;
+}
+
+export interface Outcome {
+  id: string;
+  attempt: number;
+  state: Extract<JobState, "completed" | "failed" | "scheduled" | "cancelled">;
+  result?: unknown;
+  error?: JobError;
+  /** For retries: when to run again. */
+  runAt?: Date;
+}
+
+/**
+ * The ledger: one method a state transition, each one statement and one round trip, each
+ * taking many jobs at once where the hot path needs it.
+ */
+export class Ledger {
+  constructor(private readonly sql: SqlClient) {}
+
+  /** Inserts jobs; returns the created rows in input order (skipped duplicates are absent). */
+  async insertMany(jobs: readonly NewJob[], now: Date, notify: boolean, client: SqlClient = this.sql): Promise<Job[]> {
+    const rows = await client.query(q.JobInsertMany, [
+      jobs.map((j) => j.tenantId),
+      jobs.map((j) => j.type),
+      jobs.map((j) => j.priority),
+      jobs.map((j) => JSON.stringify(j.payload)),
+      jobs.map((j) => j.maxAttempts),
+      jobs.map((j) => j.runAt.toISOString()),
+      jobs.map((j) => j.idempotencyKey),
+      jobs.map((j) => j.parentId),
+      now.toISOString(),
+      notify,
+    ]);
+    return rows.map(rowToJob);
+  }
+
+  async getByIdempotencyKeys(
+    keys: readonly { tenantId: string; type: string; key: string }[],
+    client: SqlClient = this.sql,
+  ): Promise<Job[]> {
+    if (keys.length === 0) return [];
+    const rows = await client.query(q.JobGetByIdempotencyKeys, [
+      keys.map((k) => k.tenantId),
+      keys.map((k) => k.type),
+      keys.map((k) => k.key),
+    ]);
+    return rows.map(rowToJob);
+  }
+
+  async claimByIds(ids: readonly string[], now: Date, leaseUntil: Date, workerId: string): Promise<Job[]> {
+    if (ids.length === 0) return [];
+    const rows = await this.sql.query(q.JobClaimMany, [ids, now.toISOString(), leaseUntil.toISOString(), workerId]);
+    return rows.map(rowToJob);
+  }
+
+  async claimNext(types: readonly string[], limit: number, now: Date, leaseUntil: Date, workerId: string): Promise<Job[]> {
+    const rows = await this.sql.query(q.JobClaimNext, [
+      types,
+      limit,
+      now.toISOString(),
+      leaseUntil.toISOString(),
+      workerId,
+    ]);
+    return rows.map(rowToJob);
+  }
+
+  /** Records outcomes; returns the ids that were still held by this attempt. */
+  async finishMany(outcomes: readonly Outcome[], now: Date): Promise<{ id: string; state: JobState }[]> {
+    if (outcomes.length === 0) return [];
+    return this.sql.query<{ id: string; state: JobState }>(q.JobFinishMany, [
+      outcomes.map((o) => o.id),
+      outcomes.map((o) => o.attempt),
+      outcomes.map((o) => o.state),
+      outcomes.map((o) => json(o.result)),
+      outcomes.map((o) => json(o.error)),
+      outcomes.map((o) => o.runAt?.toISOString() ?? null),
+      now.toISOString(),
+    ]);
+  }
+
+  async releaseMany(jobs: readonly { id: string; attempt: number }[], now: Date): Promise<string[]> {
+    if (jobs.length === 0) return [];
+    const rows = await this.sql.query<{ id: string }>(q.JobReleaseMany, [
+      jobs.map((j) => j.id),
+      jobs.map((j) => j.attempt),
+      now.toISOString(),
+    ]);
+    return rows.map((r) => r.id);
+  }
+
+  async heartbeatMany(
+    jobs: readonly { id: string; attempt: number; progress: unknown }[],
+    leaseUntil: Date,
+  ): Promise<{ id: string; cancel_requested: boolean }[]> {
+    if (jobs.length === 0) return [];
+    return this.sql.query(q.JobHeartbeatMany, [
+      jobs.map((j) => j.id),
+      jobs.map((j) => j.attempt),
+      jobs.map((j) => json(j.progress)),
+      leaseUntil.toISOString(),
+    ]);
+  }
+
+  async promoteDue(now: Date, limit: number, notify: boolean): Promise<LaneEntry[]> {
+    const rows = await this.sql.query(q.JobPromoteDue, [now.toISOString(), limit, notify]);
+    return rows.map(rowToLane);
+  }
+
+  async rescueExpired(now: Date, limit: number): Promise<{ id: string; type: string; state: JobState }[]> {
+    return this.sql.query(q.JobRescueExpired, [now.toISOString(), limit]);
+  }
+
+  /** Returns the state the job had, or null when no such job is visible. */
+  async cancel(id: string, tenantId: string | null, now: Date): Promise<JobState | null> {
+    const [row] = await this.sql.query<{ previous_state: JobState }>(q.JobCancel, [id, tenantId, now.toISOString()]);
+    return row?.previous_state ?? null;
+  }
+
+  async retry(id: string, tenantId: string | null, now: Date): Promise<{ previous: JobState; changed: boolean } | null> {
+    const [row] = await this.sql.query<{ previous_state: JobState; changed: number | string }>(q.JobRetry, [
+      id,
+      tenantId,
+      now.toISOString(),
+    ]);
+    return row ? { previous: row.previous_state, changed: Number(row.changed) > 0 } : null;
+  }
+
+  async retryFailedOfType(type: string, now: Date, limit: number): Promise<string[]> {
+    const rows = await this.sql.query<{ id: string }>(q.JobRetryFailedOfType, [type, now.toISOString(), limit]);
+    return rows.map((r) => r.id);
+  }
+
+  async get(id: string, tenantId: string | null): Promise<Job | null> {
+    const [row] = await this.sql.query(q.JobGet, [id, tenantId]);
+    return row ? rowToJob(row) : null;
+  }
+
+  async list(filter: {
+    tenantId: string | null;
+    type?: string;
+    state?: JobState;
+    beforeId?: string;
+    limit: number;
+  }): Promise<Job[]> {
+    const rows = await this.sql.query(q.JobList, [
+      filter.tenantId,
+      filter.type ?? null,
+      filter.state ?? null,
+      filter.beforeId ?? null,
+      filter.limit,
+    ]);
+    return rows.map(rowToJob);
+  }
+
+  async listQueued(afterId: string, limit: number): Promise<LaneEntry[]> {
+    const rows = await this.sql.query(q.JobListQueued, [afterId, limit]);
+    return rows.map(rowToLane);
+  }
+
+  async countByTypeAndState(): Promise<{ type: string; state: JobState; count: number }[]> {
+    return this.sql.query(q.JobCountByTypeAndState);
+  }
+
+  async oldestQueued(now: Date): Promise<{ type: string; age_seconds: number }[]> {
+    return this.sql.query(q.JobOldestQueued, [now.toISOString()]);
+  }
+
+  /** Deletes one bounded batch of finished jobs; returns how many went. */
+  async deleteFinished(state: JobState, before: Date, limit: number): Promise<number> {
+    const rows = await this.sql.query(`${q.JobDeleteFinished} returning 1`, [state, before.toISOString(), limit]);
+    return rows.length;
+  }
+
+  async acquireLease(name: string, holder: string, now: Date, ttlMs: number): Promise<boolean> {
+    const rows = await this.sql.query(q.LeaseAcquire, [
+      name,
+      holder,
+      now.toISOString(),
+      new Date(now.getTime() + ttlMs).toISOString(),
+    ]);
+    return rows.length > 0;
+  }
+
+  async releaseLease(name: string, holder: string): Promise<void> {
+    await this.sql.query(q.LeaseRelease, [name, holder]);
+  }
+}

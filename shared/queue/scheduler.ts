@@ -1,0 +1,119 @@
+import { Cron } from "croner";
+import { SYSTEM_TENANT } from "../jobs/catalog";
+import { type Logger, silentLogger } from "../ports";
+import type { Queue } from "./queue";
+import type { StatsRecorder } from "./stats";
+
+export interface SchedulerOptions {
+  queue: Queue;
+  /** Unique per process (or per edge invocation): the leader lease's holder. */
+  holderId: string;
+  stats?: StatsRecorder;
+  logger?: Logger;
+  /** How long leadership lasts without renewal. Defaults to 15 s. */
+  leaseTtlMs?: number;
+  /** A cron slot missed by up to this long (scheduler down) still runs. Defaults to 1 hour. */
+  cronCatchUpMs?: number;
+  /** How often lanes are rebuilt from the ledger even when nothing looks wrong. Defaults to 5 minutes. */
+  reconcileEveryMs?: number;
+  /** Rows one rescue or promotion statement moves. Defaults to 5,000. */
+  batch?: number;
+}
+
+export interface SchedulerReport {
+  leader: boolean;
+  rescued: number;
+  promoted: number;
+  cronEnqueued: number;
+  reconciled: number;
+}
+
+/**
+ * The one leader's housekeeping, in one idempotent pass (runOnce): rescue jobs whose lease
+ * expired, promote due scheduled jobs into their lanes, enqueue due cron jobs, and reconcile
+ * the lanes with the ledger. Node runs it on a timer; the edge from its cron trigger.
+ */
+export class Scheduler {
+  private readonly logger: Logger;
+  private readonly crons: { type: string; cron: Cron; payload: unknown }[];
+  private readonly lastCronSlot = new Map<string, number>();
+  private lastFullReconcile = 0;
+  private timer?: ReturnType<typeof setTimeout>;
+  private running?: Promise<unknown>;
+  private stopped = false;
+
+  constructor(private readonly options: SchedulerOptions) {
+    this.logger = (options.logger ?? silentLogger).child({ component: "scheduler" });
+    this.crons = [...options.queue.catalog.values()]
+      .filter((t) => t.cron)
+      .map((t) => ({ type: t.type, cron: new Cron(t.cron!.schedule, { timezone: "UTC", paused: true }), payload: t.cron!.payload }));
+  }
+
+  async runOnce(): Promise<SchedulerReport> {
+    const { queue } = this.options;
+    const report: SchedulerReport = { leader: false, rescued: 0, promoted: 0, cronEnqueued: 0, reconciled: 0 };
+    const now = queue.clock.now();
+    report.leader = await queue.ledger.acquireLease("scheduler", this.options.holderId, now, this.options.leaseTtlMs ?? 15_000);
+    if (!report.leader) return report;
+    const batch = this.options.batch ?? 5_000;
+    for (;;) {
+      const rescued = await queue.ledger.rescueExpired(queue.clock.now(), batch);
+      report.rescued += rescued.length;
+      for (const r of rescued) {
+        if (r.state === "failed") this.options.stats?.record(r.type, "failed");
+        else if (r.state === "scheduled") this.options.stats?.record(r.type, "retried");
+      }
+      if (rescued.length > 0) this.logger.warn("rescued jobs whose lease expired", { count: rescued.length });
+      if (rescued.length < batch) break;
+    }
+    report.promoted = await queue.promoteDue(batch);
+    report.cronEnqueued = await this.enqueueDueCrons();
+    const full = now.getTime() - this.lastFullReconcile >= (this.options.reconcileEveryMs ?? 5 * 60_000);
+    report.reconciled = await queue.dispatcher.reconcile({ force: full });
+    if (full) this.lastFullReconcile = now.getTime();
+    await this.options.stats?.flush().catch((err: unknown) => this.logger.warn("stats flush failed", { err: String(err) }));
+    return report;
+  }
+
+  /** Enqueues each cron type's latest due slot once: the slot's time is the idempotency key. */
+  private async enqueueDueCrons(): Promise<number> {
+    const { queue } = this.options;
+    const now = queue.clock.now();
+    let enqueued = 0;
+    for (const { type, cron, payload } of this.crons) {
+      const slot = cron.previousRuns(1, now)[0];
+      if (!slot || now.getTime() - slot.getTime() > (this.options.cronCatchUpMs ?? 3_600_000)) continue;
+      if (this.lastCronSlot.get(type) === slot.getTime()) continue;
+      const { created } = await queue.enqueue({
+        type,
+        tenantId: SYSTEM_TENANT,
+        payload: payload as Record<string, unknown>,
+        idempotencyKey: `cron:${slot.toISOString()}`,
+      });
+      this.lastCronSlot.set(type, slot.getTime());
+      if (created) {
+        enqueued += 1;
+        this.logger.info("cron job enqueued", { type, slot: slot.toISOString() });
+      }
+    }
+    return enqueued;
+  }
+
+  /** Runs runOnce every intervalMs until stop(); errors are logged and the next tick tries again. */
+  start(intervalMs = 1_000): void {
+    const tick = async () => {
+      if (this.stopped) return;
+      this.running = this.runOnce().catch((err: unknown) => this.logger.warn("scheduler pass failed", { err: String(err) }));
+      await this.running;
+      if (!this.stopped) this.timer = setTimeout(tick, intervalMs);
+    };
+    void tick();
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    clearTimeout(this.timer);
+    await this.running;
+    await this.options.queue.ledger.releaseLease("scheduler", this.options.holderId).catch(() => {});
+  }
+}

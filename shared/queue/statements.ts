@@ -1,0 +1,324 @@
+/**
+ * Every SQL statement of the engine, one a transition, named by entity and verb.
+ * Times are passed in from the injected Clock ($now), never read from the database's now(),
+ * so tests can move time and every process agrees on one clock source.
+ */
+
+/** The columns of a Job, optionally qualified by a table alias (updates that join other rows). */
+export const jobColumns = (alias = "") => {
+  const a = alias ? `${alias}.` : "";
+  return `${a}id::text as id, ${a}tenant_id, ${a}type, ${a}priority, ${a}payload, ${a}state, ${a}attempt,
+  ${a}max_attempts, ${a}run_at, ${a}vtime::float8 as vtime, ${a}lease_until, ${a}worker_id, ${a}cancel_requested,
+  ${a}idempotency_key, ${a}parent_id::text as parent_id, ${a}progress, ${a}result, ${a}last_error,
+  ${a}created_at, ${a}started_at, ${a}finished_at`;
+};
+const JOB_COLUMNS = jobColumns();
+
+const LANE_COLUMNS = `id::text as id, type, priority, vtime::float8 as vtime`;
+
+/**
+ * Fair queuing: the first virtual time to give a tenant's new jobs in a lane. A tenant joins
+ * behind its own queued jobs but never behind the lane's head, so a tenant that arrives after
+ * another's backlog of 20,000 is interleaved with it one for one instead of waiting for it.
+ * `groups` must have columns tenant_id, type, priority.
+ */
+const laneBase = (groups: string) => `
+  select g.tenant_id, g.type, g.priority, greatest(
+    coalesce((select min(q.vtime) - 1 from jobs q
+              where q.state = 'queued' and q.type = g.type and q.priority = g.priority), 0),
+    coalesce((select max(q.vtime) from jobs q
+              where q.state = 'queued' and q.type = g.type and q.priority = g.priority and q.tenant_id = g.tenant_id), 0)
+  ) as base
+  from (select distinct tenant_id, type, priority from ${groups}) g`;
+
+/**
+ * JobInsertMany: $1 tenant_ids, $2 types, $3 priorities, $4 payloads, $5 max_attempts, $6 run_ats,
+ * $7 idempotency_keys, $8 parent_ids, $9 now, $10 notify (Postgres driver: wake listeners).
+ * Rows come back in input order (identity values follow the ordered select); rows whose
+ * idempotency key already exists are skipped and looked up by JobGetByIdempotencyKeys.
+ */
+export const JobInsertMany = `
+with input as (
+  select * from unnest($1::text[], $2::text[], $3::smallint[], $4::text[]::jsonb[], $5::int[], $6::timestamptz[], $7::text[], $8::bigint[])
+    with ordinality as i(tenant_id, type, priority, payload, max_attempts, run_at, idempotency_key, parent_id, ord)
+),
+lanes as (${laneBase("input")}),
+inserted as (
+  insert into jobs (tenant_id, type, priority, payload, state, max_attempts, run_at, vtime, idempotency_key, parent_id, created_at)
+  select i.tenant_id, i.type, i.priority, i.payload,
+         case when i.run_at > $9::timestamptz then 'scheduled'::job_state else 'queued'::job_state end,
+         i.max_attempts, greatest(i.run_at, $9::timestamptz),
+         l.base + row_number() over (partition by i.tenant_id, i.type, i.priority order by i.ord),
+         i.idempotency_key, i.parent_id, $9::timestamptz
+  from input i join lanes l using (tenant_id, type, priority)
+  order by i.ord
+  on conflict (tenant_id, type, idempotency_key) where idempotency_key is not null do nothing
+  returning ${JOB_COLUMNS}
+),
+notified as (
+  select pg_notify('pm_jobs', t.type) from (select distinct type from inserted where state = 'queued') t where $10::boolean
+)
+select inserted.*, (select count(*) from notified) as _n from inserted order by inserted.id::bigint`;
+
+/** JobGetByIdempotencyKeys: $1 tenant_ids, $2 types, $3 keys (parallel arrays). */
+export const JobGetByIdempotencyKeys = `
+select ${JOB_COLUMNS} from jobs
+where (tenant_id, type, idempotency_key) in (select * from unnest($1::text[], $2::text[], $3::text[]))`;
+
+/** JobClaimMany (Redis driver): ids popped from lanes become active if still queued. $1 ids, $2 now, $3 lease_until, $4 worker. */
+export const JobClaimMany = `
+update jobs set state = 'active', attempt = attempt + 1, started_at = $2, lease_until = $3, worker_id = $4
+where id = any($1::bigint[]) and state = 'queued'
+returning ${JOB_COLUMNS}`;
+
+/**
+ * JobClaimNext (Postgres driver): the next queued jobs of the given types by priority and
+ * fair virtual time, skipping rows other workers hold. $1 types, $2 limit, $3 now, $4 lease_until, $5 worker.
+ */
+export const JobClaimNext = `
+with candidates as (
+  select c.id from unnest($1::text[]) as t(type)
+  cross join lateral (
+    select id, priority, vtime from jobs
+    where state = 'queued' and type = t.type
+    order by priority, vtime, id
+    limit $2
+    for update skip locked
+  ) c
+  order by c.priority, c.vtime, c.id
+  limit $2
+)
+update jobs j set state = 'active', attempt = j.attempt + 1, started_at = $3, lease_until = $4, worker_id = $5
+from candidates where j.id = candidates.id
+returning ${jobColumns("j")}`;
+
+/**
+ * JobFinishMany: records outcomes of runs. Guarded by attempt and state so that a worker whose
+ * lease was lost (and whose job runs elsewhere now) cannot overwrite the new run.
+ * $1 ids, $2 attempts, $3 states, $4 results, $5 errors, $6 run_ats (retries), $7 now.
+ */
+export const JobFinishMany = `
+update jobs j set
+  state = u.state,
+  result = coalesce(u.result, j.result),
+  last_error = coalesce(u.error, j.last_error),
+  run_at = coalesce(u.run_at, j.run_at),
+  finished_at = case when u.state in ('completed', 'failed', 'cancelled') then $7::timestamptz end,
+  lease_until = null
+from unnest($1::bigint[], $2::int[], $3::text[]::job_state[], $4::text[]::jsonb[], $5::text[]::jsonb[], $6::timestamptz[])
+  as u(id, attempt, state, result, error, run_at)
+where j.id = u.id and j.attempt = u.attempt and j.state = 'active'
+returning j.id::text as id, j.state`;
+
+/** JobReleaseMany: hands active jobs back at shutdown without counting the attempt. $1 ids, $2 attempts, $3 now. */
+export const JobReleaseMany = `
+update jobs j set state = 'scheduled', run_at = $3, attempt = j.attempt - 1, lease_until = null, worker_id = null
+from unnest($1::bigint[], $2::int[]) as u(id, attempt)
+where j.id = u.id and j.attempt = u.attempt and j.state = 'active'
+returning j.id::text as id`;
+
+/**
+ * JobHeartbeatMany: extends leases of running jobs and saves their progress. Returns the jobs
+ * still held, with their cancel flag; a job missing from the answer has lost its lease.
+ * $1 ids, $2 attempts, $3 progress, $4 lease_until.
+ */
+export const JobHeartbeatMany = `
+update jobs j set lease_until = $4, progress = coalesce(u.progress, j.progress)
+from unnest($1::bigint[], $2::int[], $3::text[]::jsonb[]) as u(id, attempt, progress)
+where j.id = u.id and j.attempt = u.attempt and j.state = 'active'
+returning j.id::text as id, j.cancel_requested`;
+
+/**
+ * JobPromoteDue: scheduled jobs whose time has come (delays, retries, reaped and released
+ * jobs) join their lanes with fair virtual times. $1 now, $2 limit, $3 notify.
+ */
+export const JobPromoteDue = `
+with due as (
+  select id, tenant_id, type, priority from jobs
+  where state = 'scheduled' and run_at <= $1
+  order by run_at, id
+  limit $2
+  for update skip locked
+),
+lanes as (${laneBase("due")}),
+ranked as (
+  select d.id, l.base + row_number() over (partition by d.tenant_id, d.type, d.priority order by d.id) as vtime
+  from due d join lanes l using (tenant_id, type, priority)
+),
+promoted as (
+  update jobs j set state = 'queued', vtime = r.vtime from ranked r where j.id = r.id
+  returning j.id::text as id, j.type, j.priority, j.vtime::float8 as vtime
+),
+notified as (
+  select pg_notify('pm_jobs', t.type) from (select distinct type from promoted) t where $3::boolean
+)
+select promoted.*, (select count(*) from notified) as _n from promoted`;
+
+/**
+ * JobRescueExpired: active jobs whose lease ran out (their worker died or hung) go back to
+ * scheduled for promotion, or to failed when that was their last attempt, or to cancelled
+ * when a cancel was pending. $1 now, $2 limit.
+ */
+export const JobRescueExpired = `
+with expired as (
+  select id from jobs where state = 'active' and lease_until < $1
+  order by lease_until limit $2 for update skip locked
+)
+update jobs j set
+  state = case when j.cancel_requested then 'cancelled'::job_state
+               when j.attempt >= j.max_attempts then 'failed'::job_state
+               else 'scheduled'::job_state end,
+  run_at = $1,
+  finished_at = case when j.cancel_requested or j.attempt >= j.max_attempts then $1::timestamptz end,
+  last_error = jsonb_build_object(
+    'name', 'LeaseExpired',
+    'message', 'the worker stopped renewing its lease (it crashed, hung or lost its connection)',
+    'worker_id', j.worker_id, 'attempt', j.attempt, 'at', $1::timestamptz,
+    'retryable', not (j.cancel_requested or j.attempt >= j.max_attempts)),
+  lease_until = null
+from expired where j.id = expired.id
+returning j.id::text as id, j.type, j.state`;
+
+/** JobCancel: waiting jobs end at once; active ones get a cancel request their worker acts on. $1 id, $2 tenant (null = any), $3 now. */
+export const JobCancel = `
+with target as (
+  select id, state from jobs where id = $1::bigint and ($2::text is null or tenant_id = $2) for update
+),
+changed as (
+  update jobs j set
+    state = case when t.state in ('queued', 'scheduled') then 'cancelled'::job_state else j.state end,
+    finished_at = case when t.state in ('queued', 'scheduled') then $3::timestamptz else j.finished_at end,
+    cancel_requested = j.cancel_requested or t.state = 'active'
+  from target t where j.id = t.id and t.state in ('queued', 'scheduled', 'active')
+  returning j.id
+),
+notified as (select pg_notify('pm_cancel', id::text) from changed)
+select t.state as previous_state, (select count(*) from notified) as _n from target t`;
+
+/** JobRetry: a failed or cancelled job runs again from scratch. $1 id, $2 tenant (null = any), $3 now. */
+export const JobRetry = `
+with target as (
+  select id, state from jobs where id = $1::bigint and ($2::text is null or tenant_id = $2) for update
+),
+changed as (
+  update jobs j set state = 'scheduled', run_at = $3, attempt = 0, finished_at = null, started_at = null,
+    cancel_requested = false, lease_until = null, worker_id = null, result = null
+  from target t where j.id = t.id and t.state in ('failed', 'cancelled')
+  returning j.id
+)
+select t.state as previous_state, (select count(*) from changed) as changed from target t`;
+
+/** JobRetryFailedOfType: the whole dead letter of one type runs again. $1 type, $2 now, $3 limit. */
+export const JobRetryFailedOfType = `
+with target as (select id from jobs where state = 'failed' and type = $1 limit $3 for update skip locked)
+update jobs j set state = 'scheduled', run_at = $2, attempt = 0, finished_at = null, started_at = null,
+  cancel_requested = false, lease_until = null, worker_id = null, result = null
+from target where j.id = target.id
+returning j.id::text as id`;
+
+/** JobGet: $1 id, $2 tenant (null = any). */
+export const JobGet = `select ${JOB_COLUMNS} from jobs where id = $1::bigint and ($2::text is null or tenant_id = $2)`;
+
+/**
+ * JobList: newest first, keyset-paginated by id. $1 tenant (null = any), $2 type, $3 state,
+ * $4 before id (cursor), $5 limit.
+ */
+export const JobList = `
+select ${JOB_COLUMNS} from jobs
+where ($1::text is null or tenant_id = $1)
+  and ($2::text is null or type = $2)
+  and ($3::job_state is null or state = $3)
+  and ($4::bigint is null or id < $4)
+order by id desc
+limit $5`;
+
+/** JobListQueued (reconcile): queued jobs after a cursor, in id order. $1 after id, $2 limit. */
+export const JobListQueued = `
+select ${LANE_COLUMNS} from jobs where state = 'queued' and id > $1::bigint order by id limit $2`;
+
+/** JobCountByTypeAndState: live counts for queues, metrics and scaling; only the partial indexes are read for waiting states. */
+export const JobCountByTypeAndState = `
+select type, state::text as state, count(*)::int as count from jobs
+where state in ('queued', 'scheduled', 'active', 'failed')
+group by type, state`;
+
+/** JobOldestQueued: age of each lane's oldest waiting job. $1 now. */
+export const JobOldestQueued = `
+select type, extract(epoch from ($1::timestamptz - min(run_at)))::float8 as age_seconds
+from jobs where state = 'queued' group by type`;
+
+/** JobDeleteFinished: retention; one bounded batch. $1 state, $2 finished before, $3 limit. */
+export const JobDeleteFinished = `
+with doomed as (
+  select id from jobs where state = $1::job_state and finished_at < $2 order by finished_at limit $3 for update skip locked
+)
+delete from jobs j using doomed where j.id = doomed.id`;
+
+/**
+ * LeaseAcquire: take or renew a named lease (the scheduler's leadership). Returns a row only
+ * to the holder. $1 name, $2 holder, $3 now, $4 expires_at.
+ */
+export const LeaseAcquire = `
+insert into leases (name, holder, expires_at) values ($1, $2, $4)
+on conflict (name) do update set holder = excluded.holder, expires_at = excluded.expires_at
+  where leases.holder = excluded.holder or leases.expires_at < $3
+returning holder`;
+
+/** LeaseRelease: $1 name, $2 holder. */
+export const LeaseRelease = `delete from leases where name = $1 and holder = $2`;
+
+/**
+ * StatsAdd: adds a worker's counters for one minute. $1 types, $2 minutes, $3 completed,
+ * $4 failed, $5 retried, $6 duration sums, $7 bucket counts (one JSON array a row).
+ */
+export const StatsAdd = `
+insert into job_stats as s (type, minute, completed, failed, retried, duration_sum, duration_buckets)
+select u.type, u.minute, u.completed, u.failed, u.retried, u.duration_sum,
+       array(select jsonb_array_elements_text(u.buckets)::bigint)
+from unnest($1::text[], $2::timestamptz[], $3::bigint[], $4::bigint[], $5::bigint[], $6::float8[], $7::text[]::jsonb[])
+  as u(type, minute, completed, failed, retried, duration_sum, buckets)
+on conflict (type, minute) do update set
+  completed = s.completed + excluded.completed,
+  failed = s.failed + excluded.failed,
+  retried = s.retried + excluded.retried,
+  duration_sum = s.duration_sum + excluded.duration_sum,
+  duration_buckets = array(select a + b from unnest(s.duration_buckets, excluded.duration_buckets) as x(a, b))`;
+
+/** StatsTotals: all-time counters by type (Prometheus counters must never go down). */
+export const StatsTotals = `
+select type, sum(completed)::float8 as completed, sum(failed)::float8 as failed, sum(retried)::float8 as retried,
+       sum(duration_sum)::float8 as duration_sum,
+       (select array_agg(total order by i) from (
+          select i, sum(b)::float8 as total from job_stats s2, unnest(s2.duration_buckets) with ordinality as x(b, i)
+          where s2.type = s.type group by i) t) as buckets
+from job_stats s group by type`;
+
+/** StatsSince: completed and failed counts since a time, per type and minute. $1 since. */
+export const StatsSince = `
+select type, minute, completed::float8 as completed, failed::float8 as failed from job_stats
+where minute >= $1 order by minute`;
+
+/**
+ * StatsRollup: folds per-minute rows older than $1 into one all-time row per type (minute =
+ * epoch), so totals survive while the table stays small.
+ */
+export const StatsRollup = `
+with old as (
+  delete from job_stats where minute < $1 and minute > 'epoch'::timestamptz returning *
+),
+sums as (
+  select type, sum(completed) as completed, sum(failed) as failed, sum(retried) as retried,
+         sum(duration_sum) as duration_sum,
+         (select array_agg(total order by i) from (
+            select i, sum(b) as total from old o2, unnest(o2.duration_buckets) with ordinality as x(b, i)
+            where o2.type = o.type group by i) t) as buckets
+  from old o group by type
+)
+insert into job_stats as s (type, minute, completed, failed, retried, duration_sum, duration_buckets)
+select type, 'epoch'::timestamptz, completed, failed, retried, duration_sum, buckets from sums
+on conflict (type, minute) do update set
+  completed = s.completed + excluded.completed,
+  failed = s.failed + excluded.failed,
+  retried = s.retried + excluded.retried,
+  duration_sum = s.duration_sum + excluded.duration_sum,
+  duration_buckets = array(select a + b from unnest(s.duration_buckets, excluded.duration_buckets) as x(a, b))`;

@@ -1,0 +1,380 @@
+import type { JobType } from "../jobs/definition";
+import { type Logger, silentLogger } from "../ports";
+import { JobCancelledError, JobTimeoutError, PermanentError } from "./errors";
+import type { BatchResult, Handler, JobContext } from "./handler";
+import type { Job } from "./job";
+import type { Outcome } from "./ledger";
+import { failureOutcome, serializeError } from "./outcome";
+import type { Queue } from "./queue";
+import type { StatsRecorder } from "./stats";
+
+export interface WorkerPoolOptions {
+  /** The pool's name, for logs and the worker id. */
+  name: string;
+  handlers: readonly Handler[];
+  /** Jobs run at once. */
+  concurrency: number;
+  queue: Queue;
+  stats: StatsRecorder;
+  /** Unique per process and pool; recorded on the jobs it claims. */
+  workerId: string;
+  logger?: Logger;
+  /** How long a claim holds a job without a heartbeat. Defaults to 30 s. */
+  leaseMs?: number;
+  /** How often leases of running jobs are renewed. Defaults to a third of leaseMs. */
+  heartbeatMs?: number;
+  /** Longest idle wait before looking again without a wake-up. Defaults to 5 s. */
+  idleWaitMs?: number;
+  /** Called before each fetch; false pauses intake (e.g. memory pressure) without stopping running jobs. */
+  admit?: () => boolean;
+}
+
+interface Running {
+  job: Job;
+  controller: AbortController;
+  progress: unknown;
+  progressDirty: boolean;
+}
+
+const SHUTDOWN = Symbol("shutdown");
+const LEASE_LOST = Symbol("lease lost");
+
+/**
+ * A pool of worker slots for a set of job types: it claims batches of jobs as slots free up,
+ * runs them, renews their leases, and records outcomes in batches. One pool per process and
+ * pool name; scale by running more processes.
+ */
+export class WorkerPool {
+  readonly types: string[];
+  private readonly handlers: Map<string, Handler>;
+  private readonly defs: Map<string, JobType>;
+  private readonly running = new Map<string, Running>();
+  private readonly logger: Logger;
+  private readonly leaseMs: number;
+  private readonly heartbeatMs: number;
+  private readonly idleWaitMs: number;
+  private readonly stop$ = new AbortController();
+  private loop?: Promise<void>;
+  private heartbeatTimer?: ReturnType<typeof setInterval>;
+  private slotFreed?: () => void;
+  /** Outcomes waiting to be written; `release` hands a job back at shutdown without counting the attempt. */
+  private outbox: { outcome: Outcome | { id: string; attempt: number; state: "release" }; type: string; durationMs: number }[] =
+    [];
+  private flushing?: Promise<void>;
+  private flushQueued = false;
+  private settled?: () => void;
+  /** Jobs run to an outcome by this pool since it started. */
+  processed = 0;
+
+  constructor(private readonly options: WorkerPoolOptions) {
+    this.handlers = new Map(options.handlers.map((h) => [h.type, h]));
+    this.types = [...this.handlers.keys()];
+    this.defs = new Map();
+    for (const type of this.types) {
+      const def = options.queue.catalog.get(type);
+      if (!def) throw new Error(`handler for unknown job type "${type}": add it to the catalog first`);
+      this.defs.set(type, def);
+    }
+    this.logger = (options.logger ?? silentLogger).child({ pool: options.name, worker: options.workerId });
+    this.leaseMs = options.leaseMs ?? 30_000;
+    this.heartbeatMs = options.heartbeatMs ?? Math.max(50, Math.floor(this.leaseMs / 3));
+    this.idleWaitMs = options.idleWaitMs ?? 5_000;
+  }
+
+  get activeCount(): number {
+    return this.running.size;
+  }
+
+  get concurrency(): number {
+    return this.options.concurrency;
+  }
+
+  start(): void {
+    if (this.loop || this.types.length === 0) return;
+    this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.heartbeatMs);
+    this.loop = this.run().catch((err: unknown) => {
+      this.logger.error("worker loop crashed", { err: String(err) });
+    });
+  }
+
+  /** Wakes the pool if it is idle (e.g. after a local enqueue). */
+  private get stopping(): boolean {
+    return this.stop$.signal.aborted;
+  }
+
+  private async run(): Promise<void> {
+    const { queue, concurrency } = this.options;
+    // Fetch in batches: waiting for a quarter of the slots to free costs a little latency under
+    // full load but saves a round trip a job.
+    const minFetch = Math.max(1, Math.ceil(concurrency / 4));
+    let errors = 0;
+    while (!this.stopping) {
+      const free = concurrency - this.running.size;
+      if (free <= 0 || (free < minFetch && this.running.size > 0)) {
+        await this.waitForSlot(free <= 0 ? undefined : 20);
+        continue;
+      }
+      if (this.options.admit && !this.options.admit()) {
+        await sleep(1_000, this.stop$.signal);
+        continue;
+      }
+      let jobs: Job[];
+      try {
+        jobs = await queue.dispatcher.take(this.types, free, this.options.workerId, this.leaseMs);
+        errors = 0;
+      } catch (err) {
+        errors += 1;
+        const delay = Math.min(5_000, 100 * 2 ** Math.min(errors, 6));
+        this.logger.warn("claiming jobs failed; retrying", { err: String(err), retryInMs: delay });
+        await sleep(delay, this.stop$.signal);
+        continue;
+      }
+      if (jobs.length === 0) {
+        await queue.dispatcher.waitForWork(this.types, this.idleWaitMs, this.stop$.signal);
+        continue;
+      }
+      jobs.sort((a, b) => (a.priority === b.priority ? a.vtime - b.vtime : rank(a) - rank(b)));
+      this.launch(jobs);
+    }
+  }
+
+  private waitForSlot(timeoutMs?: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.slotFreed = undefined;
+        this.stop$.signal.removeEventListener("abort", done);
+        resolve();
+      };
+      const timer = timeoutMs === undefined ? undefined : setTimeout(done, timeoutMs);
+      this.slotFreed = done;
+      this.stop$.signal.addEventListener("abort", done, { once: true });
+    });
+  }
+
+  private launch(jobs: Job[]): void {
+    const batches = new Map<string, Job[]>();
+    for (const job of jobs) {
+      const handler = this.handlers.get(job.type)!;
+      if (handler.runBatch) {
+        let list = batches.get(job.type);
+        if (!list) batches.set(job.type, (list = []));
+        list.push(job);
+      } else {
+        void this.execute([job], handler);
+      }
+    }
+    for (const [type, list] of batches) {
+      const handler = this.handlers.get(type)!;
+      const size = handler.maxBatch ?? 100;
+      for (let i = 0; i < list.length; i += size) void this.execute(list.slice(i, i + size), handler);
+    }
+  }
+
+  /** Runs one job (run) or several of one type (runBatch) and queues their outcomes. */
+  private async execute(jobs: Job[], handler: Handler): Promise<void> {
+    const def = this.defs.get(jobs[0]!.type)!;
+    const controller = new AbortController();
+    for (const job of jobs) this.running.set(job.id, { job, controller, progress: undefined, progressDirty: false });
+    const started = Date.now();
+    const timer = setTimeout(() => controller.abort(new JobTimeoutError(def.timeoutMs)), def.timeoutMs);
+    const first = jobs[0]!;
+    const ctx: JobContext = {
+      signal: controller.signal,
+      logger: this.logger.child({ job: jobs.length === 1 ? first.id : jobs.map((j) => j.id), type: first.type }),
+      progress: (value) => {
+        for (const job of jobs) {
+          const r = this.running.get(job.id);
+          if (r) {
+            r.progress = value;
+            r.progressDirty = true;
+          }
+        }
+      },
+    };
+    let results: BatchResult[];
+    try {
+      if (handler.runBatch) {
+        for (const job of jobs) job.payload = def.payload.parse(job.payload);
+        results = await raceAbort(handler.runBatch(jobs, ctx), controller.signal);
+        if (results.length !== jobs.length) {
+          throw new Error(`${first.type} runBatch returned ${results.length} results for ${jobs.length} jobs`);
+        }
+      } else {
+        const payload = def.payload.parse(first.payload);
+        results = [{ ok: true, result: await raceAbort(handler.run!(payload, first, ctx), controller.signal) }];
+      }
+    } catch (err) {
+      results = jobs.map(() => ({ ok: false, error: err }));
+    } finally {
+      clearTimeout(timer);
+    }
+    const durationMs = Date.now() - started;
+    const reason: unknown = controller.signal.aborted ? controller.signal.reason : undefined;
+    const now = this.options.queue.clock.now();
+    jobs.forEach((job, i) => {
+      const r = results[i]!;
+      if (reason === LEASE_LOST) return; // another worker owns the job now: record nothing
+      if (reason === SHUTDOWN) {
+        this.outbox.push({ outcome: { id: job.id, attempt: job.attempt, state: "release" }, type: job.type, durationMs });
+        return;
+      }
+      const outcome: Outcome = r.ok
+        ? { id: job.id, attempt: job.attempt, state: "completed", result: r.result ?? null }
+        : failureOutcome(job, def, reason instanceof Error && !(r.error instanceof PermanentError) ? reason : r.error, now);
+      if (!r.ok && outcome.state === "failed") {
+        ctx.logger.warn("job failed", { job: job.id, attempt: job.attempt, error: outcome.error?.message });
+      }
+      this.outbox.push({ outcome, type: job.type, durationMs });
+    });
+    for (const job of jobs) this.running.delete(job.id);
+    this.processed += jobs.length;
+    this.scheduleFlush();
+    this.slotFreed?.();
+    if (this.running.size === 0) this.settled?.();
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushQueued) return;
+    this.flushQueued = true;
+    // A flush in progress lets outcomes pile up; the next one takes them all in one statement.
+    const prior = this.flushing ?? Promise.resolve();
+    this.flushing = prior.then(() => {
+      this.flushQueued = false;
+      return this.flush();
+    });
+  }
+
+  private async flush(): Promise<void> {
+    const items = this.outbox;
+    if (items.length === 0) return;
+    this.outbox = [];
+    const { queue, stats } = this.options;
+    const released = items.filter((i) => i.outcome.state === "release");
+    const finished: { outcome: Outcome; type: string; durationMs: number }[] = [];
+    for (const i of items) if (i.outcome.state !== "release") finished.push({ ...i, outcome: i.outcome });
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const now = queue.clock.now();
+        const [held] = await Promise.all([
+          queue.ledger.finishMany(
+            finished.map((i) => i.outcome),
+            now,
+          ),
+          queue.ledger.releaseMany(
+            released.map((i) => ({ id: i.outcome.id, attempt: i.outcome.attempt })),
+            now,
+          ),
+        ]);
+        const kept = new Set(held.map((h) => h.id));
+        for (const item of finished) {
+          if (!kept.has(item.outcome.id)) continue;
+          const s = item.outcome.state;
+          if (s === "completed") stats.record(item.type, "completed", item.durationMs);
+          else if (s === "failed") stats.record(item.type, "failed", item.durationMs);
+          else if (s === "scheduled") stats.record(item.type, "retried", item.durationMs);
+        }
+        if (released.length > 0) await queue.promoteDue();
+        return;
+      } catch (err) {
+        // The outcomes are the only record of work done: keep trying while the database is away
+        // (the lease keeps the jobs from running elsewhere meanwhile, and expires if we die).
+        this.logger.warn("recording job outcomes failed; retrying", { err: String(err), jobs: items.length, attempt });
+        await sleep(Math.min(5_000, 50 * 2 ** Math.min(attempt, 7)));
+      }
+    }
+  }
+
+  /** Renews leases of running jobs; aborts the ones cancelled or no longer held. */
+  async heartbeat(): Promise<void> {
+    if (this.running.size === 0) return;
+    const entries = [...this.running.values()];
+    const now = this.options.queue.clock.now();
+    try {
+      const held = await this.options.queue.ledger.heartbeatMany(
+        entries.map((r) => ({ id: r.job.id, attempt: r.job.attempt, progress: r.progressDirty ? r.progress : undefined })),
+        new Date(now.getTime() + this.leaseMs),
+      );
+      const byId = new Map(held.map((h) => [h.id, h]));
+      for (const r of entries) {
+        r.progressDirty = false;
+        const h = byId.get(r.job.id);
+        if (!this.running.has(r.job.id)) continue; // finished meanwhile
+        if (!h) r.controller.abort(LEASE_LOST);
+        else if (h.cancel_requested) r.controller.abort(new JobCancelledError());
+      }
+    } catch (err) {
+      this.logger.warn("heartbeat failed", { err: String(err), jobs: entries.length });
+    }
+  }
+
+  /** A cancel was requested for this job somewhere: check now rather than at the next heartbeat. */
+  noticeCancel(jobId: string): void {
+    if (this.running.has(jobId)) void this.heartbeat();
+  }
+
+  /**
+   * Graceful stop: take no more jobs, let running ones finish within graceMs, then abort the
+   * rest and hand them back to the queue (their attempt does not count), and record every outcome.
+   */
+  async stop(graceMs = 30_000): Promise<void> {
+    this.stop$.abort();
+    await this.loop;
+    if (this.running.size > 0) {
+      const allSettled = new Promise<void>((resolve) => (this.settled = resolve));
+      const graceOver = await Promise.race([allSettled.then(() => false), sleep(graceMs).then(() => true)]);
+      if (graceOver && this.running.size > 0) {
+        this.logger.warn("grace period over; handing back running jobs", { jobs: this.running.size });
+        const left = [...this.running.values()];
+        for (const r of left) r.controller.abort(SHUTDOWN);
+        // Handlers that ignore their signal are handed back here directly.
+        await Promise.race([allSettled, sleep(1_000)]);
+        const stuck = [...this.running.values()];
+        if (stuck.length > 0) {
+          await this.options.queue.ledger
+            .releaseMany(stuck.map((r) => ({ id: r.job.id, attempt: r.job.attempt })), this.options.queue.clock.now())
+            .catch((err: unknown) => this.logger.error("handing back jobs failed", { err: String(err) }));
+        }
+      }
+    }
+    clearInterval(this.heartbeatTimer);
+    this.scheduleFlush();
+    await this.flushing;
+  }
+}
+
+const rank = (j: Job) => (j.priority === "high" ? 0 : j.priority === "normal" ? 1 : 2);
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener("abort", done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener("abort", done, { once: true });
+  });
+}
+
+/** Settles when the handler does, or rejects as soon as the signal aborts (a handler may ignore it). */
+function raceAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener("abort", onAbort, { once: true });
+    work.then(
+      (v) => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        reject(e);
+      },
+    );
+  });
+}
+
+export { serializeError, PermanentError };

@@ -1,0 +1,63 @@
+import type { z } from "zod";
+import type { maintenanceCleanup } from "../../shared/jobs/maintenance-cleanup";
+import type { Clock, SqlClient } from "../../shared/ports";
+import type { Handler } from "../../shared/queue/handler";
+import { Ledger } from "../../shared/queue/ledger";
+import { StatsRollup } from "../../shared/queue/statements";
+
+type Payload = z.infer<typeof maintenanceCleanup.payload>;
+
+export interface RetentionConfig {
+  /** Completed jobs are kept this long. Defaults to 24 hours. */
+  completedMs: number;
+  /** Failed (dead-letter) and cancelled jobs are kept this long. Defaults to 7 days. */
+  failedMs: number;
+  /** Rows one delete statement removes; small enough not to hold locks for long. Defaults to 5,000. */
+  batchSize: number;
+  /** Per-minute job_stats rows older than this fold into all-time totals. Defaults to 48 hours. */
+  statsMs: number;
+}
+
+export const defaultRetention: RetentionConfig = {
+  completedMs: 24 * 3_600_000,
+  failedMs: 7 * 24 * 3_600_000,
+  batchSize: 5_000,
+  statsMs: 48 * 3_600_000,
+};
+
+/**
+ * maintenance.cleanup: deletes finished jobs past their retention windows in bounded batches
+ * (each batch its own statement, so locks stay short and progress is kept if the run stops),
+ * and folds old per-minute counters into all-time totals.
+ */
+export function maintenanceCleanupHandler(deps: { sql: SqlClient; clock: Clock; retention?: Partial<RetentionConfig> }): Handler<Payload> {
+  const ledger = new Ledger(deps.sql);
+  return {
+    type: "maintenance.cleanup",
+    async run(payload, _job, ctx) {
+      const cfg = { ...defaultRetention, ...deps.retention };
+      const completedMs = payload.completed_retention_hours !== undefined ? payload.completed_retention_hours * 3_600_000 : cfg.completedMs;
+      const failedMs = payload.failed_retention_hours !== undefined ? payload.failed_retention_hours * 3_600_000 : cfg.failedMs;
+      const batch = payload.batch_size ?? cfg.batchSize;
+      const now = deps.clock.now().getTime();
+      const deleted = { completed: 0, failed: 0, cancelled: 0 };
+      const windows = [
+        ["completed", completedMs],
+        ["failed", failedMs],
+        ["cancelled", failedMs],
+      ] as const;
+      for (const [state, keepMs] of windows) {
+        const before = new Date(now - keepMs);
+        for (;;) {
+          if (ctx.signal.aborted) throw ctx.signal.reason;
+          const n = await ledger.deleteFinished(state, before, batch);
+          deleted[state] += n;
+          ctx.progress({ deleted });
+          if (n < batch) break;
+        }
+      }
+      await deps.sql.query(StatsRollup, [new Date(now - cfg.statsMs).toISOString()]);
+      return { deleted };
+    },
+  };
+}

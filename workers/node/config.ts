@@ -1,0 +1,89 @@
+import { z } from "zod";
+import { POOLS, type PoolName } from "../../shared/jobs/definition";
+
+/**
+ * Every setting of the Node runtime, read from the environment in this one place and checked
+ * by zod at start. An error names the variable and what it expected. Defaults run the embedded
+ * setup: PGlite in .data/, the Postgres dispatch driver, no Redis.
+ */
+const intFrom = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
+const bool = z.enum(["true", "false", "1", "0", "yes", "no"]).transform((v) => ["true", "1", "yes"].includes(v));
+
+const envSchema = z.object({
+  /** Postgres connection string. Unset: embedded PGlite in DATA_DIR. */
+  DATABASE_URL: z.url({ protocol: /^postgres(ql)?$/, error: "expected a postgres:// or postgresql:// URL" }).optional(),
+  /** Connections in this process's pool. */
+  DATABASE_POOL_SIZE: intFrom(1, 200).default(20),
+  /** Redis connection string (redis:// or rediss://). Unset: jobs dispatch straight from Postgres. */
+  REDIS_URL: z.url({ protocol: /^rediss?$/, error: "expected a redis:// or rediss:// URL" }).optional(),
+  /** Prefix of every Redis key; keep the {hash tag}. */
+  REDIS_PREFIX: z.string().min(1).max(64).default("pm:{jobs}:"),
+  /** Folder for the embedded database and local secrets. */
+  DATA_DIR: z.string().min(1).default(".data"),
+  HOST: z.string().min(1).default("127.0.0.1"),
+  PORT: intFrom(0, 65_535).default(3000),
+  /** all: API, workers and scheduler; api: only the HTTP API; worker: only workers and scheduler. */
+  ROLE: z.enum(["all", "api", "worker"]).default("all"),
+  /** Pools this process runs, comma-separated. */
+  POOLS: z
+    .string()
+    .default(POOLS.join(","))
+    .transform((s) => s.split(",").map((p) => p.trim()).filter(Boolean))
+    .pipe(z.array(z.enum(POOLS as [PoolName, ...PoolName[]], { error: `expected pool names from: ${POOLS.join(", ")}` }))),
+  EMAIL_CONCURRENCY: intFrom(1, 1_000).default(50),
+  DEFAULT_CONCURRENCY: intFrom(1, 1_000).default(10),
+  IMPORT_CONCURRENCY: intFrom(1, 100).default(2),
+  /** How long a claimed job stays owned without a heartbeat; a dead worker's jobs run again after it. */
+  LEASE_MS: intFrom(1_000, 3_600_000).default(30_000),
+  /** On SIGTERM, how long running jobs may take to finish before they are handed back. */
+  SHUTDOWN_GRACE_MS: intFrom(0, 3_600_000).default(30_000),
+  SCHEDULER: bool.default(true),
+  SCHEDULER_INTERVAL_MS: intFrom(50, 60_000).default(1_000),
+  /** A static admin API key (bootstrap). Unset on the embedded default: one is made and kept in DATA_DIR. */
+  ADMIN_API_KEY: z.string().min(24, "must be at least 24 characters").optional(),
+  /** Secret mixed into API key hashes. Required with DATABASE_URL; made and kept in DATA_DIR otherwise. */
+  API_KEY_PEPPER: z.string().min(16, "must be at least 16 characters").optional(),
+  /** Serve /metrics without the admin key (for a Prometheus on a private network). */
+  METRICS_PUBLIC: bool.default(false),
+  BODY_LIMIT_BYTES: intFrom(1_024, 100 * 1024 * 1024).default(1024 * 1024),
+  RETENTION_COMPLETED_HOURS: z.coerce.number().positive().max(24 * 3650).default(24),
+  RETENTION_FAILED_DAYS: z.coerce.number().positive().max(3650).default(7),
+  LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
+});
+
+export type NodeConfig = z.infer<typeof envSchema>;
+
+export class ConfigError extends Error {
+  override name = "ConfigError";
+}
+
+/** Reads the environment; command-line flags (--api-only, --worker-only, --pools=a,b) override it. */
+export function loadConfig(env: Record<string, string | undefined>, argv: readonly string[] = []): NodeConfig {
+  const merged: Record<string, string | undefined> = {};
+  for (const key of Object.keys(envSchema.shape)) {
+    const value = env[key];
+    if (value !== undefined && value !== "") merged[key] = value;
+  }
+  for (const arg of argv) {
+    if (arg === "--api-only") merged.ROLE = "api";
+    else if (arg === "--worker-only") merged.ROLE = "worker";
+    else if (arg.startsWith("--pools=")) merged.POOLS = arg.slice("--pools=".length);
+    else if (arg.startsWith("--port=")) merged.PORT = arg.slice("--port=".length);
+    else throw new ConfigError(`unknown flag ${arg}; expected --api-only, --worker-only, --pools=a,b or --port=N`);
+  }
+  const parsed = envSchema.safeParse(merged);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${String(i.path[0] ?? "?")}: ${i.message}`);
+    throw new ConfigError(`invalid configuration:\n${lines.join("\n")}`);
+  }
+  const config = parsed.data;
+  if (config.DATABASE_URL && !config.API_KEY_PEPPER) {
+    throw new ConfigError(
+      "invalid configuration:\n  API_KEY_PEPPER: required when DATABASE_URL is set (a random secret of 16+ characters; keep it stable, changing it invalidates every API key)",
+    );
+  }
+  return config;
+}
+
+export const poolConcurrency = (config: NodeConfig, pool: PoolName): number =>
+  pool === "email" ? config.EMAIL_CONCURRENCY : pool === "import" ? config.IMPORT_CONCURRENCY : config.DEFAULT_CONCURRENCY;

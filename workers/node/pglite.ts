@@ -1,0 +1,115 @@
+/**
+ * The Sql port on PGlite (Postgres compiled to WASM, in-process): for local development and
+ * tests without a server. It is a single session running one statement at a time, which
+ * PGlite itself serialises, so the adapter only has to make it answer like node-postgres.
+ */
+import { PGlite, types as pgliteTypes, type Transaction } from "@electric-sql/pglite";
+import type { Sql, SqlClient } from "../../shared/ports";
+
+type Handler = (payload: string) => void;
+
+/** Postgres truncates longer identifiers, which would silently listen on a different name. */
+const MAX_CHANNEL_BYTES = 63;
+
+/** dataDir undefined keeps the database in memory (gone on close). */
+export async function createPgliteSql(dataDir: string | undefined): Promise<Sql> {
+  const db = await PGlite.create({
+    dataDir,
+    // PGlite returns int8 as a number (or a BigInt past 2^53); node-postgres returns the
+    // decimal string. Matching pg keeps counts and ids the same type on both runtimes. int8[]
+    // follows, because PGlite's array parsers look up the element parser at parse time.
+    parsers: { [pgliteTypes.INT8]: (value: string) => value },
+  });
+
+  // PGlite's own listen()/unlisten() splice the channel unquoted into LISTEN/UNLISTEN, so a
+  // mixed-case or dashed name either fails or is never UNLISTENed. Issuing the statements
+  // ourselves, quoted like the pg adapter does, and routing from the one global notification
+  // hook, gives both adapters the same channel semantics.
+  const handlers = new Map<string, Set<Handler>>();
+  const stopNotifications = db.onNotification((channel, payload) => {
+    for (const handler of [...(handlers.get(channel) ?? [])]) {
+      try {
+        handler(payload);
+      } catch {
+        // A failing subscriber must not stop the others; PGlite offers no error channel here.
+      }
+    }
+  });
+
+  let closing: Promise<void> | undefined;
+
+  return {
+    query: <T>(text: string, params?: readonly unknown[]) => runQuery<T>(db, text, params),
+
+    // PGlite holds its lock for the whole callback: queries on the Sql object (not tx) made
+    // inside fn would wait for the transaction and deadlock it. Use tx.
+    begin: <T>(fn: (tx: SqlClient) => Promise<T>) =>
+      db.transaction((tx) =>
+        fn({ query: <R>(text: string, params?: readonly unknown[]) => runQuery<R>(tx, text, params) }),
+      ),
+
+    async listen(channel: string, onPayload: Handler): Promise<() => Promise<void>> {
+      checkChannel(channel);
+      const handler: Handler = (payload) => onPayload(payload);
+      let set = handlers.get(channel);
+      const first = !set;
+      if (!set) handlers.set(channel, (set = new Set()));
+      set.add(handler);
+      if (first) {
+        try {
+          await db.exec(`LISTEN ${quoteIdent(channel)}`);
+        } catch (err) {
+          set.delete(handler);
+          if (set.size === 0) handlers.delete(channel);
+          throw err;
+        }
+      }
+      let subscribed = true;
+      return async () => {
+        if (!subscribed) return;
+        subscribed = false;
+        const current = handlers.get(channel);
+        if (!current?.delete(handler) || current.size > 0) return;
+        handlers.delete(channel);
+        if (!db.closed) await db.exec(`UNLISTEN ${quoteIdent(channel)}`);
+      };
+    },
+
+    close() {
+      closing ??= (async () => {
+        stopNotifications();
+        handlers.clear();
+        if (!db.closed) await db.close();
+      })();
+      return closing;
+    },
+  };
+}
+
+/**
+ * Same contract as the pg adapter: no parameters means the simple protocol (several
+ * statements allowed, last result returned), parameters mean one prepared statement.
+ */
+async function runQuery<T>(
+  runner: PGlite | Transaction,
+  text: string,
+  params: readonly unknown[] | undefined,
+): Promise<T[]> {
+  if (!params || params.length === 0) {
+    const results = await runner.exec(text);
+    return (results[results.length - 1]?.rows ?? []) as T[];
+  }
+  const result = await runner.query<T>(text, [...params]);
+  return result.rows;
+}
+
+function quoteIdent(name: string): string {
+  return `"${name.replace(/"/g, '""')}"`;
+}
+
+function checkChannel(channel: string): void {
+  const bytes = new TextEncoder().encode(channel).length;
+  if (bytes === 0 || bytes > MAX_CHANNEL_BYTES) {
+    throw new Error(`invalid LISTEN channel ${JSON.stringify(channel)}: must be 1-${MAX_CHANNEL_BYTES} bytes`);
+  }
+}
