@@ -2,13 +2,15 @@ import type { Dispatcher } from "../dispatch/dispatcher";
 import { PostgresDispatcher } from "../dispatch/postgres";
 import { RedisDispatcher, type RedisDispatcherOptions } from "../dispatch/redis";
 import type { JobType } from "../jobs/definition";
-import { type Clock, type Logger, type Redis, type Sql, silentLogger, systemClock } from "../ports";
+import { type Clock, type Logger, type Redis, type Sql, type SqlClient, silentLogger, systemClock } from "../ports";
 import { Ledger } from "./ledger";
 import { Queue } from "./queue";
 import { StatsRecorder } from "./stats";
 
 export interface EngineOptions {
   sql: Sql;
+  /** Runs claims, heartbeats and outcomes (see Ledger); defaults to sql. */
+  hotSql?: SqlClient;
   /** With Redis, jobs are dispatched through Redis lanes; without, straight from Postgres. */
   redis?: Redis;
   redisOptions?: RedisDispatcherOptions;
@@ -29,11 +31,11 @@ export interface Engine {
 export function createEngine(options: EngineOptions): Engine {
   const clock = options.clock ?? systemClock;
   const logger = options.logger ?? silentLogger;
-  const ledger = new Ledger(options.sql);
+  const ledger = new Ledger(options.sql, options.hotSql);
   const pgDispatcher = new PostgresDispatcher(options.sql, ledger, clock, logger);
   const dispatcher: Dispatcher = options.redis
     ? new RedisDispatcher(options.redis, ledger, pgDispatcher, clock, logger, options.redisOptions)
     : pgDispatcher;
-  const queue = new Queue({ sql: options.sql, dispatcher, clock, logger, catalog: options.catalog });
+  const queue = new Queue({ sql: options.sql, dispatcher, clock, logger, catalog: options.catalog, ledger });
   return { queue, dispatcher, stats: new StatsRecorder(options.sql, clock), clock, logger };
 }

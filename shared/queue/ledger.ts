@@ -5,7 +5,9 @@ import * as q from "./statements";
 
 type Row = Record<string, unknown>;
 
-const toDate = (v: unknown): Date | null => (v == null ? null : v instanceof Date ? v : new Date(String(v)));
+/** Times arrive as epoch milliseconds (see jobColumns); a Date or text is accepted too. */
+const toDate = (v: unknown): Date | null =>
+  v == null ? null : v instanceof Date ? v : new Date(typeof v === "number" ? v : Number.isFinite(Number(v)) ? Number(v) : String(v));
 const json = (v: unknown): string | null => (v === undefined || v === null ? null : JSON.stringify(v));
 
 export function rowToJob(r: Row): Job {
@@ -68,23 +70,76 @@ export interface Outcome {
  * taking many jobs at once where the hot path needs it.
  */
 export class Ledger {
-  constructor(private readonly sql: SqlClient) {}
+  /**
+   * @param hot runs claims, heartbeats and outcomes: writes that may be lost in a database crash
+   *   without harm (the job just runs again), so the Node runtime gives it a pool that commits
+   *   without waiting for the disk. Defaults to sql.
+   */
+  constructor(
+    private readonly sql: SqlClient,
+    private readonly hot: SqlClient = sql,
+  ) {}
 
-  /** Inserts jobs; returns the created rows in input order (skipped duplicates are absent). */
-  async insertMany(jobs: readonly NewJob[], now: Date, notify: boolean, client: SqlClient = this.sql): Promise<Job[]> {
-    const rows = await client.query(q.JobInsertMany, [
-      jobs.map((j) => j.tenantId),
-      jobs.map((j) => j.type),
-      jobs.map((j) => j.priority),
-      jobs.map((j) => JSON.stringify(j.payload)),
-      jobs.map((j) => j.maxAttempts),
-      jobs.map((j) => j.runAt.toISOString()),
-      jobs.map((j) => j.idempotencyKey),
-      jobs.map((j) => j.parentId),
-      now.toISOString(),
-      notify,
-    ]);
-    return rows.map(rowToJob);
+  /**
+   * Inserts jobs in one statement. Returns one entry per input, in input order: the created job,
+   * or null where the idempotency key already existed (or repeats an earlier input's key).
+   */
+  async insertMany(
+    jobs: readonly NewJob[],
+    now: Date,
+    notify: boolean,
+    client: SqlClient = this.sql,
+  ): Promise<(Job | null)[]> {
+    const rows = await client.query<{ id: string; state: JobState; vtime: number; idempotency_key: string | null }>(
+      q.JobInsertMany,
+      [
+        jobs.map((j) => j.tenantId),
+        jobs.map((j) => j.type),
+        jobs.map((j) => j.priority),
+        jobs.map((j) => JSON.stringify(j.payload)),
+        jobs.map((j) => j.maxAttempts),
+        jobs.map((j) => j.runAt.toISOString()),
+        jobs.map((j) => j.idempotencyKey),
+        jobs.map((j) => j.parentId),
+        now.toISOString(),
+        notify,
+      ],
+    );
+    const keyed = new Map<string, (typeof rows)[number]>();
+    const unkeyed: (typeof rows)[number][] = [];
+    for (const r of rows) {
+      if (r.idempotency_key === null) unkeyed.push(r);
+      else keyed.set(r.idempotency_key, r);
+    }
+    let next = 0;
+    return jobs.map((j) => {
+      const row = j.idempotencyKey === null ? unkeyed[next++] : keyed.get(j.idempotencyKey);
+      if (!row) return null;
+      if (j.idempotencyKey !== null) keyed.delete(j.idempotencyKey); // a repeat of the key in this batch gets null
+      return {
+        id: row.id,
+        tenantId: j.tenantId,
+        type: j.type,
+        priority: priorityName(j.priority),
+        payload: j.payload,
+        state: row.state,
+        attempt: 0,
+        maxAttempts: j.maxAttempts,
+        runAt: j.runAt > now ? j.runAt : now,
+        vtime: Number(row.vtime),
+        leaseUntil: null,
+        workerId: null,
+        cancelRequested: false,
+        idempotencyKey: j.idempotencyKey,
+        parentId: j.parentId,
+        progress: null,
+        result: null,
+        lastError: null,
+        createdAt: now,
+        startedAt: null,
+        finishedAt: null,
+      };
+    });
   }
 
   async getByIdempotencyKeys(
@@ -102,12 +157,12 @@ export class Ledger {
 
   async claimByIds(ids: readonly string[], now: Date, leaseUntil: Date, workerId: string): Promise<Job[]> {
     if (ids.length === 0) return [];
-    const rows = await this.sql.query(q.JobClaimMany, [ids, now.toISOString(), leaseUntil.toISOString(), workerId]);
+    const rows = await this.hot.query(q.JobClaimMany, [ids, now.toISOString(), leaseUntil.toISOString(), workerId]);
     return rows.map(rowToJob);
   }
 
   async claimNext(types: readonly string[], limit: number, now: Date, leaseUntil: Date, workerId: string): Promise<Job[]> {
-    const rows = await this.sql.query(q.JobClaimNext, [
+    const rows = await this.hot.query(q.JobClaimNext, [
       types,
       limit,
       now.toISOString(),
@@ -120,7 +175,7 @@ export class Ledger {
   /** Records outcomes; returns the ids that were still held by this attempt. */
   async finishMany(outcomes: readonly Outcome[], now: Date): Promise<{ id: string; state: JobState }[]> {
     if (outcomes.length === 0) return [];
-    return this.sql.query<{ id: string; state: JobState }>(q.JobFinishMany, [
+    return this.hot.query<{ id: string; state: JobState }>(q.JobFinishMany, [
       outcomes.map((o) => o.id),
       outcomes.map((o) => o.attempt),
       outcomes.map((o) => o.state),
@@ -133,7 +188,7 @@ export class Ledger {
 
   async releaseMany(jobs: readonly { id: string; attempt: number }[], now: Date): Promise<string[]> {
     if (jobs.length === 0) return [];
-    const rows = await this.sql.query<{ id: string }>(q.JobReleaseMany, [
+    const rows = await this.hot.query<{ id: string }>(q.JobReleaseMany, [
       jobs.map((j) => j.id),
       jobs.map((j) => j.attempt),
       now.toISOString(),
@@ -146,7 +201,7 @@ export class Ledger {
     leaseUntil: Date,
   ): Promise<{ id: string; cancel_requested: boolean }[]> {
     if (jobs.length === 0) return [];
-    return this.sql.query(q.JobHeartbeatMany, [
+    return this.hot.query(q.JobHeartbeatMany, [
       jobs.map((j) => j.id),
       jobs.map((j) => j.attempt),
       jobs.map((j) => json(j.progress)),
@@ -195,13 +250,19 @@ export class Ledger {
     beforeId?: string;
     limit: number;
   }): Promise<Job[]> {
-    const rows = await this.sql.query(q.JobList, [
-      filter.tenantId,
-      filter.type ?? null,
-      filter.state ?? null,
-      filter.beforeId ?? null,
-      filter.limit,
-    ]);
+    const params: unknown[] = [];
+    if (filter.tenantId !== null) params.push(filter.tenantId);
+    if (filter.type !== undefined) params.push(filter.type);
+    if (filter.state !== undefined) params.push(filter.state);
+    if (filter.beforeId !== undefined) params.push(filter.beforeId);
+    params.push(filter.limit);
+    const text = q.JobList({
+      tenant: filter.tenantId !== null,
+      type: filter.type !== undefined,
+      state: filter.state !== undefined,
+      before: filter.beforeId !== undefined,
+    });
+    const rows = await this.sql.query(text, params);
     return rows.map(rowToJob);
   }
 

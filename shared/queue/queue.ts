@@ -42,6 +42,8 @@ export interface QueueOptions {
   clock?: Clock;
   logger?: Logger;
   catalog?: ReadonlyMap<string, JobType>;
+  /** Shares the engine's ledger (and its hot-path connection); one is made from sql otherwise. */
+  ledger?: Ledger;
 }
 
 const issuePath = (path: readonly PropertyKey[]): (string | number)[] =>
@@ -65,7 +67,7 @@ export class Queue {
     this.clock = options.clock ?? systemClock;
     this.logger = options.logger ?? silentLogger;
     this.catalog = options.catalog ?? defaultCatalog;
-    this.ledger = new Ledger(options.sql);
+    this.ledger = options.ledger ?? new Ledger(options.sql);
   }
 
   /**
@@ -150,23 +152,15 @@ export class Queue {
       );
     const client = options.tx ?? this.sql;
     const inserted = await insert(client);
-    const results = await this.matchInputs(rows, inserted, client);
-    if (!options.tx) await this.publish(inserted.filter((j) => j.state === "queued"));
+    const results = await this.withExisting(rows, inserted, client);
+    if (!options.tx) await this.publish(inserted.filter((j): j is Job => j !== null && j.state === "queued"));
     return results;
   }
 
-  /** Puts inserted jobs back in input order and fetches the existing jobs for duplicate keys. */
-  private async matchInputs(rows: readonly NewJob[], inserted: Job[], client: SqlClient): Promise<Enqueued[]> {
+  /** Fills the inputs whose idempotency key matched an existing job with that job. */
+  private async withExisting(rows: readonly NewJob[], inserted: (Job | null)[], client: SqlClient): Promise<Enqueued[]> {
     const keyOf = (tenantId: string, type: string, key: string) => `${tenantId}\u0000${type}\u0000${key}`;
-    const created = new Map<string, Job>();
-    const unkeyed: Job[] = [];
-    for (const job of inserted) {
-      if (job.idempotencyKey === null) unkeyed.push(job);
-      else created.set(keyOf(job.tenantId, job.type, job.idempotencyKey), job);
-    }
-    const missing = rows.filter(
-      (r) => r.idempotencyKey !== null && !created.has(keyOf(r.tenantId, r.type, r.idempotencyKey)),
-    );
+    const missing = rows.filter((_, i) => inserted[i] === null);
     const existing = new Map<string, Job>();
     for (const job of await this.ledger.getByIdempotencyKeys(
       missing.map((r) => ({ tenantId: r.tenantId, type: r.type, key: r.idempotencyKey! })),
@@ -174,19 +168,13 @@ export class Queue {
     )) {
       existing.set(keyOf(job.tenantId, job.type, job.idempotencyKey!), job);
     }
-    let next = 0;
-    const claimedKeys = new Set<string>();
-    return rows.map((r) => {
-      if (r.idempotencyKey === null) return { job: unkeyed[next++]!, created: true };
-      const k = keyOf(r.tenantId, r.type, r.idempotencyKey);
-      const fresh = created.get(k);
-      // The first input with a key created the row; repeats of it in the same batch get that job back.
-      if (fresh && !claimedKeys.has(k)) {
-        claimedKeys.add(k);
-        return { job: fresh, created: true };
-      }
-      const job = fresh ?? existing.get(k);
-      if (!job) throw new ConflictError(`a job with idempotency key "${r.idempotencyKey}" was removed while enqueuing; retry`);
+    // A key repeated inside the batch refers to the job its first occurrence created.
+    for (const job of inserted) if (job?.idempotencyKey) existing.set(keyOf(job.tenantId, job.type, job.idempotencyKey), job);
+    return rows.map((r, i) => {
+      const fresh = inserted[i];
+      if (fresh) return { job: fresh, created: true };
+      const job = existing.get(keyOf(r.tenantId, r.type, r.idempotencyKey!));
+      if (!job) throw new ConflictError(`the job with idempotency key "${r.idempotencyKey}" was removed while enqueuing; retry`);
       return { job, created: false };
     });
   }

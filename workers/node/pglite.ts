@@ -11,8 +11,13 @@ type Handler = (payload: string) => void;
 /** Postgres truncates longer identifiers, which would silently listen on a different name. */
 const MAX_CHANNEL_BYTES = 63;
 
+export interface PgliteSqlOptions {
+  /** Receives errors thrown by listen callbacks, which have no caller to reject. */
+  onError?: (err: Error) => void;
+}
+
 /** dataDir undefined keeps the database in memory (gone on close). */
-export async function createPgliteSql(dataDir: string | undefined): Promise<Sql> {
+export async function createPgliteSql(dataDir: string | undefined, opts: PgliteSqlOptions = {}): Promise<Sql> {
   const db = await PGlite.create({
     dataDir,
     // PGlite returns int8 as a number (or a BigInt past 2^53); node-postgres returns the
@@ -30,8 +35,13 @@ export async function createPgliteSql(dataDir: string | undefined): Promise<Sql>
     for (const handler of [...(handlers.get(channel) ?? [])]) {
       try {
         handler(payload);
-      } catch {
-        // A failing subscriber must not stop the others; PGlite offers no error channel here.
+      } catch (err) {
+        // A failing subscriber must not stop the others, nor surface as an uncaught exception.
+        try {
+          opts.onError?.(err instanceof Error ? err : new Error(String(err)));
+        } catch {
+          // An error reporter that throws has nowhere further to go.
+        }
       }
     }
   });

@@ -15,6 +15,19 @@ export interface PgSqlOptions {
    * connection dropping or failing to reconnect, a LISTEN callback throwing.
    */
   onError?: (err: Error) => void;
+  /**
+   * false: this pool's commits return before their WAL reaches disk (synchronous_commit=off).
+   * For the engine's hot path only (claims, heartbeats, outcomes), where a write lost in a
+   * database crash just means the job runs again; never for enqueues. Defaults to true.
+   */
+  synchronousCommit?: boolean;
+  /**
+   * Run every parameterised statement as a named prepared statement, so each connection parses
+   * and plans it once. For pools that run a few fixed statements (the engine's hot path); a pool
+   * serving ad-hoc filters should leave it off, since a cached generic plan may suit them badly.
+   * Defaults to false.
+   */
+  prepare?: boolean;
 }
 
 const INT8_OID = 20;
@@ -51,6 +64,7 @@ export function createPgSql(connectionString: string, opts: PgSqlOptions = {}): 
     max: opts.max,
     application_name: opts.applicationName,
     types,
+    options: opts.synchronousCommit === false ? "-c synchronous_commit=off" : undefined,
   });
   // An idle client whose server goes away emits here; unhandled, it would crash the process.
   pool.on("error", report);
@@ -70,13 +84,20 @@ export function createPgSql(connectionString: string, opts: PgSqlOptions = {}): 
   let closing: Promise<void> | undefined;
 
   return {
-    query: <T>(text: string, params?: readonly unknown[]) => runQuery<T>(pool, text, params),
+    query: <T>(text: string, params?: readonly unknown[]) => runQuery<T>(pool, text, params, opts.prepare === true),
 
     async begin<T>(fn: (tx: SqlClient) => Promise<T>): Promise<T> {
       const client = await pool.connect();
       // Set when the connection's state is unknown; release(err) destroys it instead of
       // handing a half-open transaction to the next caller.
       let broken: Error | undefined;
+      // The pool only listens for errors on idle clients; a checked-out client whose server
+      // goes away would otherwise emit an unhandled 'error' and crash the process.
+      const onClientError = (err: Error) => {
+        broken ??= err;
+        report(err);
+      };
+      client.on("error", onClientError);
       try {
         await client.query("BEGIN");
         const result = await fn({
@@ -97,6 +118,7 @@ export function createPgSql(connectionString: string, opts: PgSqlOptions = {}): 
         }
         throw err;
       } finally {
+        client.off("error", onClientError);
         client.release(broken);
       }
     },
@@ -122,6 +144,7 @@ async function runQuery<T>(
   runner: pg.Pool | pg.PoolClient | pg.Client,
   text: string,
   params: readonly unknown[] | undefined,
+  prepare = false,
 ): Promise<T[]> {
   if (!params || params.length === 0) {
     // pg's typings promise one result, but a multi-statement text yields one per statement.
@@ -129,8 +152,27 @@ async function runQuery<T>(
     const last = Array.isArray(result) ? result[result.length - 1] : result;
     return (last?.rows ?? []) as T[];
   }
-  const result = await runner.query(text, [...params]);
+  const result = prepare
+    ? await runner.query({ name: statementName(text), text, values: [...params] })
+    : await runner.query(text, [...params]);
   return result.rows as T[];
+}
+
+const statementNames = new Map<string, string>();
+
+/** A stable name per statement text (FNV-1a), memoised: prepared statements are per connection. */
+function statementName(text: string): string {
+  let name = statementNames.get(text);
+  if (!name) {
+    let h = 0x811c9dc5;
+    for (let i = 0; i < text.length; i++) {
+      h ^= text.charCodeAt(i);
+      h = Math.imul(h, 0x01000193) >>> 0;
+    }
+    name = `pm_${h.toString(36)}_${text.length}`;
+    statementNames.set(text, name);
+  }
+  return name;
 }
 
 /** Quotes an identifier so any channel name (mixed case, dashes, quotes) is taken literally. */
