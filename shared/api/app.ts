@@ -1,0 +1,91 @@
+/**
+ * The HTTP API as one Hono app, served by both runtimes (Node's server and the Worker's fetch).
+ * Wiring only: routes live in their modules, errors all become problem+json here.
+ */
+import { Hono, type Context } from "hono";
+import { HTTPException } from "hono/http-exception";
+import { type Logger, type SqlClient, silentLogger } from "../ports";
+import { ConflictError, ForbiddenError, NotFoundError, ValidationError } from "../queue/errors";
+import type { Queue } from "../queue/queue";
+import type { ApiKeys } from "./api-keys";
+import { type ApiEnv, assertAdmin, authenticate, requireKey } from "./auth";
+import { DEFAULT_BODY_LIMIT_BYTES, limitBody } from "./body";
+import { jobsRoutes } from "./jobs-routes";
+import { renderMetrics } from "./metrics";
+import { buildOpenApiDocument } from "./openapi";
+import { ApiError, joinPath, problemResponse } from "./problem";
+import { PROMETHEUS_CONTENT_TYPE } from "./prometheus";
+import { queuesRoutes } from "./queues";
+
+export interface AppDeps {
+  queue: Queue;
+  sql: SqlClient;
+  apiKeys: ApiKeys;
+  logger?: Logger;
+  /** Largest request body accepted; larger ones get 413. Default 1 MiB. */
+  bodyLimitBytes?: number;
+  /** Shown in /healthz and the OpenAPI document. */
+  version?: string;
+  /** Serve /metrics without a key (for a scraper on a private network). Default false: admin key. */
+  metricsPublic?: boolean;
+}
+
+/** Engine and API errors as problems; anything else is a 500 that says nothing about internals. */
+function toResponse(err: unknown, c: Context, logger: Logger): Response {
+  if (err instanceof ApiError) return problemResponse(err.status, err.detail, err.errors, err.headers);
+  if (err instanceof ValidationError) {
+    return problemResponse(422, err.message, err.issues.map((i) => ({ path: joinPath(i.path), message: i.message })));
+  }
+  if (err instanceof NotFoundError) return problemResponse(404, err.message);
+  if (err instanceof ConflictError) return problemResponse(409, err.message);
+  if (err instanceof ForbiddenError) return problemResponse(403, err.message);
+  if (err instanceof HTTPException && err.status < 500) return problemResponse(err.status, err.message || "request rejected");
+  logger.error("request failed", {
+    method: c.req.method,
+    path: c.req.path,
+    err: err instanceof Error ? err.message : String(err),
+    stack: err instanceof Error ? err.stack : undefined,
+  });
+  return problemResponse(500, "an unexpected error occurred; it has been logged");
+}
+
+export function createApp(deps: AppDeps): Hono<ApiEnv> {
+  const { queue, sql, apiKeys } = deps;
+  const logger = deps.logger ?? silentLogger;
+  const version = deps.version ?? "0.0.0-dev";
+  const app = new Hono<ApiEnv>();
+
+  app.onError((err, c) => toResponse(err, c, logger));
+  app.notFound((c) => problemResponse(404, `no route for ${c.req.method} ${c.req.path}`));
+
+  // Authenticate before reading a body, so callers without a key cannot make us buffer one.
+  app.use("/v1/*", requireKey(apiKeys));
+  app.use("*", limitBody(deps.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES));
+  app.use("/v1/*", async (c, next) => {
+    await next();
+    c.header("cache-control", "no-store");
+  });
+
+  app.route("/v1/jobs", jobsRoutes(queue));
+  app.route("/v1/queues", queuesRoutes(queue, sql));
+
+  app.get("/healthz", async (c) => {
+    try {
+      await sql.query("select 1");
+    } catch (err) {
+      logger.warn("health check: database unreachable", { err: err instanceof Error ? err.message : String(err) });
+      return problemResponse(503, "the database is unreachable");
+    }
+    return c.json({ status: "ok" as const, version });
+  });
+
+  let openapi: Record<string, unknown> | undefined;
+  app.get("/openapi.json", (c) => c.json((openapi ??= buildOpenApiDocument({ catalog: queue.catalog, version }))));
+
+  app.get("/metrics", async (c) => {
+    if (!deps.metricsPublic) assertAdmin(await authenticate(c, apiKeys));
+    return c.body(await renderMetrics(queue, sql), 200, { "content-type": PROMETHEUS_CONTENT_TYPE });
+  });
+
+  return app;
+}

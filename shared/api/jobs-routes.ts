@@ -1,0 +1,103 @@
+/**
+ * /v1/jobs: enqueue (one or a batch), inspect, list, cancel and retry. Every query is scoped by
+ * the key's tenant, so another tenant's job is simply "not found" (its existence never leaks).
+ */
+import { Hono } from "hono";
+import type { Queue } from "../queue/queue";
+import type { Job, JobState } from "../queue/job";
+import type { Principal } from "./api-keys";
+import type { ApiEnv } from "./auth";
+import { readJson } from "./body";
+import { decodeCursor, encodeCursor } from "./cursor";
+import { prepareEnqueue, prepareEnqueueAll } from "./enqueue";
+import { toJobView } from "./job-view";
+import { ApiError, zodFieldErrors } from "./problem";
+import { batchRequestSchema, listQuerySchema } from "./schemas";
+
+/** The Idempotency-Key header, checked like the body field it stands for. */
+function idempotencyHeader(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined;
+  if (value.length < 1 || value.length > 255) {
+    throw new ApiError(422, "invalid Idempotency-Key header", [
+      { path: "headers.idempotency-key", message: "expected 1 to 255 characters" },
+    ]);
+  }
+  return value;
+}
+
+export function jobsRoutes(queue: Queue): Hono<ApiEnv> {
+  const app = new Hono<ApiEnv>();
+  const view = (job: Job, principal: Principal) =>
+    toJobView(job, { def: queue.catalog.get(job.type), admin: principal.admin });
+
+  app.post("/", async (c) => {
+    const principal = c.get("principal");
+    const headerKey = idempotencyHeader(c.req.header("idempotency-key"));
+    const body = await readJson(c);
+    const [input] = prepareEnqueueAll(queue, principal, [{ body, at: [], idempotencyKey: headerKey }], "invalid job");
+    const [{ job, created }] = (await queue.enqueueMany([input!])) as [{ job: Job; created: boolean }];
+    c.header("location", `/v1/jobs/${job.id}`);
+    if (!created) c.header("idempotent-replayed", "true");
+    return c.json(view(job, principal), created ? 201 : 200);
+  });
+
+  app.post("/batch", async (c) => {
+    const principal = c.get("principal");
+    if (c.req.header("idempotency-key") !== undefined) {
+      throw new ApiError(422, "a batch takes idempotency keys per job", [
+        { path: "headers.idempotency-key", message: "not supported on batches; set idempotency_key on each job" },
+      ]);
+    }
+    const parsed = batchRequestSchema.safeParse(await readJson(c));
+    if (!parsed.success) throw new ApiError(422, "invalid batch", zodFieldErrors(parsed.error));
+    const items = parsed.data.jobs.map((body, i) => ({ body, at: ["jobs", i] }));
+    const inputs = prepareEnqueueAll(queue, principal, items, "invalid jobs in the batch; none were stored");
+    const results = await queue.enqueueMany(inputs);
+    const created = results.filter((r) => r.created).length;
+    return c.json({ jobs: results.map((r) => view(r.job, principal)), created, existing: results.length - created }, 201);
+  });
+
+  app.get("/", async (c) => {
+    const principal = c.get("principal");
+    const parsed = listQuerySchema.safeParse(c.req.query());
+    if (!parsed.success) throw new ApiError(422, "invalid query", zodFieldErrors(parsed.error));
+    const q = parsed.data;
+    if (q.type !== undefined && !queue.catalog.has(q.type)) {
+      throw new ApiError(422, "invalid query", [{ path: "type", message: "unknown job type" }]);
+    }
+    if (!principal.admin && q.tenant_id !== undefined && q.tenant_id !== principal.tenantId) {
+      throw new ApiError(403, "tenant_id differs from the tenant of your API key");
+    }
+    const beforeId = q.cursor === undefined ? undefined : decodeCursor(q.cursor);
+    if (beforeId === null) throw new ApiError(422, "invalid query", [{ path: "cursor", message: "not a cursor from this API" }]);
+    // One row more than the page tells whether a next page exists, so the last page says null.
+    const rows = await queue.list({
+      tenantId: principal.admin ? (q.tenant_id ?? null) : principal.tenantId,
+      type: q.type,
+      state: q.state as JobState | undefined,
+      beforeId,
+      limit: q.limit + 1,
+    });
+    const page = rows.slice(0, q.limit);
+    const last = page.at(-1);
+    const nextCursor = rows.length > q.limit && last ? encodeCursor(last.id) : null;
+    return c.json({ jobs: page.map((j) => view(j, principal)), next_cursor: nextCursor });
+  });
+
+  app.get("/:id", async (c) => {
+    const principal = c.get("principal");
+    return c.json(view(await queue.get(c.req.param("id"), principal.tenantId), principal));
+  });
+
+  app.post("/:id/cancel", async (c) => {
+    const principal = c.get("principal");
+    return c.json(view(await queue.cancel(c.req.param("id"), principal.tenantId), principal));
+  });
+
+  app.post("/:id/retry", async (c) => {
+    const principal = c.get("principal");
+    return c.json(view(await queue.retry(c.req.param("id"), principal.tenantId), principal));
+  });
+
+  return app;
+}

@@ -1,0 +1,77 @@
+/**
+ * GET /metrics: counters and durations from job_stats (so every runtime's workers count, not
+ * just this process), and live queue gauges from the ledger. Every catalog type appears in
+ * every family, with 0 when nothing happened, so dashboards and alerts never see gaps.
+ */
+import type { SqlClient } from "../ports";
+import type { Queue } from "../queue/queue";
+import { StatsTotals } from "../queue/statements";
+import { DURATION_BUCKETS } from "../queue/stats";
+import { Exposition } from "./prometheus";
+
+/** The waiting and running states queue_depth reports (finished jobs are not depth). */
+export const DEPTH_STATES = ["queued", "scheduled", "active", "failed"] as const;
+
+interface TotalsRow {
+  type: string;
+  completed: number | string;
+  failed: number | string;
+  retried: number | string;
+  duration_sum: number | string;
+  buckets: (number | string)[] | string | null;
+}
+
+/** A bigint[]/float8[] as the driver gives it: an array, or Postgres' text form "{1,2,3}". */
+function toNumbers(v: TotalsRow["buckets"]): number[] {
+  if (v === null) return [];
+  const items = Array.isArray(v) ? v : v.replace(/^\{|\}$/g, "").split(",").filter((s) => s !== "");
+  return items.map(Number);
+}
+
+export async function renderMetrics(queue: Queue, sql: SqlClient): Promise<string> {
+  const [totals, depth, oldest] = await Promise.all([
+    sql.query<TotalsRow>(StatsTotals),
+    queue.ledger.countByTypeAndState(),
+    queue.ledger.oldestQueued(queue.clock.now()),
+  ]);
+  // Catalog types first and always; types no longer in the catalog still show while they have data.
+  const types = [...queue.catalog.keys()];
+  const extra = new Set([...totals, ...depth, ...oldest].map((r) => r.type).filter((t) => !queue.catalog.has(t)));
+  types.push(...[...extra].sort());
+
+  const byType = new Map(totals.map((r) => [r.type, r]));
+  const out = new Exposition();
+  const counters = [
+    ["jobs_completed_total", "completed", "Jobs that completed successfully."],
+    ["jobs_failed_total", "failed", "Jobs that failed for good (the dead letter)."],
+    ["jobs_retried_total", "retried", "Failed attempts that were scheduled to run again."],
+  ] as const;
+  for (const [name, column, help] of counters) {
+    out.family(name, "counter", help);
+    for (const type of types) out.sample(name, { type }, Number(byType.get(type)?.[column] ?? 0));
+  }
+
+  out.family("job_duration_seconds", "histogram", "Run time of job attempts (completed, failed and retried), in seconds.");
+  for (const type of types) {
+    const row = byType.get(type);
+    out.histogram(
+      "job_duration_seconds",
+      { type },
+      DURATION_BUCKETS,
+      row ? toNumbers(row.buckets) : [],
+      Number(row?.duration_sum ?? 0),
+    );
+  }
+
+  const depthOf = new Map(depth.map((r) => [`${r.type}\u0000${r.state}`, Number(r.count)]));
+  out.family("queue_depth", "gauge", "Jobs per type and state, now.");
+  for (const type of types) {
+    for (const state of DEPTH_STATES) out.sample("queue_depth", { type, state }, depthOf.get(`${type}\u0000${state}`) ?? 0);
+  }
+
+  const ageOf = new Map(oldest.map((r) => [r.type, Number(r.age_seconds)]));
+  out.family("queue_oldest_age_seconds", "gauge", "Age of the oldest queued job per type, in seconds (0 when none).");
+  for (const type of types) out.sample("queue_oldest_age_seconds", { type }, Math.max(0, ageOf.get(type) ?? 0));
+
+  return out.toString();
+}

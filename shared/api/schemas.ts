@@ -1,0 +1,58 @@
+/**
+ * The zod schemas of the HTTP API beyond the enqueue envelope (which the queue owns). Routes
+ * validate with them and the OpenAPI document is generated from them, so the two cannot drift.
+ */
+import { z } from "zod";
+import { POOLS } from "../jobs/definition";
+import { JOB_STATES } from "../queue/job";
+import { MAX_BATCH } from "../queue/queue";
+import { jobViewSchema } from "./job-view";
+
+export const DEFAULT_LIST_LIMIT = 50;
+export const MAX_LIST_LIMIT = 500;
+
+/**
+ * The batch envelope. Items are checked one by one afterwards (every bad item reported with
+ * its index), so here they are only counted.
+ */
+export const batchRequestSchema = z.strictObject({
+  jobs: z.array(z.unknown()).min(1).max(MAX_BATCH, `a batch holds at most ${MAX_BATCH} jobs; split it`),
+});
+
+export const jobStateSchema = z.enum(JOB_STATES as [string, ...string[]]);
+
+export const listQuerySchema = z.object({
+  type: z.string().min(1).max(128).optional().describe("Only jobs of this type"),
+  state: jobStateSchema.optional().describe("Only jobs in this state"),
+  tenant_id: z.string().min(1).max(64).optional().describe("Admin keys: only this tenant's jobs"),
+  limit: z.coerce.number().int().min(1).max(MAX_LIST_LIMIT).default(DEFAULT_LIST_LIMIT),
+  cursor: z.string().min(1).max(200).optional().describe("next_cursor of the previous page"),
+});
+
+export const jobListSchema = z.object({
+  jobs: z.array(jobViewSchema).describe("Newest first"),
+  next_cursor: z.string().nullable().describe("Pass as `cursor` for the next page; null on the last page"),
+});
+
+export const batchResponseSchema = z.object({
+  jobs: z.array(jobViewSchema).describe("In request order"),
+  created: z.number().int(),
+  existing: z.number().int().describe("Jobs whose idempotency key matched an existing job"),
+});
+
+export const queueStatsSchema = z.object({
+  type: z.string(),
+  pool: z.enum(POOLS as [string, ...string[]]),
+  waiting: z.number().int().describe("Jobs in the queued state"),
+  scheduled: z.number().int(),
+  active: z.number().int(),
+  failed: z.number().int().describe("Dead letter: failed jobs kept for inspection and retry"),
+  completed_last_hour: z.number().int(),
+  failed_last_hour: z.number().int(),
+});
+
+export const queueListSchema = z.object({ queues: z.array(queueStatsSchema) });
+
+export const retryFailedResultSchema = z.object({ type: z.string(), retried: z.number().int() });
+
+export const healthSchema = z.object({ status: z.literal("ok"), version: z.string() });

@@ -1,0 +1,60 @@
+/**
+ * The Node entry: `npm start`. Reads the configuration, starts the runtime, and stops it
+ * gracefully on SIGTERM or SIGINT (a second signal exits at once).
+ */
+import { redactUrl } from "../shared/redact";
+import { ConfigError, loadConfig } from "./node/config";
+import { createLogger } from "./node/logger";
+import { startNodeRuntime } from "./node/runtime";
+
+async function main(): Promise<void> {
+  let config;
+  try {
+    config = loadConfig(process.env, process.argv.slice(2));
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      process.stderr.write(`penguinmails-jobs: ${err.message}\n`);
+      process.exit(2);
+    }
+    throw err;
+  }
+  const logger = createLogger({ level: config.LOG_LEVEL });
+  const runtime = await startNodeRuntime(config, logger);
+
+  const database = config.DATABASE_URL ? redactUrl(config.DATABASE_URL) : `PGlite (embedded) in ${config.DATA_DIR}/pglite`;
+  const lines = [
+    `PenguinMails Jobs ${config.DATABASE_URL ? "" : "on the embedded default "}(role: ${config.ROLE}, pid ${process.pid})`,
+    `  database:  ${database}`,
+    `  dispatch:  ${config.REDIS_URL ? `Redis lanes at ${redactUrl(config.REDIS_URL)}` : "Postgres (SKIP LOCKED + LISTEN/NOTIFY)"}`,
+    ...(runtime.url ? [`  API:       ${runtime.url}  (OpenAPI: ${runtime.url}/openapi.json)`] : []),
+    ...(runtime.pools.length ? [`  workers:   ${runtime.pools.map((p) => `${p.types.join("+")} x${p.concurrency}`).join(", ")}`] : []),
+    ...(runtime.localAdminKey ? [`  admin key: ${runtime.localAdminKey}  (kept in ${config.DATA_DIR}/admin-key)`] : []),
+  ];
+  // A banner for people; the JSON log line below is for machines.
+  process.stdout.write(`${lines.join("\n")}\n`);
+  logger.info("ready", { role: config.ROLE, url: runtime.url, pools: runtime.pools.map((p) => p.types) });
+
+  let signals = 0;
+  const onSignal = (signal: string) => {
+    signals += 1;
+    if (signals > 1) {
+      logger.warn("second signal: exiting now", { signal });
+      process.exit(1);
+    }
+    logger.info("signal received", { signal });
+    runtime.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        logger.error("shutdown failed", { err: String(err) });
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", () => onSignal("SIGTERM"));
+  process.on("SIGINT", () => onSignal("SIGINT"));
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`penguinmails-jobs: failed to start: ${err instanceof Error ? err.message : String(err)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,133 @@
+import { hostname } from "node:os";
+import { serve, type ServerType } from "@hono/node-server";
+import { ApiKeys } from "../../shared/api/api-keys";
+import { createApp } from "../../shared/api/app";
+import { typesOfPool } from "../../shared/jobs/catalog";
+import type { Logger, Redis, Sql } from "../../shared/ports";
+import { createEngine, type Engine } from "../../shared/queue/engine";
+import type { Handler } from "../../shared/queue/handler";
+import { Scheduler } from "../../shared/queue/scheduler";
+import { WorkerPool } from "../../shared/queue/worker";
+import { createHandlers } from "../handlers";
+import { type NodeConfig, poolConcurrency } from "./config";
+import { openDatabase } from "./database";
+import { createIoRedis } from "./redis";
+
+export interface NodeRuntime {
+  engine: Engine;
+  sql: Sql;
+  pools: WorkerPool[];
+  /** The API's base URL, when this process serves it. */
+  url?: string;
+  /** The admin key of the embedded default (undefined when ADMIN_API_KEY or DATABASE_URL is used). */
+  localAdminKey?: string;
+  /** Graceful stop: no new requests or jobs, running jobs finish within the grace period. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts the Node runtime: the HTTP API, the worker pools and the scheduler in one process,
+ * or only some of them (ROLE, POOLS). Wiring only: the behaviour lives in shared/.
+ */
+export async function startNodeRuntime(
+  config: NodeConfig,
+  logger: Logger,
+  options: { handlers?: Handler[] } = {},
+): Promise<NodeRuntime> {
+  const db = await openDatabase(config, logger);
+  const { sql, hotSql, pepper, adminKey, localAdminKey } = db;
+
+  let redis: Redis | undefined;
+  if (config.REDIS_URL) {
+    redis = createIoRedis(config.REDIS_URL, { onError: (err) => logger.debug("redis connection error", { err: err.message }) });
+  }
+  const engine = createEngine({ sql, hotSql, redis, logger, redisOptions: { prefix: config.REDIS_PREFIX } });
+  const workerId = `${hostname()}:${process.pid}`;
+  const runsWorkers = config.ROLE !== "api";
+
+  const pools: WorkerPool[] = [];
+  let scheduler: Scheduler | undefined;
+  let unlistenCancel: (() => Promise<void>) | undefined;
+  if (runsWorkers) {
+    await engine.dispatcher.start();
+    const handlers =
+      options.handlers ??
+      createHandlers({
+        sql,
+        clock: engine.clock,
+        retention: {
+          completedMs: config.RETENTION_COMPLETED_HOURS * 3_600_000,
+          failedMs: config.RETENTION_FAILED_DAYS * 24 * 3_600_000,
+        },
+      });
+    for (const pool of config.POOLS) {
+      const types = new Set(typesOfPool(pool));
+      const mine = handlers.filter((h) => types.has(h.type));
+      if (mine.length === 0) continue;
+      pools.push(
+        new WorkerPool({
+          name: pool,
+          handlers: mine,
+          concurrency: poolConcurrency(config, pool),
+          queue: engine.queue,
+          stats: engine.stats,
+          workerId: `${workerId}:${pool}`,
+          logger,
+          leaseMs: config.LEASE_MS,
+        }),
+      );
+    }
+    for (const p of pools) p.start();
+    if (sql.listen) {
+      unlistenCancel = await sql.listen("pm_cancel", (id) => {
+        for (const p of pools) p.noticeCancel(id);
+      });
+    }
+    if (config.SCHEDULER) {
+      scheduler = new Scheduler({ queue: engine.queue, holderId: workerId, stats: engine.stats, logger, leaseTtlMs: Math.max(5_000, config.SCHEDULER_INTERVAL_MS * 5) });
+      scheduler.start(config.SCHEDULER_INTERVAL_MS);
+    }
+  }
+  const statsTimer = setInterval(() => {
+    engine.stats.flush().catch((err: unknown) => logger.warn("stats flush failed", { err: String(err) }));
+  }, 5_000);
+
+  let server: ServerType | undefined;
+  let url: string | undefined;
+  if (config.ROLE !== "worker") {
+    const apiKeys = new ApiKeys(sql, { pepper, adminKey });
+    const app = createApp({
+      queue: engine.queue,
+      sql,
+      apiKeys,
+      logger,
+      bodyLimitBytes: config.BODY_LIMIT_BYTES,
+      metricsPublic: config.METRICS_PUBLIC,
+    });
+    await new Promise<void>((ready) => {
+      server = serve({ fetch: app.fetch, hostname: config.HOST, port: config.PORT }, (info) => {
+        url = `http://${config.HOST.includes(":") ? `[${config.HOST}]` : config.HOST}:${info.port}`;
+        ready();
+      });
+    });
+  }
+
+  let stopping: Promise<void> | undefined;
+  const stop = () =>
+    (stopping ??= (async () => {
+      logger.info("shutting down", { grace_ms: config.SHUTDOWN_GRACE_MS, running: pools.reduce((n, p) => n + p.activeCount, 0) });
+      const closed = server ? new Promise<void>((r) => server!.close(() => r())) : Promise.resolve();
+      await scheduler?.stop();
+      await Promise.all(pools.map((p) => p.stop(config.SHUTDOWN_GRACE_MS)));
+      clearInterval(statsTimer);
+      await engine.stats.flush().catch((err: unknown) => logger.warn("stats flush failed", { err: String(err) }));
+      await unlistenCancel?.().catch(() => {});
+      await engine.dispatcher.close();
+      await Promise.race([closed, new Promise((r) => setTimeout(r, 2_000))]);
+      await redis?.close();
+      await db.close();
+      logger.info("stopped");
+    })());
+
+  return { engine, sql, pools, url, localAdminKey, stop };
+}
