@@ -1,6 +1,6 @@
 import { catalog } from "../../shared/jobs/catalog";
 import type { JobType } from "../../shared/jobs/definition";
-import type { Redis } from "../../shared/ports";
+import type { Redis, Sql } from "../../shared/ports";
 import { createEngine, type Engine } from "../../shared/queue/engine";
 import type { Handler } from "../../shared/queue/handler";
 import { Scheduler } from "../../shared/queue/scheduler";
@@ -20,6 +20,7 @@ export function fastCatalog(overrides: Partial<JobType> = {}): Map<string, JobTy
 
 export interface Harness {
   engine: Engine;
+  sql: Sql;
   redis?: Redis;
   prefix: string;
   pool(handlers: Handler[], opts?: { concurrency?: number; leaseMs?: number; name?: string }): WorkerPool;
@@ -39,6 +40,7 @@ export async function createHarness(driver: DriverName, label: string, catalogOv
   const schedulers: Scheduler[] = [];
   return {
     engine,
+    sql: db.sql,
     redis,
     prefix,
     pool(handlers, opts = {}) {

@@ -1,0 +1,81 @@
+import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { migrate, SchemaTooNewError } from "../schema/migrate";
+import { migrations } from "../schema/migrations.gen";
+import { renderMigrationsModule } from "../tools/gen-migrations";
+import { createPgliteSql } from "../workers/node/pglite";
+import { createPgSql } from "../workers/node/postgres";
+import { createTestDatabase } from "./support/services";
+
+describe("schema migrations", () => {
+  let db: Awaited<ReturnType<typeof createTestDatabase>>;
+  beforeAll(async () => {
+    db = await createTestDatabase("schema");
+  });
+  afterAll(async () => {
+    await db.drop();
+  });
+
+  it("embeds every .sql migration (schema/migrations.gen.ts is fresh; run `npm run gen` if not)", () => {
+    expect(readFileSync(new URL("../schema/migrations.gen.ts", import.meta.url), "utf8")).toBe(renderMigrationsModule());
+  });
+
+  it("applies each migration once, even when several processes start together", async () => {
+    // The test database is already migrated; a fresh one gets raced by five processes at once.
+    const fresh = await createTestDatabase("schema_race").catch((e) => {
+      throw e;
+    });
+    await fresh.sql.query("drop schema public cascade; create schema public");
+    const script = `
+      import { migrate } from "./schema/migrate";
+      import { createPgSql } from "./workers/node/postgres";
+      const sql = createPgSql(process.env.URL);
+      const applied = await migrate(sql);
+      console.log(JSON.stringify(applied));
+      await sql.close();`;
+    const runs = await Promise.all(
+      Array.from({ length: 5 }, () =>
+        new Promise<{ code: number | null; out: string }>((resolve) => {
+          const child = spawn(process.execPath, ["--import", "tsx", "--input-type=module", "-e", script], {
+            env: { ...process.env, URL: fresh.url },
+            stdio: ["ignore", "pipe", "inherit"],
+          });
+          let out = "";
+          child.stdout.on("data", (d) => (out += d));
+          child.on("exit", (code) => resolve({ code, out }));
+        }),
+      ),
+    );
+    expect(runs.map((r) => r.code)).toEqual([0, 0, 0, 0, 0]);
+    const appliedTotal = runs.flatMap((r) => JSON.parse(r.out.trim().split("\n").pop()!) as number[]);
+    expect(appliedTotal.sort()).toEqual(migrations.map((m) => m.version).sort());
+    const rows = await fresh.sql.query<{ version: number }>("select version from schema_migrations order by version");
+    expect(rows.map((r) => r.version)).toEqual(migrations.map((m) => m.version));
+    await fresh.drop();
+  });
+
+  it("refuses a database newer than the code", async () => {
+    await db.sql.query("insert into schema_migrations (version, name) values (9999, 'from the future')");
+    await expect(migrate(db.sql)).rejects.toBeInstanceOf(SchemaTooNewError);
+    await expect(migrate(db.sql)).rejects.toThrow(/version 9999, newer than this code/);
+    await db.sql.query("delete from schema_migrations where version = 9999");
+    expect(await migrate(db.sql)).toEqual([]);
+  });
+
+  it("runs on PGlite", async () => {
+    const sql = await createPgliteSql(undefined);
+    expect(await migrate(sql)).toEqual(migrations.map((m) => m.version));
+    expect(await migrate(sql)).toEqual([]);
+    await sql.close();
+  });
+
+  it("applies a failing migration not at all", async () => {
+    const sql = createPgSql(db.url);
+    const broken = [...migrations, { version: 900, name: "broken", sql: "create table half_done (x int); select 1/0;" }];
+    await expect(migrate(sql, broken)).rejects.toThrow(/division by zero/);
+    const [row] = await sql.query<{ n: number }>("select count(*)::int as n from pg_tables where tablename = 'half_done'");
+    expect(row!.n).toBe(0);
+    await sql.close();
+  });
+});
