@@ -9,7 +9,7 @@ import type { Principal } from "./api-keys";
 import type { ApiEnv } from "./auth";
 import { readJson } from "./body";
 import { decodeCursor, encodeCursor } from "./cursor";
-import { prepareEnqueue, prepareEnqueueAll } from "./enqueue";
+import { prepareEnqueueAll } from "./enqueue";
 import { toJobView } from "./job-view";
 import { ApiError, zodFieldErrors } from "./problem";
 import { batchRequestSchema, listQuerySchema } from "./schemas";
@@ -35,7 +35,7 @@ export function jobsRoutes(queue: Queue): Hono<ApiEnv> {
     const headerKey = idempotencyHeader(c.req.header("idempotency-key"));
     const body = await readJson(c);
     const [input] = prepareEnqueueAll(queue, principal, [{ body, at: [], idempotencyKey: headerKey }], "invalid job");
-    const [{ job, created }] = (await queue.enqueueMany([input!])) as [{ job: Job; created: boolean }];
+    const { job, created } = await queue.enqueue(input!);
     c.header("location", `/v1/jobs/${job.id}`);
     if (!created) c.header("idempotent-replayed", "true");
     return c.json(view(job, principal), created ? 201 : 200);

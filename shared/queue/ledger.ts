@@ -87,7 +87,7 @@ export class Ledger {
   async insertMany(
     jobs: readonly NewJob[],
     now: Date,
-    notify: boolean,
+    options: { notify: boolean; defer: boolean },
     client: SqlClient = this.sql,
   ): Promise<(Job | null)[]> {
     const rows = await client.query<{ id: string; state: JobState; vtime: number; idempotency_key: string | null }>(
@@ -102,7 +102,8 @@ export class Ledger {
         jobs.map((j) => j.idempotencyKey),
         jobs.map((j) => j.parentId),
         now.toISOString(),
-        notify,
+        options.notify,
+        options.defer,
       ],
     );
     const keyed = new Map<string, (typeof rows)[number]>();

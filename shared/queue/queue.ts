@@ -142,14 +142,10 @@ export class Queue {
     if (inputs.length === 0) return [];
     const rows = inputs.map((input, i) => this.validate(input, inputs.length > 1 ? [i] : []));
     const now = this.clock.now();
-    const deferred = options.tx !== undefined && !this.dispatcher.wakesThroughPostgres;
+    // In the caller's transaction, Redis lanes cannot be told after commit: the promoter places the jobs.
+    const defer = options.tx !== undefined && !this.dispatcher.wakesThroughPostgres;
     const insert = (client: SqlClient) =>
-      this.ledger.insertMany(
-        deferred ? rows.map((r) => ({ ...r, runAt: r.runAt > now ? r.runAt : now })) : rows,
-        deferred ? new Date(now.getTime() - 1) : now,
-        this.dispatcher.wakesThroughPostgres,
-        client,
-      );
+      this.ledger.insertMany(rows, now, { notify: this.dispatcher.wakesThroughPostgres, defer }, client);
     const client = options.tx ?? this.sql;
     const inserted = await insert(client);
     const results = await this.withExisting(rows, inserted, client);

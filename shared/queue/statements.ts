@@ -37,7 +37,9 @@ const laneBase = (groups: string) => `
 
 /**
  * JobInsertMany: $1 tenant_ids, $2 types, $3 priorities, $4 payloads, $5 max_attempts, $6 run_ats,
- * $7 idempotency_keys, $8 parent_ids, $9 now, $10 notify (Postgres driver: wake listeners).
+ * $7 idempotency_keys, $8 parent_ids, $9 now, $10 notify (Postgres driver: wake listeners),
+ * $11 defer (insert as scheduled even when due: the caller's transaction will commit later, and
+ * only the promoter, running after that commit, can place the jobs in Redis lanes).
  * Rows come back in id order, which is input order (identity values follow the ordered select);
  * rows whose idempotency key already exists are skipped and looked up by JobGetByIdempotencyKeys.
  */
@@ -51,7 +53,7 @@ lanes as materialized (${laneBase("input")}),
 inserted as (
   insert into jobs (tenant_id, type, priority, payload, state, max_attempts, run_at, vtime, idempotency_key, parent_id, created_at)
   select i.tenant_id, i.type, i.priority, i.payload,
-         case when i.run_at > $9::timestamptz then 'scheduled'::job_state else 'queued'::job_state end,
+         case when $11::boolean or i.run_at > $9::timestamptz then 'scheduled'::job_state else 'queued'::job_state end,
          i.max_attempts, greatest(i.run_at, $9::timestamptz),
          l.base + row_number() over (partition by i.tenant_id, i.type, i.priority order by i.ord),
          i.idempotency_key, i.parent_id, $9::timestamptz
