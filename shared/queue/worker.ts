@@ -27,6 +27,8 @@ export interface WorkerPoolOptions {
   idleWaitMs?: number;
   /** Called before each fetch; false pauses intake (e.g. memory pressure) without stopping running jobs. */
   admit?: () => boolean;
+  /** Called when a fetch found no job and none is running (a drain uses it to finish early). */
+  onIdle?: () => void;
 }
 
 interface Running {
@@ -130,6 +132,8 @@ export class WorkerPool {
         continue;
       }
       if (jobs.length === 0) {
+        if (this.running.size === 0) this.options.onIdle?.();
+        if (this.stopping) break;
         await queue.dispatcher.waitForWork(this.types, this.idleWaitMs, this.stop$.signal);
         continue;
       }
@@ -179,9 +183,14 @@ export class WorkerPool {
     const started = Date.now();
     const timer = setTimeout(() => controller.abort(new JobTimeoutError(def.timeoutMs)), def.timeoutMs);
     const first = jobs[0]!;
+    const parentLogger = this.logger;
+    let logger: Logger | undefined;
     const ctx: JobContext = {
       signal: controller.signal,
-      logger: this.logger.child({ job: jobs.length === 1 ? first.id : jobs.map((j) => j.id), type: first.type }),
+      // Made on first use: a child logger costs microseconds a job that most handlers never spend.
+      get logger() {
+        return (logger ??= parentLogger.child({ job: jobs.length === 1 ? first.id : jobs.map((j) => j.id), type: first.type }));
+      },
       progress: (value) => {
         for (const job of jobs) {
           const r = this.running.get(job.id);
