@@ -32,6 +32,8 @@ export class RedisDispatcher implements Dispatcher {
   private redisDownUntil = 0;
   /** Set when a publish failed: this process knows the lanes miss entries. */
   private lanesIncomplete = false;
+  /** Set when the last pop found no epoch marker (lanes flushed, or being rebuilt). */
+  private epochMissing = false;
   private rebuilding?: Promise<number>;
 
   constructor(
@@ -115,12 +117,21 @@ export class RedisDispatcher implements Dispatcher {
         this.markDown(err, "pop");
         return this.fallback.take(types, limit, workerId, leaseMs);
       }
+      this.epochMissing = ids === null;
       if (ids !== null) {
         const now = this.clock.now();
-        return this.ledger.claimByIds(ids, now, new Date(now.getTime() + leaseMs), workerId);
+        const claimed = await this.ledger.claimByIds(ids, now, new Date(now.getTime() + leaseMs), workerId);
+        // Every id was stale (claimed through Postgres meanwhile, or gone): live ids may wait behind
+        // them, so the worker must look again at once instead of idling until a wake-up.
+        if (claimed.length === 0 && ids.length > 0) for (const t of types) this.wake.notify(t);
+        return claimed;
       }
-      // No epoch marker: Redis lost its lanes. Rebuild in the background; claim from Postgres now.
-      this.lanesIncomplete = true;
+      // No epoch marker: Redis lost its lanes, or another process is rebuilding them. Rebuild unless
+      // one is under way (the lock decides); claim from Postgres now. Not marking the lanes
+      // incomplete here: a rebuild would then take the marker away again, other processes would
+      // see it missing and rebuild in turn, and so on without end.
+      void this.reconcile().catch(() => {});
+      return this.fallback.take(types, limit, workerId, leaseMs);
     }
     if (this.lanesIncomplete && this.redisUsable) void this.reconcile({ force: true }).catch(() => {});
     return this.fallback.take(types, limit, workerId, leaseMs);
@@ -128,7 +139,7 @@ export class RedisDispatcher implements Dispatcher {
 
   waitForWork(types: readonly string[], timeoutMs: number, signal?: AbortSignal): Promise<void> {
     // While lanes are unusable, wake-ups come from this process only; poll Postgres more often.
-    const usable = this.redisUsable && !this.lanesIncomplete;
+    const usable = this.redisUsable && !this.lanesIncomplete && !this.epochMissing;
     return this.wake.wait(types, usable ? timeoutMs : Math.min(timeoutMs, 1_000), signal);
   }
 

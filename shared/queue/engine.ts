@@ -2,6 +2,7 @@ import type { Dispatcher } from "../dispatch/dispatcher";
 import { PostgresDispatcher } from "../dispatch/postgres";
 import { RedisDispatcher, type RedisDispatcherOptions } from "../dispatch/redis";
 import type { JobType } from "../jobs/definition";
+import type { LaneEntry } from "./job";
 import { type Clock, type Logger, type Redis, type Sql, type SqlClient, silentLogger, systemClock } from "../ports";
 import { Ledger } from "./ledger";
 import { Queue } from "./queue";
@@ -17,6 +18,8 @@ export interface EngineOptions {
   clock?: Clock;
   logger?: Logger;
   catalog?: ReadonlyMap<string, JobType>;
+  /** See QueueOptions.onPublished. */
+  onPublished?: (entries: readonly LaneEntry[]) => Promise<void>;
 }
 
 export interface Engine {
@@ -36,6 +39,6 @@ export function createEngine(options: EngineOptions): Engine {
   const dispatcher: Dispatcher = options.redis
     ? new RedisDispatcher(options.redis, ledger, pgDispatcher, clock, logger, options.redisOptions)
     : pgDispatcher;
-  const queue = new Queue({ sql: options.sql, dispatcher, clock, logger, catalog: options.catalog, ledger });
+  const queue = new Queue({ sql: options.sql, dispatcher, clock, logger, catalog: options.catalog, ledger, onPublished: options.onPublished });
   return { queue, dispatcher, stats: new StatsRecorder(options.sql, clock), clock, logger };
 }

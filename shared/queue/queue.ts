@@ -44,6 +44,11 @@ export interface QueueOptions {
   catalog?: ReadonlyMap<string, JobType>;
   /** Shares the engine's ledger (and its hot-path connection); one is made from sql otherwise. */
   ledger?: Ledger;
+  /**
+   * Called after queued jobs were handed to the dispatcher, e.g. to wake an edge consumer
+   * through a Cloudflare Queue message. Its failure is logged, never the enqueue's.
+   */
+  onPublished?: (entries: readonly LaneEntry[]) => Promise<void>;
 }
 
 const issuePath = (path: readonly PropertyKey[]): (string | number)[] =>
@@ -60,6 +65,7 @@ export class Queue {
   readonly catalog: ReadonlyMap<string, JobType>;
   private readonly sql: Sql;
   private readonly logger: Logger;
+  private readonly onPublished?: (entries: readonly LaneEntry[]) => Promise<void>;
 
   constructor(options: QueueOptions) {
     this.sql = options.sql;
@@ -68,6 +74,7 @@ export class Queue {
     this.logger = options.logger ?? silentLogger;
     this.catalog = options.catalog ?? defaultCatalog;
     this.ledger = options.ledger ?? new Ledger(options.sql);
+    this.onPublished = options.onPublished;
   }
 
   /**
@@ -189,6 +196,7 @@ export class Queue {
     } catch (err) {
       this.logger.warn("dispatch failed after commit; reconcile will place the jobs", { err: String(err) });
     }
+    await this.onPublished?.(entries).catch((err: unknown) => this.logger.warn("wake-up after enqueue failed", { err: String(err) }));
   }
 
   async get(id: string, tenantId: string | null): Promise<Job> {

@@ -245,12 +245,16 @@ export function JobList(filters: { tenant: boolean; type: boolean; state: boolea
   if (filters.state) where.push(`state = $${++n}::job_state`);
   if (filters.before) where.push(`id < $${++n}::bigint`);
   return `select ${JOB_COLUMNS} from jobs ${where.length ? `where ${where.join(" and ")}` : ""}
-order by id desc limit $${++n}`;
+order by jobs.id desc limit $${++n}`;
 }
 
-/** JobListQueued (reconcile): queued jobs after a cursor, in id order. $1 after id, $2 limit. */
+/**
+ * JobListQueued (reconcile): queued jobs after a cursor, in id order. $1 after id, $2 limit.
+ * `jobs.id`, not `id`: a bare name in ORDER BY means the output column, here the text alias, and
+ * text order ("10000" < "59") with a numeric cursor would skip jobs (so would JobList's pages).
+ */
 export const JobListQueued = `
-select ${LANE_COLUMNS} from jobs where state = 'queued' and id > $1::bigint order by id limit $2`;
+select ${LANE_COLUMNS} from jobs where state = 'queued' and id > $1::bigint order by jobs.id limit $2`;
 
 /** JobCountByTypeAndState: live counts for queues, metrics and scaling; only the partial indexes are read for waiting states. */
 export const JobCountByTypeAndState = `

@@ -1,0 +1,142 @@
+/**
+ * The Cloudflare entry, wiring only: `fetch` serves the same Hono app as Node; `scheduled` runs
+ * the scheduler and a time-boxed drain (every minute, and the catalog's cron jobs); `queue`
+ * drains after a wake-up message that an enqueue sent. The Neon pool lives for one invocation,
+ * as Neon requires in Workers.
+ */
+import { ApiKeys } from "../shared/api/api-keys";
+import { createApp } from "../shared/api/app";
+import { problemResponse } from "../shared/api/problem";
+import { drain } from "../shared/queue/drain";
+import { createEngine } from "../shared/queue/engine";
+import type { Handler } from "../shared/queue/handler";
+import { Scheduler } from "../shared/queue/scheduler";
+import { EdgeConfigError, loadEdgeConfig } from "./edge/config";
+import { createConsoleLogger } from "./edge/logger";
+import { createNeonSql } from "./edge/neon";
+import type { ExecutionContext, MessageBatch, QueueProducer, ScheduledController, WakeMessage } from "./edge/platform";
+import { createUpstashRedis } from "./edge/upstash";
+import { createHandlers, type HandlerDeps } from "./handlers";
+
+export interface Env extends Record<string, unknown> {
+  JOBS_QUEUE?: QueueProducer<WakeMessage>;
+}
+
+type MakeHandlers = (deps: HandlerDeps) => Handler[];
+
+const logger = createConsoleLogger({ runtime: "edge" });
+const invocationId = () => `edge:${crypto.randomUUID().slice(0, 8)}`;
+
+/** Everything one invocation needs, opened from the environment and closed at its end. */
+function open(env: Env, makeHandlers: MakeHandlers) {
+  const config = loadEdgeConfig(env);
+  const sql = createNeonSql(config.DATABASE_URL, {
+    wsProxy: config.NEON_WS_PROXY,
+    useSecureWebSocket: !config.NEON_INSECURE_WS,
+    onError: (err) => logger.warn("database connection error", { err: err.message }),
+  });
+  const redis = config.UPSTASH_REDIS_REST_URL
+    ? createUpstashRedis({ url: config.UPSTASH_REDIS_REST_URL, token: config.UPSTASH_REDIS_REST_TOKEN! })
+    : undefined;
+  const wake = env.JOBS_QUEUE;
+  const engine = createEngine({
+    sql,
+    redis,
+    logger,
+    redisOptions: { prefix: config.REDIS_PREFIX },
+    // One wake-up message per enqueue call, so an edge consumer starts within seconds, not at the next minute.
+    onPublished: wake ? (entries) => wake.send({ types: [...new Set(entries.map((e) => e.type))] }) : undefined,
+  });
+  const handlers = makeHandlers({
+    sql,
+    clock: engine.clock,
+    retention: {
+      completedMs: config.RETENTION_COMPLETED_HOURS * 3_600_000,
+      failedMs: config.RETENTION_FAILED_DAYS * 24 * 3_600_000,
+    },
+  });
+  const close = async () => {
+    await redis?.close();
+    await sql.close();
+  };
+  return { config, sql, engine, handlers, close };
+}
+
+type Opened = ReturnType<typeof open>;
+
+async function drainLanes(o: Opened, workerId: string): Promise<void> {
+  const report = await drain({
+    queue: o.engine.queue,
+    stats: o.engine.stats,
+    handlers: o.handlers,
+    workerId,
+    concurrency: o.config.EDGE_CONCURRENCY,
+    budgetMs: o.config.DRAIN_BUDGET_MS,
+    graceMs: o.config.DRAIN_GRACE_MS,
+    maxJobs: o.config.DRAIN_MAX_JOBS,
+    leaseMs: o.config.LEASE_MS,
+    logger,
+  });
+  logger.info("drain finished", { worker: workerId, ...report });
+}
+
+/** Scheduler pass, then a drain: the same for the every-minute trigger and the catalog's crons. */
+async function onSchedule(env: Env, cron: string, makeHandlers: MakeHandlers): Promise<void> {
+  const o = open(env, makeHandlers);
+  const workerId = invocationId();
+  try {
+    const scheduler = new Scheduler({ queue: o.engine.queue, holderId: workerId, stats: o.engine.stats, logger });
+    const report = await scheduler.runOnce();
+    await scheduler.stop(); // gives leadership back for the next invocation
+    logger.info("scheduler pass", { cron, ...report });
+    await drainLanes(o, workerId);
+  } finally {
+    await o.close();
+  }
+}
+
+/** The Worker; tests build one with handlers of their own, production uses the default export. */
+export function createEdgeWorker(options: { handlers?: MakeHandlers } = {}) {
+  const makeHandlers = options.handlers ?? createHandlers;
+  return {
+    async fetch(request: Request, env: Env, ctx: ExecutionContext): Promise<Response> {
+      let o: Opened;
+      try {
+        o = open(env, makeHandlers);
+      } catch (err) {
+        if (!(err instanceof EdgeConfigError)) throw err;
+        logger.error("misconfigured Worker", { err: err.message });
+        return problemResponse(500, "the service is misconfigured; see the Worker's logs");
+      }
+      const app = createApp({
+        queue: o.engine.queue,
+        sql: o.sql,
+        apiKeys: new ApiKeys(o.sql, { pepper: o.config.API_KEY_PEPPER, adminKey: o.config.ADMIN_API_KEY }),
+        logger,
+        bodyLimitBytes: o.config.BODY_LIMIT_BYTES,
+        metricsPublic: o.config.METRICS_PUBLIC,
+      });
+      try {
+        return await app.fetch(request);
+      } finally {
+        ctx.waitUntil(o.close());
+      }
+    },
+
+    async scheduled(controller: ScheduledController, env: Env, ctx: ExecutionContext): Promise<void> {
+      ctx.waitUntil(onSchedule(env, controller.cron, makeHandlers));
+    },
+
+    async queue(batch: MessageBatch<WakeMessage>, env: Env): Promise<void> {
+      const o = open(env, makeHandlers);
+      try {
+        await drainLanes(o, invocationId());
+        batch.ackAll();
+      } finally {
+        await o.close();
+      }
+    },
+  };
+}
+
+export default createEdgeWorker();
