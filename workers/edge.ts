@@ -123,8 +123,10 @@ export function createEdgeWorker(options: { handlers?: MakeHandlers } = {}) {
       }
     },
 
-    async scheduled(controller: ScheduledController, env: Env, ctx: ExecutionContext): Promise<void> {
-      ctx.waitUntil(onSchedule(env, controller.cron, makeHandlers));
+    // Awaited rather than handed to waitUntil: the invocation lasts as long as the drain, which
+    // keeps its own budget well inside the cron limits.
+    async scheduled(controller: ScheduledController, env: Env): Promise<void> {
+      await onSchedule(env, controller.cron, makeHandlers);
     },
 
     async queue(batch: MessageBatch<WakeMessage>, env: Env): Promise<void> {

@@ -14,8 +14,11 @@ export interface Dispatcher {
   take(types: readonly string[], limit: number, workerId: string, leaseMs: number): Promise<Job[]>;
   /** Resolves when jobs of these types may be waiting, after timeoutMs at the latest, or when signal aborts. */
   waitForWork(types: readonly string[], timeoutMs: number, signal?: AbortSignal): Promise<void>;
-  /** Rebuilds lanes from the ledger when they may have lost entries; returns how many entries were placed. */
-  reconcile(options?: { force?: boolean }): Promise<number>;
+  /**
+   * Rebuilds lanes from the ledger when they may have lost entries (or always with force, or
+   * when a full pass is due every everyMs); returns how many entries were placed.
+   */
+  reconcile(options?: { force?: boolean; everyMs?: number }): Promise<number>;
   /** Starts listening for wake-ups (Node); a no-op where nothing can listen (edge). */
   start(): Promise<void>;
   close(): Promise<void>;

@@ -149,20 +149,29 @@ export class RedisDispatcher implements Dispatcher {
    * restarted), after this process failed to publish, or when forced; one rebuild at a time per
    * process, and a short Redis lock keeps processes from rebuilding together.
    */
-  reconcile(options: { force?: boolean } = {}): Promise<number> {
-    this.rebuilding ??= this.rebuild(options.force ?? false).finally(() => {
+  reconcile(options: { force?: boolean; everyMs?: number } = {}): Promise<number> {
+    this.rebuilding ??= this.rebuild(options.force ?? false, options.everyMs).finally(() => {
       this.rebuilding = undefined;
     });
     return this.rebuilding;
   }
 
-  private async rebuild(force: boolean): Promise<number> {
+  private async rebuild(force: boolean, everyMs?: number): Promise<number> {
     const lockKey = `${this.prefix}reconcile-lock`;
     const batch = this.options.reconcileBatch ?? 5_000;
     let placed = 0;
     try {
       const [exists] = (await this.redis.pipeline([["EXISTS", this.epochKey]])) as [number];
-      if (exists === 1 && !force && !this.lanesIncomplete) return 0;
+      if (exists === 1 && !force && !this.lanesIncomplete) {
+        // The periodic full pass (ids popped by a worker that died before claiming them) is
+        // timed by a key in Redis, so it runs every everyMs across all processes and edge
+        // invocations together, not once per scheduler that happens to start.
+        if (everyMs === undefined) return 0;
+        const [due] = (await this.redis.pipeline([["SET", `${this.prefix}full-reconcile`, "1", "NX", "PX", everyMs]])) as [
+          string | null,
+        ];
+        if (due !== "OK") return 0;
+      }
       const [locked] = (await this.redis.pipeline([["SET", lockKey, "1", "NX", "PX", 60_000]])) as [string | null];
       if (locked !== "OK") return 0;
       try {

@@ -37,7 +37,6 @@ export class Scheduler {
   private readonly logger: Logger;
   private readonly crons: { type: string; cron: Cron; payload: unknown }[];
   private readonly lastCronSlot = new Map<string, number>();
-  private lastFullReconcile = 0;
   private timer?: ReturnType<typeof setTimeout>;
   private running?: Promise<unknown>;
   private stopped = false;
@@ -68,9 +67,7 @@ export class Scheduler {
     }
     report.promoted = await queue.promoteDue(batch);
     report.cronEnqueued = await this.enqueueDueCrons();
-    const full = now.getTime() - this.lastFullReconcile >= (this.options.reconcileEveryMs ?? 5 * 60_000);
-    report.reconciled = await queue.dispatcher.reconcile({ force: full });
-    if (full) this.lastFullReconcile = now.getTime();
+    report.reconciled = await queue.dispatcher.reconcile({ everyMs: this.options.reconcileEveryMs ?? 5 * 60_000 });
     await this.options.stats?.flush().catch((err: unknown) => this.logger.warn("stats flush failed", { err: String(err) }));
     return report;
   }

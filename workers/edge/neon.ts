@@ -56,7 +56,10 @@ const typeParsers: CustomTypesConfig = {
 };
 
 export function createNeonSql(connectionString: string, opts: NeonSqlOptions = {}): Sql {
+  let closing: Promise<void> | undefined;
   const report = (err: unknown) => {
+    // Sockets torn down by close() report an ErrorEvent each in workerd: expected, not news.
+    if (closing) return;
     try {
       opts.onError?.(err instanceof Error ? err : new Error(String(err)));
     } catch {
@@ -108,7 +111,6 @@ export function createNeonSql(connectionString: string, opts: NeonSqlOptions = {
     }
   }
 
-  let closing: Promise<void> | undefined;
 
   return {
     query: <T>(text: string, params?: readonly unknown[]) =>
