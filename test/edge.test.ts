@@ -3,7 +3,7 @@ import { createEngine } from "../shared/queue/engine";
 import type { Job } from "../shared/queue/job";
 import { WorkerPool } from "../shared/queue/worker";
 import { createIoRedis } from "../workers/node/redis";
-import { buildWorker, type EdgeHarness, startEdge } from "./support/edge";
+import { buildWorker, type EdgeHarness, startEdge } from "../tools/edge-harness";
 import { createTestDatabase, REDIS_URL, waitFor } from "./support/services";
 
 /**

@@ -1,10 +1,13 @@
 import { execFileSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { mkdirSync, mkdtempSync } from "node:fs";
 import { join } from "node:path";
+import IORedis from "ioredis";
 import { Miniflare } from "miniflare";
-import { startUpstashGateway, type UpstashGateway } from "../../tools/upstash-gateway";
-import { startWsTcpBridge, type WsTcpBridge } from "../../tools/ws-tcp-bridge";
-import { randomId, REDIS_URL } from "./services";
+import { startUpstashGateway, type UpstashGateway } from "./upstash-gateway";
+import { startWsTcpBridge, type WsTcpBridge } from "./ws-tcp-bridge";
+
+/** Test and benchmark helpers for the edge runtime. */
 
 /** Bundles a Worker entry exactly as `wrangler deploy` would, into a temporary folder. */
 export function buildWorker(entry: string): string {
@@ -35,10 +38,12 @@ export async function startEdge(opts: {
   vars?: Record<string, string>;
   withQueue?: boolean;
   redis?: boolean;
+  redisUrl?: string;
 }): Promise<EdgeHarness> {
+  const randomId = (n = 6) => randomBytes(n).toString("hex");
   const bridge = await startWsTcpBridge({ port: 0, target: { host: "127.0.0.1", port: 5432 } });
   const token = `tok_${randomId(8)}`;
-  const gateway = await startUpstashGateway({ port: 0, redisUrl: REDIS_URL, token });
+  const gateway = await startUpstashGateway({ port: 0, redisUrl: opts.redisUrl ?? "redis://127.0.0.1:6379", token });
   const prefix = `edge:${randomId()}:{jobs}:`;
   const adminKey = `pmk_admin_${randomId(16)}`;
   const mf = new Miniflare({
@@ -70,6 +75,11 @@ export async function startEdge(opts: {
       await mf.dispose();
       await gateway.close();
       await bridge.close();
+      // Leave nothing behind in the shared Redis.
+      const redis = new IORedis(opts.redisUrl ?? "redis://127.0.0.1:6379");
+      const keys = await redis.keys(`${prefix}*`);
+      if (keys.length) await redis.del(...keys);
+      await redis.quit();
     },
   };
 }
