@@ -4,7 +4,8 @@ import { JobCancelledError, JobTimeoutError, PermanentError } from "./errors";
 import type { BatchResult, Handler, JobContext } from "./handler";
 import type { Job } from "./job";
 import type { Outcome } from "./ledger";
-import { failureOutcome, serializeError } from "./outcome";
+import { RunControl } from "./run-control";
+import { failureOutcome } from "./outcome";
 import type { Queue } from "./queue";
 import type { StatsRecorder } from "./stats";
 
@@ -33,7 +34,7 @@ export interface WorkerPoolOptions {
 
 interface Running {
   job: Job;
-  controller: AbortController;
+  control: RunControl;
   progress: unknown;
   progressDirty: boolean;
 }
@@ -58,6 +59,7 @@ export class WorkerPool {
   private readonly stop$ = new AbortController();
   private loop?: Promise<void>;
   private heartbeatTimer?: ReturnType<typeof setInterval>;
+  private deadlineTimer?: ReturnType<typeof setInterval>;
   private slotFreed?: () => void;
   /** Outcomes waiting to be written; `release` hands a job back at shutdown without counting the attempt. */
   private outbox: { outcome: Outcome | { id: string; attempt: number; state: "release" }; type: string; durationMs: number }[] =
@@ -94,6 +96,9 @@ export class WorkerPool {
   start(): void {
     if (this.loop || this.types.length === 0) return;
     this.heartbeatTimer = setInterval(() => void this.heartbeat(), this.heartbeatMs);
+    // One timer for every run's timeout, ticking at a tenth of the shortest timeout (50 ms-1 s).
+    const shortest = Math.min(...[...this.defs.values()].map((d) => d.timeoutMs));
+    this.deadlineTimer = setInterval(() => this.abortOverdue(), Math.min(1_000, Math.max(50, shortest / 10)));
     this.loop = this.run().catch((err: unknown) => {
       this.logger.error("worker loop crashed", { err: String(err) });
     });
@@ -178,15 +183,16 @@ export class WorkerPool {
   /** Runs one job (run) or several of one type (runBatch) and queues their outcomes. */
   private async execute(jobs: Job[], handler: Handler): Promise<void> {
     const def = this.defs.get(jobs[0]!.type)!;
-    const controller = new AbortController();
-    for (const job of jobs) this.running.set(job.id, { job, controller, progress: undefined, progressDirty: false });
+    const control = new RunControl(def.timeoutMs);
+    for (const job of jobs) this.running.set(job.id, { job, control, progress: undefined, progressDirty: false });
     const started = Date.now();
-    const timer = setTimeout(() => controller.abort(new JobTimeoutError(def.timeoutMs)), def.timeoutMs);
     const first = jobs[0]!;
     const parentLogger = this.logger;
     let logger: Logger | undefined;
     const ctx: JobContext = {
-      signal: controller.signal,
+      get signal() {
+        return control.signal;
+      },
       // Made on first use: a child logger costs microseconds a job that most handlers never spend.
       get logger() {
         return (logger ??= parentLogger.child({ job: jobs.length === 1 ? first.id : jobs.map((j) => j.id), type: first.type }));
@@ -205,21 +211,19 @@ export class WorkerPool {
     try {
       if (handler.runBatch) {
         for (const job of jobs) job.payload = def.payload.parse(job.payload);
-        results = await raceAbort(handler.runBatch(jobs, ctx), controller.signal);
+        results = await control.race(handler.runBatch(jobs, ctx));
         if (results.length !== jobs.length) {
           throw new Error(`${first.type} runBatch returned ${results.length} results for ${jobs.length} jobs`);
         }
       } else {
         const payload = def.payload.parse(first.payload);
-        results = [{ ok: true, result: await raceAbort(handler.run!(payload, first, ctx), controller.signal) }];
+        results = [{ ok: true, result: await control.race(handler.run!(payload, first, ctx)) }];
       }
     } catch (err) {
       results = jobs.map(() => ({ ok: false, error: err }));
-    } finally {
-      clearTimeout(timer);
     }
     const durationMs = Date.now() - started;
-    const reason: unknown = controller.signal.aborted ? controller.signal.reason : undefined;
+    const reason: unknown = control.aborted ? control.reason : undefined;
     const now = this.options.queue.clock.now();
     jobs.forEach((job, i) => {
       const r = results[i]!;
@@ -309,11 +313,18 @@ export class WorkerPool {
         r.progressDirty = false;
         const h = byId.get(r.job.id);
         if (!this.running.has(r.job.id)) continue; // finished meanwhile
-        if (!h) r.controller.abort(LEASE_LOST);
-        else if (h.cancel_requested) r.controller.abort(new JobCancelledError());
+        if (!h) r.control.abort(LEASE_LOST);
+        else if (h.cancel_requested) r.control.abort(new JobCancelledError());
       }
     } catch (err) {
       this.logger.warn("heartbeat failed", { err: String(err), jobs: entries.length });
+    }
+  }
+
+  private abortOverdue(): void {
+    const now = Date.now();
+    for (const r of this.running.values()) {
+      if (now >= r.control.deadline) r.control.abort(new JobTimeoutError(r.control.timeoutMs));
     }
   }
 
@@ -335,7 +346,7 @@ export class WorkerPool {
       if (graceOver && this.running.size > 0) {
         this.logger.warn("grace period over; handing back running jobs", { jobs: this.running.size });
         const left = [...this.running.values()];
-        for (const r of left) r.controller.abort(SHUTDOWN);
+        for (const r of left) r.control.abort(SHUTDOWN);
         // Handlers that ignore their signal are handed back here directly.
         await Promise.race([allSettled, sleep(1_000)]);
         const stuck = [...this.running.values()];
@@ -347,6 +358,7 @@ export class WorkerPool {
       }
     }
     clearInterval(this.heartbeatTimer);
+    clearInterval(this.deadlineTimer);
     this.scheduleFlush();
     await this.flushing;
   }
@@ -367,23 +379,3 @@ function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   });
 }
 
-/** Settles when the handler does, or rejects as soon as the signal aborts (a handler may ignore it). */
-function raceAbort<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener("abort", onAbort, { once: true });
-    work.then(
-      (v) => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener("abort", onAbort);
-        reject(e);
-      },
-    );
-  });
-}
-
-export { serializeError, PermanentError };

@@ -1,0 +1,26 @@
+import { readFileSync, readdirSync } from "node:fs";
+import pg from "pg";
+import { migrate } from "/work/main/schema/migrate";
+import { createEngine } from "/work/main/shared/queue/engine";
+import { WorkerPool } from "/work/main/shared/queue/worker";
+import { createPgSql } from "/work/main/workers/node/postgres";
+import { createIoRedis } from "/work/main/workers/node/redis";
+const cpu = () => { const out: Record<string, number> = {}; for (const pid of readdirSync("/proc").filter((p) => /^\d+$/.test(p))) { try { const st = readFileSync(`/proc/${pid}/stat`, "utf8"); const name = st.slice(st.indexOf("(") + 1, st.lastIndexOf(")")); const f = st.slice(st.lastIndexOf(")") + 2).split(" "); const t = (Number(f[11]) + Number(f[12])) / 100; const k = name.startsWith("postgres") ? "postgres" : name.startsWith("redis") ? "redis" : name === "node" ? "node" : "other"; out[k] = (out[k] ?? 0) + t; } catch {} } return out; };
+const admin = new pg.Client({ connectionString: "postgres://postgres@127.0.0.1:5432/postgres" });
+await admin.connect(); await admin.query("drop database if exists cpub with (force)"); await admin.query("create database cpub"); await admin.end();
+const url = "postgres://postgres@127.0.0.1:5432/cpub";
+const sql = createPgSql(url, { max: 20, prepare: true }); const hot = createPgSql(url, { max: 10, prepare: true, synchronousCommit: false });
+await migrate(sql);
+const redis = process.env.DRIVER === "redis" ? createIoRedis("redis://127.0.0.1:6379") : undefined;
+const engine = createEngine({ sql, hotSql: hot, redis, redisOptions: { prefix: "cpub:{jobs}:" } });
+if (redis) await engine.dispatcher.reconcile({ force: true });
+for (let b = 0; b < 20; b++) await engine.queue.enqueueMany(Array.from({ length: 1000 }, (_, i) => ({ type: "email.send", tenantId: `t${i % 10}`, payload: { recipient: `u${i}@example.com`, template_id: "tpl", variables: { i } } })));
+const pool = new WorkerPool({ name: "p", handlers: [{ type: "email.send", run: async () => undefined }], concurrency: 50, queue: engine.queue, stats: engine.stats, workerId: "w" });
+const c0 = cpu(); const t = performance.now();
+pool.start();
+while (pool.processed < 20000) await new Promise((r) => setTimeout(r, 2));
+await pool.stop();
+const s = (performance.now() - t) / 1000; const c1 = cpu();
+console.log(`drain ${(20000 / s).toFixed(0)}/s in ${s.toFixed(2)}s; cpu-seconds:`, Object.fromEntries(Object.keys(c1).map((k) => [k, +(c1[k]! - (c0[k] ?? 0)).toFixed(2)])));
+if (redis) { await redis.pipeline([["DEL", "cpub:{jobs}:lane:email.send", "cpub:{jobs}:epoch"]]); await redis.close(); }
+await hot.close(); await sql.close();
