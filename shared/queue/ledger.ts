@@ -36,6 +36,20 @@ export function rowToJob(r: Row): Job {
   };
 }
 
+/** A job as the claim statements return it: the columns they leave out are known from the claim. */
+function claimedJob(r: Row, now: Date, leaseUntil: Date, workerId: string): Job {
+  return {
+    ...rowToJob(r),
+    state: "active",
+    leaseUntil,
+    workerId,
+    cancelRequested: false,
+    result: null,
+    startedAt: now,
+    finishedAt: null,
+  };
+}
+
 const rowToLane = (r: Row): LaneEntry => ({
   id: String(r.id),
   type: String(r.type),
@@ -159,7 +173,7 @@ export class Ledger {
   async claimByIds(ids: readonly string[], now: Date, leaseUntil: Date, workerId: string): Promise<Job[]> {
     if (ids.length === 0) return [];
     const rows = await this.hot.query(q.JobClaimMany, [ids, now.toISOString(), leaseUntil.toISOString(), workerId]);
-    return rows.map(rowToJob);
+    return rows.map((r) => claimedJob(r, now, leaseUntil, workerId));
   }
 
   async claimNext(types: readonly string[], limit: number, now: Date, leaseUntil: Date, workerId: string): Promise<Job[]> {
@@ -170,7 +184,7 @@ export class Ledger {
       leaseUntil.toISOString(),
       workerId,
     ]);
-    return rows.map(rowToJob);
+    return rows.map((r) => claimedJob(r, now, leaseUntil, workerId));
   }
 
   /** Records outcomes; returns the ids that were still held by this attempt. */

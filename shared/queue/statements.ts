@@ -16,6 +16,17 @@ export const jobColumns = (alias = "") => {
 };
 const JOB_COLUMNS = jobColumns();
 
+/**
+ * What a worker needs of a job it just claimed: the state, lease, worker, result and times are
+ * known or unused, and every column returned costs the driver a parse per row on the hot path.
+ */
+const claimedColumns = (alias = "") => {
+  const a = alias ? `${alias}.` : "";
+  return `${a}id::text as id, ${a}tenant_id, ${a}type, ${a}priority, ${a}payload, ${a}attempt, ${a}max_attempts,
+  (extract(epoch from ${a}run_at) * 1000)::float8 as run_at, ${a}vtime::float8 as vtime, ${a}idempotency_key,
+  ${a}parent_id::text as parent_id, ${a}progress, ${a}last_error, (extract(epoch from ${a}created_at) * 1000)::float8 as created_at`;
+};
+
 const LANE_COLUMNS = `id::text as id, type, priority, vtime::float8 as vtime`;
 
 /**
@@ -82,7 +93,7 @@ where (tenant_id, type, idempotency_key) in (select * from unnest($1::text[], $2
 export const JobClaimMany = `
 update jobs set state = 'active', attempt = attempt + 1, started_at = $2, lease_until = $3, worker_id = $4
 where id = any($1::bigint[]) and state::text = 'queued'
-returning ${JOB_COLUMNS}`;
+returning ${claimedColumns()}`;
 
 /**
  * JobClaimNext (Postgres driver): the next queued jobs of the given types by priority and
@@ -103,7 +114,7 @@ with candidates as (
 )
 update jobs j set state = 'active', attempt = j.attempt + 1, started_at = $3, lease_until = $4, worker_id = $5
 from candidates where j.id = candidates.id
-returning ${jobColumns("j")}`;
+returning ${claimedColumns("j")}`;
 
 /**
  * JobFinishMany: records outcomes of runs. Guarded by attempt and state so that a worker whose
