@@ -40,6 +40,11 @@ export interface NeonSqlOptions {
    * Defaults to false when wsProxy is set (not Neon), else to the driver's "password".
    */
   pipelineConnect?: false | "password";
+  /**
+   * Connections the pool may open. Workers allow 6 simultaneous outgoing connections per
+   * invocation and Upstash calls need some of them, so the default is 2.
+   */
+  max?: number;
 }
 
 const INT8_OID = 20;
@@ -67,7 +72,7 @@ export function createNeonSql(connectionString: string, opts: NeonSqlOptions = {
     }
   };
 
-  const pool = new Pool({ connectionString, types: typeParsers });
+  const pool = new Pool({ connectionString, types: typeParsers, max: opts.max ?? 2 });
   // An idle client whose socket goes away emits here; unhandled, it would crash the process.
   // ('error' is also the one listener that does not switch the pool off its fetch fast path.)
   pool.on("error", report);
