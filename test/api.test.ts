@@ -292,7 +292,7 @@ describe("tenancy", () => {
     expect(mine.status).toBe(200);
     expect(mine.json.queues.map((q: { type: string }) => q.type)).toEqual([...catalog.keys()]);
     const email = mine.json.queues.find((q: { type: string }) => q.type === "email.send");
-    expect(email).toEqual({ type: "email.send", pool: "email", waiting: 2, scheduled: 1, active: 0, failed: 0, completed_last_hour: 0, failed_last_hour: 0 });
+    expect(email).toEqual({ type: "email.send", pool: "email", paused: false, waiting: 2, paused_jobs: 0, scheduled: 1, active: 0, failed: 0, completed_last_hour: 0, failed_last_hour: 0 });
 
     const all = await call("/v1/queues", { key: admin.key });
     const [{ n }] = (await sql.query<{ n: number }>(

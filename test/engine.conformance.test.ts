@@ -156,3 +156,71 @@ describe.each(DRIVERS)("engine on the %s driver", (driver) => {
     expect(aBeforeLastB).toBeLessThan(2_000);
   });
 });
+
+describe.each(DRIVERS)("pause and resume on the %s driver", (driver) => {
+  let h: Harness;
+  beforeEach(async () => {
+    h = await createHarness(driver, "pause");
+  });
+  afterEach(async () => {
+    await h.close();
+  });
+
+  const states = async () =>
+    Object.fromEntries(
+      (await h.sql.query<{ k: string; n: number }>("select tenant_id || ':' || state as k, count(*)::int as n from jobs group by 1")).map((r) => [r.k, r.n]),
+    );
+
+  it("holds one tenant's jobs of a type while others run, keeps the pause across restarts, and resumes", async () => {
+    const q = h.engine.queue;
+    const { jobs } = await q.pause("email.send", "t2");
+    expect(jobs).toBe(0);
+    const ran: string[] = [];
+    h.pool([{ type: "email.send", run: async (_p: unknown, job: Job) => void ran.push(job.tenantId) }]).start();
+    h.scheduler().start(20);
+    await q.enqueueMany([1, 2, 3].flatMap((n) => [
+      { type: "email.send", tenantId: "t1", payload: mail(n) },
+      { type: "email.send", tenantId: "t2", payload: mail(n) },
+    ]));
+    await q.enqueue({ type: "email.send", tenantId: "t2", payload: mail(9), delayMs: 50 }); // promoted into the pause
+    await waitFor(() => ran.length === 3);
+    await waitFor(async () => (await states())["t2:paused"] === 4, { what: "the delayed job to be promoted as paused" });
+    expect(ran).toEqual(["t1", "t1", "t1"]);
+
+    // A new engine over the same database (a restart) still sees the pause.
+    const { createEngine } = await import("../shared/queue/engine");
+    const restarted = createEngine({ sql: h.sql });
+    expect(await restarted.queue.pausedLanes()).toMatchObject([{ type: "email.send", tenantId: "t2" }]);
+
+    expect((await q.resume("email.send", "t2")).jobs).toBe(4);
+    await waitFor(() => ran.length === 7);
+    expect(await states()).toEqual({ "t1:completed": 3, "t2:completed": 4 });
+    expect(await q.pausedLanes()).toEqual([]);
+  });
+
+  it("pauses a whole type without touching running jobs; a tenant's resume does not lift a type-wide pause", async () => {
+    const q = h.engine.queue;
+    let release!: () => void;
+    const gate = new Promise<void>((r) => (release = r));
+    let started = 0;
+    h.pool([{ type: "email.send", run: async () => { started++; await gate; } }], { concurrency: 1 }).start();
+    const { job: running } = await q.enqueue({ type: "email.send", tenantId: "t1", payload: mail(1) });
+    await waitFor(() => started === 1);
+    await q.enqueue({ type: "email.send", tenantId: "t1", payload: mail(2) });
+    expect((await q.pause("email.send")).jobs).toBe(1);
+    await q.pause("email.send", "t1");
+    expect((await q.resume("email.send", "t1")).jobs).toBe(0); // still paused type-wide
+    release();
+    await waitFor(async () => (await q.get(running.id, null)).state === "completed");
+    expect(await states()).toEqual({ "t1:completed": 1, "t1:paused": 1 });
+    await q.resume("email.send");
+    await waitFor(async () => (await states())["t1:completed"] === 2);
+  });
+
+  it("cancels a paused job", async () => {
+    await h.engine.queue.pause("email.send");
+    const { job } = await h.engine.queue.enqueue({ type: "email.send", tenantId: "t1", payload: mail(1) });
+    expect(job.state).toBe("paused");
+    expect((await h.engine.queue.cancel(job.id, "t1")).state).toBe("cancelled");
+  });
+});

@@ -177,9 +177,9 @@ describe("GET /metrics", () => {
       "export.data/scheduled": 1,
       "webhook.dispatch/failed": 2,
     };
-    expect(families.get("queue_depth")!.metrics).toHaveLength(TYPES.length * 4);
+    expect(families.get("queue_depth")!.metrics).toHaveLength(TYPES.length * 5);
     for (const type of TYPES) {
-      for (const state of ["queued", "scheduled", "active", "failed"]) {
+      for (const state of ["queued", "scheduled", "paused", "active", "failed"]) {
         expect(value("queue_depth", { type, state }), `${type}/${state}`).toBe(depth[`${type}/${state}`] ?? 0);
       }
     }

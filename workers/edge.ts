@@ -10,6 +10,8 @@ import { problemResponse } from "../shared/api/problem";
 import { drain } from "../shared/queue/drain";
 import { createEngine } from "../shared/queue/engine";
 import type { Handler } from "../shared/queue/handler";
+import type { PoolName } from "../shared/jobs/definition";
+import { WorkerRegistry } from "../shared/queue/registry";
 import { Scheduler } from "../shared/queue/scheduler";
 import { EdgeConfigError, loadEdgeConfig } from "./edge/config";
 import { createConsoleLogger } from "./edge/logger";
@@ -65,6 +67,11 @@ function open(env: Env, makeHandlers: MakeHandlers) {
 type Opened = ReturnType<typeof open>;
 
 async function drainLanes(o: Opened, workerId: string): Promise<void> {
+  // Each drain shows in the worker registry (and goes silent after it, as edge invocations do).
+  const pools = [...new Set(o.handlers.map((h) => o.engine.queue.catalog.get(h.type)?.pool).filter((p): p is PoolName => !!p))];
+  await new WorkerRegistry(o.sql, o.engine.clock)
+    .report({ id: workerId, runtime: "edge", pools, concurrency: o.config.EDGE_CONCURRENCY, inFlight: 0, intakePaused: [], startedAt: new Date() })
+    .catch((err: unknown) => logger.warn("worker registry report failed", { err: String(err) }));
   const report = await drain({
     queue: o.engine.queue,
     stats: o.engine.stats,

@@ -2,6 +2,9 @@
  * The HTTP API as one Hono app, served by both runtimes (Node's server and the Worker's fetch).
  * Wiring only: routes live in their modules, errors all become problem+json here.
  */
+import { WorkerRegistry } from "../queue/registry";
+import { defaultScalingPolicy, type ScalingPolicy } from "../queue/scaling";
+import { operationsRoutes } from "./operations-routes";
 import { Hono, type Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { type Logger, type SqlClient, silentLogger } from "../ports";
@@ -28,6 +31,10 @@ export interface AppDeps {
   version?: string;
   /** Serve /metrics without a key (for a scraper on a private network). Default false: admin key. */
   metricsPublic?: boolean;
+  /** The worker registry (scaling signals, /v1/workers); one over `sql` when omitted. */
+  registry?: WorkerRegistry;
+  /** Thresholds of the scaling recommendation. Default: 1,000 waiting jobs; 80% memory for imports. */
+  scaling?: ScalingPolicy;
 }
 
 /** Engine and API errors as problems; anything else is a 500 that says nothing about internals. */
@@ -68,6 +75,9 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
 
   app.route("/v1/jobs", jobsRoutes(queue));
   app.route("/v1/queues", queuesRoutes(queue, sql));
+  const registry = deps.registry ?? new WorkerRegistry(sql, queue.clock);
+  const policy = deps.scaling ?? defaultScalingPolicy;
+  app.route("/v1", operationsRoutes(queue, registry, policy));
 
   app.get("/healthz", async (c) => {
     try {
@@ -84,7 +94,7 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
 
   app.get("/metrics", async (c) => {
     if (!deps.metricsPublic) assertAdmin(await authenticate(c, apiKeys));
-    return c.body(await renderMetrics(queue, sql), 200, { "content-type": PROMETHEUS_CONTENT_TYPE });
+    return c.body(await renderMetrics(queue, sql, registry, policy), 200, { "content-type": PROMETHEUS_CONTENT_TYPE });
   });
 
   return app;

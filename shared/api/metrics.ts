@@ -7,10 +7,12 @@ import type { SqlClient } from "../ports";
 import type { Queue } from "../queue/queue";
 import { StatsTotals } from "../queue/statements";
 import { DURATION_BUCKETS } from "../queue/stats";
+import type { WorkerRegistry } from "../queue/registry";
+import { type ScalingPolicy, scalingSignals } from "../queue/scaling";
 import { Exposition } from "./prometheus";
 
 /** The waiting and running states queue_depth reports (finished jobs are not depth). */
-export const DEPTH_STATES = ["queued", "scheduled", "active", "failed"] as const;
+export const DEPTH_STATES = ["queued", "scheduled", "paused", "active", "failed"] as const;
 
 interface TotalsRow {
   type: string;
@@ -28,11 +30,13 @@ function toNumbers(v: TotalsRow["buckets"]): number[] {
   return items.map(Number);
 }
 
-export async function renderMetrics(queue: Queue, sql: SqlClient): Promise<string> {
-  const [totals, depth, oldest] = await Promise.all([
+export async function renderMetrics(queue: Queue, sql: SqlClient, registry: WorkerRegistry, policy: ScalingPolicy): Promise<string> {
+  const [totals, depth, oldest, pools, workers] = await Promise.all([
     sql.query<TotalsRow>(StatsTotals),
     queue.ledger.countByTypeAndState(),
     queue.ledger.oldestQueued(queue.clock.now()),
+    scalingSignals(queue, registry, policy),
+    registry.list(registry.silentAfterMs),
   ]);
   // Catalog types first and always; types no longer in the catalog still show while they have data.
   const types = [...queue.catalog.keys()];
@@ -73,5 +77,19 @@ export async function renderMetrics(queue: Queue, sql: SqlClient): Promise<strin
   out.family("queue_oldest_age_seconds", "gauge", "Age of the oldest queued job per type, in seconds (0 when none).");
   for (const type of types) out.sample("queue_oldest_age_seconds", { type }, Math.max(0, ageOf.get(type) ?? 0));
 
+  // Scaling signals, per pool, for KEDA or a Prometheus rule (the same figures as GET /v1/scaling).
+  out.family("pool_queue_depth", "gauge", "Jobs waiting to run (queued) in the pool's types, now.");
+  for (const p of pools) out.sample("pool_queue_depth", { pool: p.pool }, p.queueDepth);
+  out.family("pool_oldest_age_seconds", "gauge", "Age of the oldest waiting job in the pool's types, in seconds.");
+  for (const p of pools) out.sample("pool_oldest_age_seconds", { pool: p.pool }, p.oldestWaitingSeconds);
+  out.family("pool_active_jobs", "gauge", "Jobs running in the pool's types, now.");
+  for (const p of pools) out.sample("pool_active_jobs", { pool: p.pool }, p.active);
+  out.family("pool_scale_up", "gauge", "1 when the scaling policy recommends more workers for the pool, else 0.");
+  for (const p of pools) out.sample("pool_scale_up", { pool: p.pool }, p.recommendation === "scale_up" ? 1 : 0);
+  out.family("worker_memory_usage_ratio", "gauge", "Resident memory over the memory available, per live worker process and pool (0-1).");
+  for (const w of workers) {
+    if (w.memoryRatio === undefined) continue;
+    for (const pool of w.pools) out.sample("worker_memory_usage_ratio", { pool, worker: w.id }, w.memoryRatio);
+  }
   return out.toString();
 }

@@ -25,6 +25,8 @@ select type, 'queued' as state, count(*)::int as count from jobs where state = '
 union all
 select type, 'scheduled', count(*)::int from jobs where state = 'scheduled' and tenant_id = $1 group by type
 union all
+select type, 'paused', count(*)::int from jobs where state = 'paused' and tenant_id = $1 group by type
+union all
 select type, 'active', count(*)::int from jobs where state = 'active' and tenant_id = $1 group by type
 union all
 select type, 'failed', count(*)::int from jobs where state = 'failed' and tenant_id = $1 group by type
@@ -35,12 +37,13 @@ union all
 select type, 'failed_last_hour', count(*)::int from jobs
   where state = 'failed' and finished_at >= $2 and tenant_id = $1 group by type`;
 
-type Counter = "queued" | "scheduled" | "active" | "failed" | "completed_last_hour" | "failed_last_hour";
+type Counter = "queued" | "scheduled" | "paused" | "active" | "failed" | "completed_last_hour" | "failed_last_hour";
 type Counts = Map<string, Record<Counter, number>>;
 
 const zero = (): Record<Counter, number> => ({
   queued: 0,
   scheduled: 0,
+  paused: 0,
   active: 0,
   failed: 0,
   completed_last_hour: 0,
@@ -81,13 +84,21 @@ export function queuesRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
 
   app.get("/", async (c) => {
     const principal = c.get("principal");
-    const counts = principal.admin ? await systemCounts(queue, sql) : await tenantCounts(queue, sql, principal.tenantId!);
+    const [counts, pausedLanes] = await Promise.all([
+      principal.admin ? systemCounts(queue, sql) : tenantCounts(queue, sql, principal.tenantId!),
+      queue.pausedLanes(),
+    ]);
     const queues = [...queue.catalog.values()].map((def) => {
       const n = counts.get(def.type) ?? zero();
+      const lanes = pausedLanes.filter((l) => l.type === def.type);
       return {
         type: def.type,
         pool: def.pool,
+        // Paused for every tenant, or (for a tenant key) for this tenant; admins also see which tenants are paused.
+        paused: lanes.some((l) => l.tenantId === null || l.tenantId === principal.tenantId),
+        ...(principal.admin ? { paused_tenants: lanes.flatMap((l) => (l.tenantId ? [l.tenantId] : [])) } : {}),
         waiting: n.queued,
+        paused_jobs: n.paused,
         scheduled: n.scheduled,
         active: n.active,
         failed: n.failed,
@@ -105,5 +116,34 @@ export function queuesRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
     return c.json({ type, retried: await queue.retryFailed(type) });
   });
 
+  // Pause and resume a type, or one tenant's jobs of it ({"tenant_id": "..."}). Admin only.
+  for (const action of ["pause", "resume"] as const) {
+    app.post(`/:type/${action}`, async (c) => {
+      assertAdmin(c.get("principal"));
+      const type = c.req.param("type");
+      if (!queue.catalog.has(type)) throw new ApiError(404, `no job type "${type}"`);
+      const body = await readOptionalJson(c.req.raw);
+      const tenant = body?.tenant_id;
+      if (tenant !== undefined && (typeof tenant !== "string" || tenant === "" || tenant === "*")) {
+        throw new ApiError(422, "invalid tenant_id", [{ path: "tenant_id", message: "expected a tenant id" }]);
+      }
+      const { jobs } = action === "pause" ? await queue.pause(type, tenant ?? null) : await queue.resume(type, tenant ?? null);
+      return c.json({ type, tenant_id: tenant ?? null, paused: action === "pause", jobs });
+    });
+  }
+
   return app;
+}
+
+/** A body is optional for pause/resume: none, or a JSON object. */
+async function readOptionalJson(req: Request): Promise<Record<string, unknown> | undefined> {
+  const text = await req.text();
+  if (text.trim() === "") return undefined;
+  try {
+    const value: unknown = JSON.parse(text);
+    if (value && typeof value === "object" && !Array.isArray(value)) return value as Record<string, unknown>;
+  } catch {
+    // fall through to the 400 below
+  }
+  throw new ApiError(400, "the body must be a JSON object (or empty)");
 }

@@ -10,8 +10,8 @@ import type { Priority } from "../jobs/definition";
  * - lease: the time until which an active job belongs to its worker; renewed by heartbeat.
  * - tenant: the customer account that owns a job; an API key sees only its tenant's jobs.
  */
-export type JobState = "scheduled" | "queued" | "active" | "completed" | "failed" | "cancelled";
-export const JOB_STATES: readonly JobState[] = ["scheduled", "queued", "active", "completed", "failed", "cancelled"];
+export type JobState = "scheduled" | "queued" | "paused" | "active" | "completed" | "failed" | "cancelled";
+export const JOB_STATES: readonly JobState[] = ["scheduled", "queued", "paused", "active", "completed", "failed", "cancelled"];
 /** States a job never leaves by itself. */
 export const FINAL_STATES: readonly JobState[] = ["completed", "failed", "cancelled"];
 

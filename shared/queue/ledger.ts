@@ -224,9 +224,24 @@ export class Ledger {
     ]);
   }
 
-  async promoteDue(now: Date, limit: number, notify: boolean): Promise<LaneEntry[]> {
+  /** Promotes due jobs; returns how many moved and the ones that joined a lane (not paused). */
+  async promoteDue(now: Date, limit: number, notify: boolean): Promise<{ moved: number; queued: LaneEntry[] }> {
     const rows = await this.sql.query(q.JobPromoteDue, [now.toISOString(), limit, notify]);
-    return rows.map(rowToLane);
+    return { moved: rows.length, queued: rows.filter((r) => r.state === "queued").map(rowToLane) };
+  }
+
+  async pauseLane(type: string, tenantId: string): Promise<{ lanes: number; jobs: number }> {
+    const [row] = await this.sql.query<{ lanes: number; jobs: number }>(q.LanePause, [type, tenantId]);
+    return row!;
+  }
+
+  async resumeLane(type: string, tenantId: string, now: Date): Promise<{ lanes: number; jobs: number }> {
+    const [row] = await this.sql.query<{ lanes: number; jobs: number }>(q.LaneResume, [type, tenantId, now.toISOString()]);
+    return row!;
+  }
+
+  async pausedLanes(): Promise<{ type: string; tenant_id: string; paused_at: Date }[]> {
+    return this.sql.query(q.LaneListPaused);
   }
 
   async rescueExpired(now: Date, limit: number): Promise<{ id: string; type: string; state: JobState }[]> {

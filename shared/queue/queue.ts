@@ -213,7 +213,7 @@ export class Queue {
   async cancel(id: string, tenantId: string | null): Promise<Job> {
     const previous = /^\d{1,18}$/.test(id) ? await this.ledger.cancel(id, tenantId, this.clock.now()) : null;
     if (previous === null) throw new NotFoundError(`no job ${id}`);
-    if (!["queued", "scheduled", "active"].includes(previous)) {
+    if (!["queued", "scheduled", "paused", "active"].includes(previous)) {
       throw new ConflictError(`job ${id} is ${previous}; only waiting or running jobs can be cancelled`);
     }
     return this.get(id, tenantId);
@@ -245,11 +245,41 @@ export class Queue {
   async promoteDue(limit = 5_000): Promise<number> {
     let total = 0;
     for (;;) {
-      const promoted = await this.ledger.promoteDue(this.clock.now(), limit, this.dispatcher.wakesThroughPostgres);
-      total += promoted.length;
-      await this.publish(promoted);
-      if (promoted.length < limit) return total;
+      const { moved, queued } = await this.ledger.promoteDue(this.clock.now(), limit, this.dispatcher.wakesThroughPostgres);
+      total += moved;
+      await this.publish(queued);
+      if (moved < limit) return total;
     }
+  }
+
+  /**
+   * Pauses a type, or one tenant's jobs of a type: their waiting jobs stay in state 'paused'
+   * (running ones finish) until resume(), on every runtime and driver, across restarts.
+   */
+  async pause(type: string, tenantId: string | null = null): Promise<{ jobs: number }> {
+    this.requireType(type);
+    const { jobs } = await this.ledger.pauseLane(type, tenantId ?? "*");
+    return { jobs };
+  }
+
+  /** Resumes a paused lane; its jobs go back to their lanes in fair order. */
+  async resume(type: string, tenantId: string | null = null): Promise<{ jobs: number }> {
+    this.requireType(type);
+    const { jobs } = await this.ledger.resumeLane(type, tenantId ?? "*", this.clock.now());
+    await this.promoteDue();
+    return { jobs };
+  }
+
+  async pausedLanes(): Promise<{ type: string; tenantId: string | null; pausedAt: Date }[]> {
+    return (await this.ledger.pausedLanes()).map((r) => ({
+      type: r.type,
+      tenantId: r.tenant_id === "*" ? null : r.tenant_id,
+      pausedAt: r.paused_at instanceof Date ? r.paused_at : new Date(String(r.paused_at)),
+    }));
+  }
+
+  private requireType(type: string): void {
+    if (!this.catalog.has(type)) throw new NotFoundError(`unknown job type "${type}"`);
   }
 }
 

@@ -43,7 +43,9 @@ const laneBase = (groups: string) => `
     coalesce((select q.vtime from jobs q
               where q.state = 'queued' and q.type = g.type and q.priority = g.priority and q.tenant_id = g.tenant_id
               order by q.type, q.priority, q.tenant_id, q.vtime desc limit 1), 0)
-  ) as base
+  ) as base,
+  -- A paused lane (the whole type, or this tenant's jobs of it) takes new jobs as 'paused'.
+  exists (select 1 from paused_lanes p where p.type = g.type and p.tenant_id in ('*', g.tenant_id)) as paused
   from (select distinct tenant_id, type, priority from ${groups}) g`;
 
 /**
@@ -64,7 +66,8 @@ lanes as materialized (${laneBase("input")}),
 inserted as (
   insert into jobs (tenant_id, type, priority, payload, state, max_attempts, run_at, vtime, idempotency_key, parent_id, created_at)
   select i.tenant_id, i.type, i.priority, i.payload,
-         case when $11::boolean or i.run_at > $9::timestamptz then 'scheduled'::job_state else 'queued'::job_state end,
+         case when $11::boolean or i.run_at > $9::timestamptz then 'scheduled'::job_state
+              when l.paused then 'paused'::job_state else 'queued'::job_state end,
          i.max_attempts, greatest(i.run_at, $9::timestamptz),
          l.base + row_number() over (partition by i.tenant_id, i.type, i.priority order by i.ord),
          i.idempotency_key, i.parent_id, $9::timestamptz
@@ -154,7 +157,8 @@ returning j.id::text as id, j.cancel_requested`;
 
 /**
  * JobPromoteDue: scheduled jobs whose time has come (delays, retries, reaped and released
- * jobs) join their lanes with fair virtual times. $1 now, $2 limit, $3 notify.
+ * jobs) join their lanes with fair virtual times, or wait as 'paused' in a paused lane.
+ * $1 now, $2 limit, $3 notify.
  */
 export const JobPromoteDue = `
 with due as (
@@ -166,15 +170,16 @@ with due as (
 ),
 lanes as materialized (${laneBase("due")}),
 ranked as (
-  select d.id, l.base + row_number() over (partition by d.tenant_id, d.type, d.priority order by d.id) as vtime
+  select d.id, l.paused, l.base + row_number() over (partition by d.tenant_id, d.type, d.priority order by d.id) as vtime
   from due d join lanes l using (tenant_id, type, priority)
 ),
 promoted as (
-  update jobs j set state = 'queued', vtime = r.vtime from ranked r where j.id = r.id
-  returning j.id::text as id, j.type, j.priority, j.vtime::float8 as vtime
+  update jobs j set state = case when r.paused then 'paused'::job_state else 'queued'::job_state end, vtime = r.vtime
+  from ranked r where j.id = r.id
+  returning j.id::text as id, j.type, j.priority, j.vtime::float8 as vtime, j.state::text as state
 ),
 notified as (
-  select pg_notify('pm_jobs', t.type) from (select distinct type from promoted) t where $3::boolean
+  select pg_notify('pm_jobs', t.type) from (select distinct type from promoted where state = 'queued') t where $3::boolean
 )
 select promoted.*, (select count(*) from notified) as _n from promoted`;
 
@@ -210,10 +215,10 @@ with target as (
 ),
 changed as (
   update jobs j set
-    state = case when t.state in ('queued', 'scheduled') then 'cancelled'::job_state else j.state end,
-    finished_at = case when t.state in ('queued', 'scheduled') then $3::timestamptz else j.finished_at end,
+    state = case when t.state in ('queued', 'scheduled', 'paused') then 'cancelled'::job_state else j.state end,
+    finished_at = case when t.state in ('queued', 'scheduled', 'paused') then $3::timestamptz else j.finished_at end,
     cancel_requested = j.cancel_requested or t.state = 'active'
-  from target t where j.id = t.id and t.state in ('queued', 'scheduled', 'active')
+  from target t where j.id = t.id and t.state in ('queued', 'scheduled', 'paused', 'active')
   returning j.id
 ),
 notified as (select pg_notify('pm_cancel', id::text) from changed)
@@ -270,7 +275,7 @@ select ${LANE_COLUMNS} from jobs where state = 'queued' and id > $1::bigint orde
 /** JobCountByTypeAndState: live counts for queues, metrics and scaling; only the partial indexes are read for waiting states. */
 export const JobCountByTypeAndState = `
 select type, state::text as state, count(*)::int as count from jobs
-where state in ('queued', 'scheduled', 'active', 'failed')
+where state in ('queued', 'scheduled', 'paused', 'active', 'failed')
 group by type, state`;
 
 /** JobOldestQueued: age of each lane's oldest waiting job. $1 now. */
@@ -353,3 +358,36 @@ on conflict (type, minute) do update set
   retried = s.retried + excluded.retried,
   duration_sum = s.duration_sum + excluded.duration_sum,
   duration_buckets = array(select a + b from unnest(s.duration_buckets, excluded.duration_buckets) as x(a, b))`;
+
+/**
+ * LanePause: records the pause (it survives restarts and catches later enqueues) and moves the
+ * lane's queued jobs to 'paused'; running jobs finish. $1 type, $2 tenant ('*' = every tenant).
+ */
+export const LanePause = `
+with lane as (insert into paused_lanes (type, tenant_id) values ($1, $2) on conflict do nothing returning 1),
+moved as (
+  update jobs set state = 'paused'
+  where state = 'queued' and type = $1 and ($2 = '*' or tenant_id = $2)
+  returning 1
+)
+select (select count(*) from lane)::int as lanes, (select count(*) from moved)::int as jobs`;
+
+/**
+ * LaneResume: drops the pause and hands the lane's paused jobs to the promoter (as scheduled,
+ * due now) unless another pause still covers them (a type-wide pause outlives a tenant's
+ * resume). $1 type, $2 tenant ('*' = every tenant), $3 now.
+ */
+export const LaneResume = `
+with gone as (delete from paused_lanes where type = $1 and tenant_id = $2 returning 1),
+moved as (
+  update jobs j set state = 'scheduled', run_at = $3
+  where j.state = 'paused' and j.type = $1 and ($2 = '*' or j.tenant_id = $2)
+    and not exists (
+      select 1 from paused_lanes p
+      where p.type = j.type and p.tenant_id in ('*', j.tenant_id) and not (p.type = $1 and p.tenant_id = $2))
+  returning 1
+)
+select (select count(*) from gone)::int as lanes, (select count(*) from moved)::int as jobs`;
+
+/** LaneListPaused. */
+export const LaneListPaused = `select type, tenant_id, paused_at from paused_lanes order by type, tenant_id`;

@@ -85,6 +85,10 @@ export class WorkerPool {
     this.idleWaitMs = options.idleWaitMs ?? 5_000;
   }
 
+  get name(): string {
+    return this.options.name;
+  }
+
   get activeCount(): number {
     return this.running.size;
   }

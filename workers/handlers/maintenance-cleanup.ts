@@ -3,6 +3,7 @@ import type { maintenanceCleanup } from "../../shared/jobs/maintenance-cleanup";
 import type { Clock, SqlClient } from "../../shared/ports";
 import type { Handler } from "../../shared/queue/handler";
 import { Ledger } from "../../shared/queue/ledger";
+import { WorkerRegistry } from "../../shared/queue/registry";
 import { StatsRollup } from "../../shared/queue/statements";
 
 type Payload = z.infer<typeof maintenanceCleanup.payload>;
@@ -57,7 +58,9 @@ export function maintenanceCleanupHandler(deps: { sql: SqlClient; clock: Clock; 
         }
       }
       await deps.sql.query(StatsRollup, [new Date(now - cfg.statsMs).toISOString()]);
-      return { deleted };
+      // Workers silent for a day are gone for good (edge drains leave one row each).
+      const workersPruned = await new WorkerRegistry(deps.sql, deps.clock).prune(24 * 3_600_000);
+      return { deleted, workers_pruned: workersPruned };
     },
   };
 }

@@ -48,6 +48,16 @@ const envSchema = z.object({
   BODY_LIMIT_BYTES: intFrom(1_024, 100 * 1024 * 1024).default(1024 * 1024),
   RETENTION_COMPLETED_HOURS: z.coerce.number().positive().max(24 * 3650).default(24),
   RETENTION_FAILED_DAYS: z.coerce.number().positive().max(3650).default(7),
+  /** Waiting jobs above which a pool's scaling signal says scale up (the source document: 1,000 for email). */
+  SCALE_QUEUE_DEPTH: intFrom(1, 100_000_000).default(1_000),
+  /** Memory use (0-1) above which the import pool's scaling signal says scale up. */
+  SCALE_IMPORT_MEMORY_RATIO: z.coerce.number().gt(0).max(1).default(0.8),
+  /** Memory use (0-1) above which this process's import pool stops taking jobs until it falls again. */
+  IMPORT_INTAKE_MEMORY_RATIO: z.coerce.number().gt(0).max(1).default(0.8),
+  /** Memory available to this process in bytes; defaults to the container's limit, else the machine's memory. */
+  MEMORY_LIMIT_BYTES: intFrom(1, Number.MAX_SAFE_INTEGER).optional(),
+  /** How often this process reports to the worker registry. */
+  REGISTRY_INTERVAL_MS: intFrom(100, 600_000).default(5_000),
   LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
 });
 

@@ -5,11 +5,7 @@
  */
 import { PGlite, types as pgliteTypes, type Transaction } from "@electric-sql/pglite";
 import type { Sql, SqlClient } from "../../shared/ports";
-
-type Handler = (payload: string) => void;
-
-/** Postgres truncates longer identifiers, which would silently listen on a different name. */
-const MAX_CHANNEL_BYTES = 63;
+import { ChannelHandlers, checkPgChannel, quotePgChannel } from "./channels";
 
 export interface PgliteSqlOptions {
   /** Receives errors thrown by listen callbacks, which have no caller to reject. */
@@ -30,21 +26,16 @@ export async function createPgliteSql(dataDir: string | undefined, opts: PgliteS
   // mixed-case or dashed name either fails or is never UNLISTENed. Issuing the statements
   // ourselves, quoted like the pg adapter does, and routing from the one global notification
   // hook, gives both adapters the same channel semantics.
-  const handlers = new Map<string, Set<Handler>>();
-  const stopNotifications = db.onNotification((channel, payload) => {
-    for (const handler of [...(handlers.get(channel) ?? [])]) {
-      try {
-        handler(payload);
-      } catch (err) {
-        // A failing subscriber must not stop the others, nor surface as an uncaught exception.
-        try {
-          opts.onError?.(err instanceof Error ? err : new Error(String(err)));
-        } catch {
-          // An error reporter that throws has nowhere further to go.
-        }
-      }
-    }
+  const channels = new ChannelHandlers<string>({
+    activate: async (channel) => {
+      await db.exec(`LISTEN ${quotePgChannel(channel)}`);
+    },
+    deactivate: async (channel) => {
+      if (!db.closed) await db.exec(`UNLISTEN ${quotePgChannel(channel)}`);
+    },
+    onError: (err) => opts.onError?.(err),
   });
+  const stopNotifications = db.onNotification((channel, payload) => channels.deliver(channel, payload));
 
   let closing: Promise<void> | undefined;
 
@@ -58,37 +49,16 @@ export async function createPgliteSql(dataDir: string | undefined, opts: PgliteS
         fn({ query: <R>(text: string, params?: readonly unknown[]) => runQuery<R>(tx, text, params) }),
       ),
 
-    async listen(channel: string, onPayload: Handler): Promise<() => Promise<void>> {
-      checkChannel(channel);
-      const handler: Handler = (payload) => onPayload(payload);
-      let set = handlers.get(channel);
-      const first = !set;
-      if (!set) handlers.set(channel, (set = new Set()));
-      set.add(handler);
-      if (first) {
-        try {
-          await db.exec(`LISTEN ${quoteIdent(channel)}`);
-        } catch (err) {
-          set.delete(handler);
-          if (set.size === 0) handlers.delete(channel);
-          throw err;
-        }
-      }
-      let subscribed = true;
-      return async () => {
-        if (!subscribed) return;
-        subscribed = false;
-        const current = handlers.get(channel);
-        if (!current?.delete(handler) || current.size > 0) return;
-        handlers.delete(channel);
-        if (!db.closed) await db.exec(`UNLISTEN ${quoteIdent(channel)}`);
-      };
+    // async, so an invalid channel rejects like every other listen failure instead of throwing.
+    async listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>> {
+      checkPgChannel(channel);
+      return channels.add(channel, onPayload);
     },
 
     close() {
       closing ??= (async () => {
         stopNotifications();
-        handlers.clear();
+        channels.clear();
         if (!db.closed) await db.close();
       })();
       return closing;
@@ -111,15 +81,4 @@ async function runQuery<T>(
   }
   const result = await runner.query<T>(text, [...params]);
   return result.rows;
-}
-
-function quoteIdent(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
-}
-
-function checkChannel(channel: string): void {
-  const bytes = new TextEncoder().encode(channel).length;
-  if (bytes === 0 || bytes > MAX_CHANNEL_BYTES) {
-    throw new Error(`invalid LISTEN channel ${JSON.stringify(channel)}: must be 1-${MAX_CHANNEL_BYTES} bytes`);
-  }
 }

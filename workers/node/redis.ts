@@ -5,6 +5,7 @@
 import { createHash } from "node:crypto";
 import { Redis as IORedis, type RedisOptions } from "ioredis";
 import type { Redis, RedisCommand } from "../../shared/ports";
+import { ChannelHandlers } from "./channels";
 
 export interface IoRedisOptions {
   /** Receives connection errors; without a listener ioredis would emit them unhandled. */
@@ -28,8 +29,6 @@ const options: RedisOptions = {
   lazyConnect: false,
 };
 
-type Handler = (message: string) => void;
-
 export function createIoRedis(url: string, opts: IoRedisOptions = {}): Redis {
   const report = (err: Error) => {
     try {
@@ -43,7 +42,15 @@ export function createIoRedis(url: string, opts: IoRedisOptions = {}): Redis {
   client.on("error", report);
 
   let subscriber: IORedis | undefined;
-  const handlers = new Map<string, Set<Handler>>();
+  const channels: ChannelHandlers<string> = new ChannelHandlers<string>({
+    activate: async (channel) => {
+      await getSubscriber().subscribe(channel);
+    },
+    deactivate: async (channel) => {
+      await getSubscriber().unsubscribe(channel);
+    },
+    onError: report,
+  });
   /** Script text -> SHA1, so a script is hashed once per process, not per call. */
   const shas = new Map<string, string>();
 
@@ -52,15 +59,7 @@ export function createIoRedis(url: string, opts: IoRedisOptions = {}): Redis {
     // duplicate() copies the options above; ioredis re-issues SUBSCRIBE after a reconnect.
     subscriber = client.duplicate();
     subscriber.on("error", report);
-    subscriber.on("message", (channel: string, message: string) => {
-      for (const handler of [...(handlers.get(channel) ?? [])]) {
-        try {
-          handler(message);
-        } catch (err) {
-          report(err instanceof Error ? err : new Error(String(err)));
-        }
-      }
-    });
+    subscriber.on("message", (channel: string, message: string) => channels.deliver(channel, message));
     return subscriber;
   };
 
@@ -94,32 +93,10 @@ export function createIoRedis(url: string, opts: IoRedisOptions = {}): Redis {
       }
     },
 
-    async subscribe(channel: string, onMessage: Handler): Promise<() => Promise<void>> {
-      const sub = getSubscriber();
-      // A wrapper per call, so subscribing the same function twice needs two unsubscribes.
-      const handler: Handler = (message) => onMessage(message);
-      let set = handlers.get(channel);
-      const first = !set;
-      if (!set) handlers.set(channel, (set = new Set()));
-      set.add(handler);
-      if (first) {
-        try {
-          await sub.subscribe(channel);
-        } catch (err) {
-          set.delete(handler);
-          if (set.size === 0) handlers.delete(channel);
-          throw err;
-        }
-      }
-      let subscribed = true;
-      return async () => {
-        if (!subscribed) return;
-        subscribed = false;
-        const current = handlers.get(channel);
-        if (!current?.delete(handler) || current.size > 0) return;
-        handlers.delete(channel);
-        await sub.unsubscribe(channel);
-      };
+    async subscribe(channel: string, onMessage: (message: string) => void): Promise<() => Promise<void>> {
+      // The connection is made here even when the channel already has handlers, as before.
+      getSubscriber();
+      return channels.add(channel, onMessage);
     },
 
     close() {

@@ -7,10 +7,13 @@ import type { Logger, Redis, Sql } from "../../shared/ports";
 import { createEngine, type Engine } from "../../shared/queue/engine";
 import type { Handler } from "../../shared/queue/handler";
 import { Scheduler } from "../../shared/queue/scheduler";
+import { WorkerRegistry } from "../../shared/queue/registry";
 import { WorkerPool } from "../../shared/queue/worker";
 import { createHandlers } from "../handlers";
 import { type NodeConfig, poolConcurrency } from "./config";
 import { openDatabase } from "./database";
+import { MemoryIntake } from "./memory-intake";
+import { memoryLimitBytes, memoryReader } from "./memory";
 import { createIoRedis } from "./redis";
 
 export interface NodeRuntime {
@@ -32,7 +35,11 @@ export interface NodeRuntime {
 export async function startNodeRuntime(
   config: NodeConfig,
   logger: Logger,
-  options: { handlers?: Handler[] } = {},
+  options: {
+    handlers?: Handler[];
+    /** Reads this process's memory use; tests pass their own to simulate pressure. */
+    memory?: () => { rss: number; ratio: number };
+  } = {},
 ): Promise<NodeRuntime> {
   const db = await openDatabase(config, logger);
   const { sql, hotSql, pepper, adminKey, localAdminKey } = db;
@@ -46,6 +53,11 @@ export async function startNodeRuntime(
   const runsWorkers = config.ROLE !== "api";
 
   const pools: WorkerPool[] = [];
+  const memory = options.memory ?? memoryReader(memoryLimitBytes(config.MEMORY_LIMIT_BYTES));
+  const intake = new MemoryIntake(memory, config.IMPORT_INTAKE_MEMORY_RATIO, logger);
+  const registry = new WorkerRegistry(sql, engine.clock);
+  const startedAt = new Date();
+  let registryTimer: ReturnType<typeof setInterval> | undefined;
   let scheduler: Scheduler | undefined;
   let unlistenCancel: (() => Promise<void>) | undefined;
   if (runsWorkers) {
@@ -74,6 +86,8 @@ export async function startNodeRuntime(
           workerId: `${workerId}:${pool}`,
           logger,
           leaseMs: config.LEASE_MS,
+          // Imports are memory bound: stop taking them while memory is high, start again below.
+          admit: pool === "import" ? () => intake.admit(pool) : undefined,
         }),
       );
     }
@@ -87,6 +101,24 @@ export async function startNodeRuntime(
       scheduler = new Scheduler({ queue: engine.queue, holderId: workerId, stats: engine.stats, logger, leaseTtlMs: Math.max(5_000, config.SCHEDULER_INTERVAL_MS * 5) });
       scheduler.start(config.SCHEDULER_INTERVAL_MS);
     }
+    const report = () => {
+      const { rss, ratio } = memory();
+      registry
+        .report({
+          id: workerId,
+          runtime: "node",
+          pools: pools.map((p) => p.name),
+          concurrency: pools.reduce((n, p) => n + p.concurrency, 0),
+          inFlight: pools.reduce((n, p) => n + p.activeCount, 0),
+          memoryRss: rss,
+          memoryRatio: ratio,
+          intakePaused: intake.paused(),
+          startedAt,
+        })
+        .catch((err: unknown) => logger.warn("worker registry heartbeat failed", { err: String(err) }));
+    };
+    report();
+    registryTimer = setInterval(report, config.REGISTRY_INTERVAL_MS);
   }
   const statsTimer = setInterval(() => {
     engine.stats.flush().catch((err: unknown) => logger.warn("stats flush failed", { err: String(err) }));
@@ -103,6 +135,8 @@ export async function startNodeRuntime(
       logger,
       bodyLimitBytes: config.BODY_LIMIT_BYTES,
       metricsPublic: config.METRICS_PUBLIC,
+      registry,
+      scaling: { queueDepth: config.SCALE_QUEUE_DEPTH, importMemoryRatio: config.SCALE_IMPORT_MEMORY_RATIO },
     });
     await new Promise<void>((ready) => {
       server = serve({ fetch: app.fetch, hostname: config.HOST, port: config.PORT }, (info) => {
@@ -119,6 +153,8 @@ export async function startNodeRuntime(
       const closed = server ? new Promise<void>((r) => server!.close(() => r())) : Promise.resolve();
       await scheduler?.stop();
       await Promise.all(pools.map((p) => p.stop(config.SHUTDOWN_GRACE_MS)));
+      clearInterval(registryTimer);
+      if (runsWorkers) await registry.remove(workerId).catch(() => {});
       clearInterval(statsTimer);
       await engine.stats.flush().catch((err: unknown) => logger.warn("stats flush failed", { err: String(err) }));
       await unlistenCancel?.().catch(() => {});
