@@ -5,7 +5,7 @@
 import { redactUrl } from "../shared/redact";
 import { ConfigError, loadConfig } from "./node/config";
 import { createLogger } from "./node/logger";
-import { startNodeRuntime } from "./node/runtime";
+import { exitOnSignals, startNodeRuntime } from "./node/runtime";
 
 async function main(): Promise<void> {
   let config;
@@ -34,24 +34,7 @@ async function main(): Promise<void> {
   process.stdout.write(`${lines.join("\n")}\n`);
   logger.info("ready", { role: config.ROLE, url: runtime.url, pools: runtime.pools.map((p) => p.types) });
 
-  let signals = 0;
-  const onSignal = (signal: string) => {
-    signals += 1;
-    if (signals > 1) {
-      logger.warn("second signal: exiting now", { signal });
-      process.exit(1);
-    }
-    logger.info("signal received", { signal });
-    runtime.stop().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        logger.error("shutdown failed", { err: String(err) });
-        process.exit(1);
-      },
-    );
-  };
-  process.on("SIGTERM", () => onSignal("SIGTERM"));
-  process.on("SIGINT", () => onSignal("SIGINT"));
+  exitOnSignals(runtime, logger);
 }
 
 main().catch((err: unknown) => {

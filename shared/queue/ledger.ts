@@ -305,6 +305,15 @@ export class Ledger {
     return this.sql.query(q.JobCountByTypeAndState);
   }
 
+  async countByTypePriorityState(): Promise<{ type: string; priority: number; state: JobState; count: number }[]> {
+    return this.sql.query(q.JobCountByTypePriorityState);
+  }
+
+  async children(parentId: string, limit = 100): Promise<Job[]> {
+    const rows = await this.sql.query(q.JobListChildren, [parentId, limit]);
+    return rows.map(rowToJob);
+  }
+
   async oldestQueued(now: Date): Promise<{ type: string; age_seconds: number }[]> {
     return this.sql.query(q.JobOldestQueued, [now.toISOString()]);
   }

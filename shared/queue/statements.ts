@@ -278,6 +278,16 @@ select type, state::text as state, count(*)::int as count from jobs
 where state in ('queued', 'scheduled', 'paused', 'active', 'failed')
 group by type, state`;
 
+/** JobCountByTypePriorityState: the dashboard's grid; the waiting states read their partial indexes. */
+export const JobCountByTypePriorityState = `
+select type, priority, state::text as state, count(*)::int as count from jobs
+where state in ('queued', 'scheduled', 'paused', 'active', 'failed')
+group by type, priority, state`;
+
+/** JobListChildren: jobs a job created (fan-out), oldest first. $1 parent id, $2 limit. */
+export const JobListChildren = `
+select ${JOB_COLUMNS} from jobs where parent_id = $1::bigint order by jobs.id limit $2`;
+
 /** JobOldestQueued: age of each lane's oldest waiting job. $1 now. */
 export const JobOldestQueued = `
 select type, extract(epoch from ($1::timestamptz - min(run_at)))::float8 as age_seconds

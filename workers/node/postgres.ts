@@ -4,6 +4,7 @@
  */
 import pg from "pg";
 import type { Sql, SqlClient } from "../../shared/ports";
+import { ChannelHandlers, checkPgChannel, quotePgChannel } from "./channels";
 
 export interface PgSqlOptions {
   /** Pool size; pg's default (10) when omitted. */
@@ -46,9 +47,6 @@ const types: pg.CustomTypesConfig = {
 /** Reconnect delays for the listener: quick first retry, capped so an outage costs little. */
 const LISTEN_BACKOFF_MIN_MS = 100;
 const LISTEN_BACKOFF_MAX_MS = 5_000;
-
-/** Postgres truncates longer identifiers, which would silently listen on a different name. */
-const MAX_CHANNEL_BYTES = 63;
 
 export function createPgSql(connectionString: string, opts: PgSqlOptions = {}): Sql {
   const report = (err: unknown) => {
@@ -175,27 +173,34 @@ function statementName(text: string): string {
   return name;
 }
 
-/** Quotes an identifier so any channel name (mixed case, dashes, quotes) is taken literally. */
-function quoteIdent(name: string): string {
-  return `"${name.replace(/"/g, '""')}"`;
-}
-
-function checkChannel(channel: string): void {
-  const bytes = new TextEncoder().encode(channel).length;
-  if (bytes === 0 || bytes > MAX_CHANNEL_BYTES) {
-    throw new Error(`invalid LISTEN channel ${JSON.stringify(channel)}: must be 1-${MAX_CHANNEL_BYTES} bytes`);
-  }
-}
-
-type Handler = (payload: string) => void;
-
 /**
  * One connection, shared by every channel of one Sql instance, that keeps itself LISTENing:
  * when it drops (Postgres restarted, backend terminated) it reconnects with backoff and
  * re-issues LISTEN for every channel that still has handlers.
  */
 class Listener {
-  private readonly handlers = new Map<string, Set<Handler>>();
+  private readonly channels = new ChannelHandlers<string>({
+    // Repeated for every handler, even if the connect just did it: a repeated LISTEN is a
+    // no-op, and it closes the gap where this channel was added after the connect issued its
+    // LISTENs. It also makes listen() reject whenever the connection cannot be made now.
+    activateEach: true,
+    activate: async (channel) => {
+      const client = await this.ensureConnected();
+      await client.query(`LISTEN ${quotePgChannel(channel)}`);
+    },
+    deactivate: async (channel) => {
+      const client = this.client;
+      if (!client) return; // not connected: a reconnect only LISTENs channels still wanted
+      try {
+        await client.query(`UNLISTEN ${quotePgChannel(channel)}`);
+      } catch (err) {
+        // The connection is going away, which ends the LISTEN anyway.
+        this.report(err);
+      }
+    },
+    // Thrown inside pg's socket handler it would break the connection for every channel.
+    onError: (err) => this.report(err),
+  });
   /** Set only while connected and LISTENing on every channel that existed at connect time. */
   private client: pg.Client | undefined;
   private connecting: Promise<pg.Client> | undefined;
@@ -212,45 +217,10 @@ class Listener {
    * Resolves once the LISTEN is active and rejects if it cannot be made active now (the
    * handler is then dropped). Once active, it survives reconnects.
    */
-  async listen(channel: string, onPayload: Handler): Promise<() => Promise<void>> {
+  async listen(channel: string, onPayload: (payload: string) => void): Promise<() => Promise<void>> {
     if (this.closed) throw new Error("Sql is closed");
-    checkChannel(channel);
-    // A wrapper per call, so subscribing the same function twice needs two unsubscribes.
-    const handler: Handler = (payload) => onPayload(payload);
-    let set = this.handlers.get(channel);
-    if (!set) this.handlers.set(channel, (set = new Set()));
-    set.add(handler);
-    try {
-      const client = await this.ensureConnected();
-      // Repeated even if the connect just did it: a repeated LISTEN is a no-op, and it closes
-      // the gap where this channel was added after the connect issued its LISTENs.
-      await client.query(`LISTEN ${quoteIdent(channel)}`);
-    } catch (err) {
-      this.remove(channel, handler);
-      throw err;
-    }
-    let subscribed = true;
-    return async () => {
-      if (!subscribed) return;
-      subscribed = false;
-      if (!this.remove(channel, handler)) return;
-      const client = this.client;
-      if (!client) return; // not connected: a reconnect only LISTENs channels still wanted
-      try {
-        await client.query(`UNLISTEN ${quoteIdent(channel)}`);
-      } catch (err) {
-        // The connection is going away, which ends the LISTEN anyway.
-        this.report(err);
-      }
-    };
-  }
-
-  /** Removes a handler; true when it was the channel's last one. */
-  private remove(channel: string, handler: Handler): boolean {
-    const set = this.handlers.get(channel);
-    if (!set?.delete(handler) || set.size > 0) return false;
-    this.handlers.delete(channel);
-    return true;
+    checkPgChannel(channel);
+    return this.channels.add(channel, onPayload);
   }
 
   private ensureConnected(): Promise<pg.Client> {
@@ -263,14 +233,14 @@ class Listener {
 
   private async connect(): Promise<pg.Client> {
     const client = new pg.Client(this.config);
-    client.on("notification", (msg) => this.dispatch(msg.channel, msg.payload ?? ""));
+    client.on("notification", (msg) => this.channels.deliver(msg.channel, msg.payload ?? ""));
     // Both fire when the server goes away; either one starts the reconnect.
     client.on("error", (err) => this.lost(client, err));
     client.on("end", () => this.lost(client));
     try {
       await client.connect();
-      for (const channel of this.handlers.keys()) {
-        await client.query(`LISTEN ${quoteIdent(channel)}`);
+      for (const channel of this.channels.channels()) {
+        await client.query(`LISTEN ${quotePgChannel(channel)}`);
       }
     } catch (err) {
       client.end().catch(() => {});
@@ -286,17 +256,6 @@ class Listener {
     return client;
   }
 
-  private dispatch(channel: string, payload: string): void {
-    for (const handler of [...(this.handlers.get(channel) ?? [])]) {
-      try {
-        handler(payload);
-      } catch (err) {
-        // Thrown inside pg's socket handler it would break the connection for every channel.
-        this.report(err);
-      }
-    }
-  }
-
   private lost(client: pg.Client, err?: Error): void {
     if (err) this.report(err);
     if (client !== this.client) return; // a failed connect attempt, already handled there
@@ -306,12 +265,12 @@ class Listener {
   }
 
   private scheduleReconnect(): void {
-    if (this.closed || this.retryTimer || this.handlers.size === 0) return;
+    if (this.closed || this.retryTimer || this.channels.size === 0) return;
     const delay = Math.min(LISTEN_BACKOFF_MIN_MS * 2 ** this.attempts, LISTEN_BACKOFF_MAX_MS);
     this.attempts++;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = undefined;
-      if (this.closed || this.client || this.handlers.size === 0) return;
+      if (this.closed || this.client || this.channels.size === 0) return;
       // connect() schedules the next attempt itself when this one fails.
       this.ensureConnected().catch((err) => this.report(err));
     }, delay);
@@ -323,7 +282,7 @@ class Listener {
     this.closed = true;
     if (this.retryTimer) clearTimeout(this.retryTimer);
     this.retryTimer = undefined;
-    this.handlers.clear();
+    this.channels.clear();
     const client = this.client ?? (await this.connecting?.catch(() => undefined));
     this.client = undefined;
     await client?.end().catch(() => {});

@@ -42,7 +42,7 @@ export function createIoRedis(url: string, opts: IoRedisOptions = {}): Redis {
   client.on("error", report);
 
   let subscriber: IORedis | undefined;
-  const channels: ChannelHandlers<string> = new ChannelHandlers<string>({
+  const channels = new ChannelHandlers<string>({
     activate: async (channel) => {
       await getSubscriber().subscribe(channel);
     },
@@ -94,8 +94,6 @@ export function createIoRedis(url: string, opts: IoRedisOptions = {}): Redis {
     },
 
     async subscribe(channel: string, onMessage: (message: string) => void): Promise<() => Promise<void>> {
-      // The connection is made here even when the channel already has handlers, as before.
-      getSubscriber();
       return channels.add(channel, onMessage);
     },
 

@@ -167,3 +167,37 @@ export async function startNodeRuntime(
 
   return { engine, sql, pools, url, localAdminKey, stop };
 }
+
+/**
+ * Stops the runtime gracefully on the first SIGTERM or SIGINT and exits 0 (1 if stopping
+ * failed). A second signal exits 1 at once: the way out when a graceful stop hangs.
+ * beforeExit runs after the stop, whichever way it went; its failure does not change the code.
+ */
+export function exitOnSignals(
+  runtime: Pick<NodeRuntime, "stop">,
+  logger: Logger,
+  options: { beforeExit?: () => Promise<void> } = {},
+): void {
+  let signals = 0;
+  const exit = async (code: number) => {
+    await options.beforeExit?.().catch(() => {});
+    process.exit(code);
+  };
+  const onSignal = (signal: NodeJS.Signals) => {
+    signals += 1;
+    if (signals > 1) {
+      logger.warn("second signal: exiting now", { signal });
+      process.exit(1);
+    }
+    logger.info("signal received", { signal });
+    runtime.stop().then(
+      () => exit(0),
+      (err: unknown) => {
+        logger.error("shutdown failed", { err: String(err) });
+        return exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+}
