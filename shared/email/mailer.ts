@@ -1,0 +1,65 @@
+/**
+ * The Mailer port: how the email pipeline hands a rendered message to a provider (Resend, an
+ * SMTP relay, or the embedded outbox). Providers classify their failures so the engine knows
+ * whether to retry, wait, fail over or give up.
+ */
+
+export interface OutgoingMessage {
+  tenantId: string;
+  from: string;
+  to: string;
+  subject: string;
+  html: string;
+  text: string;
+  /** Extra headers, e.g. List-Unsubscribe and List-Unsubscribe-Post (RFC 8058). */
+  headers?: Record<string, string>;
+  /**
+   * Stable for one message across every retry: the provider's deduplication key (Resend's
+   * Idempotency-Key), so a run repeated after a crash does not send twice.
+   */
+  idempotencyKey: string;
+  tags?: Record<string, string>;
+}
+
+export interface SendResult {
+  providerMessageId: string;
+}
+
+export type ProviderFailure =
+  /** 429: wait (retryAfterMs when the provider said) and try again. */
+  | "rate_limited"
+  /** 5xx, timeouts, connection errors: try again later, or another provider. */
+  | "unavailable"
+  /** The message or address was refused (4xx validation): sending it again cannot help. */
+  | "rejected"
+  /** Credentials or account problem: no message will go through until someone fixes it. */
+  | "auth";
+
+export class ProviderError extends Error {
+  override name = "ProviderError";
+  constructor(
+    readonly provider: string,
+    readonly failure: ProviderFailure,
+    message: string,
+    readonly retryAfterMs?: number,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+
+  get retryable(): boolean {
+    return this.failure === "rate_limited" || this.failure === "unavailable";
+  }
+}
+
+export interface Mailer {
+  readonly name: string;
+  send(message: OutgoingMessage, signal?: AbortSignal): Promise<SendResult>;
+  /**
+   * Sends several messages in one call where the provider has a batch endpoint (Resend: 100 a
+   * call). Results come back in input order; a failed call rejects as a whole with ProviderError.
+   */
+  sendBatch?(messages: readonly OutgoingMessage[], signal?: AbortSignal): Promise<SendResult[]>;
+  /** Most messages one sendBatch call takes. */
+  readonly maxBatch?: number;
+}
