@@ -224,3 +224,24 @@ describe.each(DRIVERS)("pause and resume on the %s driver", (driver) => {
     expect((await h.engine.queue.cancel(job.id, "t1")).state).toBe("cancelled");
   });
 });
+
+describe.each(DRIVERS)("snooze on the %s driver", (driver) => {
+  let h: Harness;
+  beforeEach(async () => {
+    h = await createHarness(driver, "snooze");
+  });
+  afterEach(async () => {
+    await h.close();
+  });
+
+  it("runs a snoozed job again later without counting the snoozed runs as attempts", async () => {
+    const { Snooze } = await import("../shared/queue/errors");
+    let runs = 0;
+    h.pool([{ type: "email.send", run: async () => { if (++runs < 4) throw new Snooze(20); return "done"; } }]).start();
+    h.scheduler().start(10);
+    const { job } = await h.engine.queue.enqueue({ type: "email.send", tenantId: "t1", payload: mail(1), maxAttempts: 2 });
+    await waitFor(async () => (await h.engine.queue.get(job.id, null)).state === "completed");
+    expect(runs).toBe(4);
+    expect((await h.engine.queue.get(job.id, null)).attempt).toBe(1);
+  });
+});

@@ -18,6 +18,17 @@ export class RetryAfter extends Error {
   }
 }
 
+/**
+ * Not now: run again after a delay without counting this run as an attempt (the work is
+ * waiting for something else, e.g. its campaign is paused).
+ */
+export class Snooze extends Error {
+  constructor(readonly delayMs: number, message = `snoozed for ${delayMs} ms`) {
+    super(message);
+    this.name = "Snooze";
+  }
+}
+
 /** The run was aborted because the job was cancelled. */
 export class JobCancelledError extends Error {
   constructor() {

@@ -77,6 +77,8 @@ export interface Outcome {
   error?: JobError;
   /** For retries: when to run again. */
   runAt?: Date;
+  /** The run does not count as an attempt (a snooze). */
+  refund?: boolean;
 }
 
 /**
@@ -198,6 +200,7 @@ export class Ledger {
       outcomes.map((o) => json(o.error)),
       outcomes.map((o) => o.runAt?.toISOString() ?? null),
       now.toISOString(),
+      outcomes.map((o) => o.refund === true),
     ]);
   }
 

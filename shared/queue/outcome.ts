@@ -1,6 +1,6 @@
 import type { JobType } from "../jobs/definition";
 import { backoffDelay } from "./backoff";
-import { JobCancelledError, PermanentError, RetryAfter } from "./errors";
+import { JobCancelledError, PermanentError, RetryAfter, Snooze } from "./errors";
 import type { Job, JobError } from "./job";
 import type { Outcome } from "./ledger";
 
@@ -28,6 +28,9 @@ const isZodError = (err: unknown): boolean =>
 export function failureOutcome(job: Job, def: JobType, err: unknown, now: Date, random = Math.random): Outcome {
   if (err instanceof JobCancelledError) {
     return { id: job.id, attempt: job.attempt, state: "cancelled", error: serializeError(err, job.attempt, now, false) };
+  }
+  if (err instanceof Snooze) {
+    return { id: job.id, attempt: job.attempt, state: "scheduled", runAt: new Date(now.getTime() + err.delayMs), refund: true };
   }
   const permanent = err instanceof PermanentError || isZodError(err);
   const attemptsLeft = job.attempt < job.maxAttempts;

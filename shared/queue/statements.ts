@@ -122,18 +122,20 @@ returning ${claimedColumns("j")}`;
 /**
  * JobFinishMany: records outcomes of runs. Guarded by attempt and state so that a worker whose
  * lease was lost (and whose job runs elsewhere now) cannot overwrite the new run.
- * $1 ids, $2 attempts, $3 states, $4 results, $5 errors, $6 run_ats (retries), $7 now.
+ * $1 ids, $2 attempts, $3 states, $4 results, $5 errors, $6 run_ats (retries), $7 now,
+ * $8 refunds (a snooze: the run does not count as an attempt).
  */
 export const JobFinishMany = `
 update jobs j set
   state = u.state,
+  attempt = case when u.refund then j.attempt - 1 else j.attempt end,
   result = coalesce(u.result, j.result),
   last_error = coalesce(u.error, j.last_error),
   run_at = coalesce(u.run_at, j.run_at),
   finished_at = case when u.state in ('completed', 'failed', 'cancelled') then $7::timestamptz end,
   lease_until = null
-from unnest($1::bigint[], $2::int[], $3::text[]::job_state[], $4::text[]::jsonb[], $5::text[]::jsonb[], $6::timestamptz[])
-  as u(id, attempt, state, result, error, run_at)
+from unnest($1::bigint[], $2::int[], $3::text[]::job_state[], $4::text[]::jsonb[], $5::text[]::jsonb[], $6::timestamptz[], $8::boolean[])
+  as u(id, attempt, state, result, error, run_at, refund)
 where j.id = u.id and j.attempt = u.attempt and j.state::text = 'active'
 returning j.id::text as id, j.state`;
 

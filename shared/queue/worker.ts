@@ -289,7 +289,7 @@ export class WorkerPool {
           const s = item.outcome.state;
           if (s === "completed") stats.record(item.type, "completed", item.durationMs);
           else if (s === "failed") stats.record(item.type, "failed", item.durationMs);
-          else if (s === "scheduled") stats.record(item.type, "retried", item.durationMs);
+          else if (s === "scheduled" && !item.outcome.refund) stats.record(item.type, "retried", item.durationMs);
         }
         if (released.length > 0) await queue.promoteDue();
         return;
