@@ -4,7 +4,11 @@
  */
 import { WorkerRegistry } from "../queue/registry";
 import { defaultScalingPolicy, type ScalingPolicy } from "../queue/scaling";
+import type { UnsubscribeLinks } from "../email/unsubscribe";
+import { emailRoutes } from "./email-routes";
 import { operationsRoutes } from "./operations-routes";
+import { dashboardRoutes } from "./dashboard/routes";
+import { unsubscribeRoutes } from "./unsubscribe-routes";
 import { Hono, type Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { type Logger, type SqlClient, silentLogger } from "../ports";
@@ -35,6 +39,8 @@ export interface AppDeps {
   registry?: WorkerRegistry;
   /** Thresholds of the scaling recommendation. Default: 1,000 waiting jobs; 80% memory for imports. */
   scaling?: ScalingPolicy;
+  /** Signs and checks one-click unsubscribe links; /u/:token answers 404 without it. */
+  unsubscribe?: UnsubscribeLinks;
 }
 
 /** Engine and API errors as problems; anything else is a 500 that says nothing about internals. */
@@ -78,6 +84,9 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
   const registry = deps.registry ?? new WorkerRegistry(sql, queue.clock);
   const policy = deps.scaling ?? defaultScalingPolicy;
   app.route("/v1", operationsRoutes(queue, registry, policy));
+  app.route("/dashboard", dashboardRoutes({ queue, sql, apiKeys, registry, scaling: policy, logger }));
+  app.route("/v1", emailRoutes(queue, sql));
+  if (deps.unsubscribe) app.route("/u", unsubscribeRoutes(sql, deps.unsubscribe));
 
   app.get("/healthz", async (c) => {
     try {

@@ -1,11 +1,17 @@
-import type { Clock, SqlClient } from "../../shared/ports";
+import type { SendEmailDeps } from "../../shared/email/send-email";
+import type { Clock, Logger, Sql } from "../../shared/ports";
 import type { Handler } from "../../shared/queue/handler";
+import type { Queue } from "../../shared/queue/queue";
+import { campaignProcessHandler } from "./campaign-process";
+import { emailSendHandler } from "./email-send";
 import { maintenanceCleanupHandler, type RetentionConfig } from "./maintenance-cleanup";
 
 export interface HandlerDeps {
-  sql: SqlClient;
+  sql: Sql;
   clock: Clock;
   retention?: Partial<RetentionConfig>;
+  /** With the email services, the email pipeline's handlers run too. */
+  email?: { queue: Queue; logger: Logger; send: Omit<SendEmailDeps, "sql" | "clock" | "logger"> };
 }
 
 /**
@@ -13,5 +19,11 @@ export interface HandlerDeps {
  * handler here still accepts jobs; they wait in their lane until a worker that has one runs.
  */
 export function createHandlers(deps: HandlerDeps): Handler[] {
-  return [maintenanceCleanupHandler(deps)];
+  const handlers: Handler[] = [maintenanceCleanupHandler(deps)];
+  if (deps.email) {
+    const { queue, logger, send } = deps.email;
+    handlers.push(emailSendHandler({ ...send, sql: deps.sql, clock: deps.clock, logger }));
+    handlers.push(campaignProcessHandler({ sql: deps.sql, queue, logger }));
+  }
+  return handlers;
 }

@@ -1,0 +1,248 @@
+/**
+ * The email pipeline without SQL: contacts, lists, segments, templates, campaigns and
+ * suppressions, each scoped to the caller's tenant (admin keys name one with ?tenant_id=).
+ * Bodies are checked by zod like the rest of the API; every problem names its field.
+ */
+import { type Context, Hono } from "hono";
+import { z } from "zod";
+import { newId } from "../email/ids";
+import { Campaigns } from "../email/campaigns";
+import { Suppressions } from "../email/suppressions";
+import { email as emailField, tenantId as tenantIdField } from "../jobs/fields";
+import type { SqlClient } from "../ports";
+import type { Queue } from "../queue/queue";
+import type { ApiEnv } from "./auth";
+import { readJson } from "./body";
+import { ApiError, zodFieldErrors } from "./problem";
+
+const block = z.discriminatedUnion("type", [
+  z.strictObject({ type: z.literal("heading"), text: z.string().min(1).max(500) }),
+  z.strictObject({ type: z.literal("text"), text: z.string().min(1).max(20_000) }),
+  z.strictObject({ type: z.literal("button"), text: z.string().min(1).max(200), href: z.string().min(1).max(2_000) }),
+  z.strictObject({ type: z.literal("divider") }),
+]);
+
+const schemas = {
+  contacts: z.strictObject({
+    contacts: z
+      .array(
+        z.strictObject({
+          email: emailField,
+          name: z.string().max(200).optional(),
+          attributes: z.record(z.string().max(64), z.union([z.string().max(1_000), z.number(), z.boolean(), z.null()])).optional(),
+        }),
+      )
+      .min(1)
+      .max(1_000),
+    list_id: z.string().max(64).optional(),
+  }),
+  list: z.strictObject({ name: z.string().min(1).max(200) }),
+  segment: z.strictObject({
+    name: z.string().min(1).max(200),
+    list_id: z.string().min(1).max(64),
+    filters: z
+      .array(
+        z.strictObject({
+          attribute: z.string().min(1).max(64),
+          op: z.enum(["eq", "neq", "exists"]),
+          value: z.string().max(1_000).optional(),
+        }),
+      )
+      .max(20)
+      .default([]),
+  }),
+  template: z.strictObject({
+    name: z.string().min(1).max(200),
+    subject: z.string().min(1).max(500),
+    blocks: z.array(block).min(1).max(100),
+  }),
+  campaign: z
+    .strictObject({
+      name: z.string().min(1).max(200),
+      template_id: z.string().min(1).max(64),
+      list_id: z.string().min(1).max(64).optional(),
+      segment_id: z.string().min(1).max(64).optional(),
+    })
+    .refine((c) => (c.list_id === undefined) !== (c.segment_id === undefined), {
+      message: "give exactly one of list_id and segment_id",
+      path: ["list_id"],
+    }),
+  start: z.strictObject({ at: z.iso.datetime({ offset: true }).optional() }),
+  suppression: z.strictObject({ email: emailField, reason: z.enum(["unsubscribe", "hard_bounce", "complaint", "manual"]).default("manual") }),
+};
+
+async function body<S extends z.ZodType>(c: Context, schema: S): Promise<z.infer<S>> {
+  const parsed = schema.safeParse(await readJson(c));
+  if (!parsed.success) throw new ApiError(422, "invalid request body", zodFieldErrors(parsed.error));
+  return parsed.data;
+}
+
+/** The tenant a request acts for: the key's own, or (admin keys) ?tenant_id=. */
+function tenantOf(c: Context<ApiEnv>): string {
+  const principal = c.get("principal");
+  if (principal.tenantId) return principal.tenantId;
+  const asked = tenantIdField.safeParse(c.req.query("tenant_id"));
+  if (!asked.success) throw new ApiError(422, "an admin key must name the tenant", [{ path: "tenant_id", message: "add ?tenant_id=<tenant>" }]);
+  return asked.data;
+}
+
+/** 404 unless the row exists for this tenant (a tenant never learns of another's ids). */
+async function owned(sql: SqlClient, table: "lists" | "templates" | "segments", id: string, tenantId: string): Promise<void> {
+  const rows = await sql.query(`select 1 from ${table} where id = $1 and tenant_id = $2`, [id, tenantId]);
+  if (rows.length === 0) throw new ApiError(404, `no ${table.slice(0, -1)} ${id}`);
+}
+
+export function emailRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
+  const app = new Hono<ApiEnv>();
+  const campaigns = new Campaigns(sql, queue);
+  const suppressions = new Suppressions(sql);
+
+  // Contacts: upsert by address (case-insensitive), optionally into a list, in one statement.
+  app.post("/contacts", async (c) => {
+    const tenantId = tenantOf(c);
+    const req = await body(c, schemas.contacts);
+    if (req.list_id) await owned(sql, "lists", req.list_id, tenantId);
+    const rows = await sql.query<{ id: string; email: string; created: boolean }>(
+      `with input as (
+         select distinct on (lower(email)) email, name, attributes
+         from unnest($2::text[], $3::text[], $4::text[]::jsonb[]) as u(email, name, attributes)
+       ),
+       up as (
+         insert into contacts (tenant_id, email, name, attributes)
+         select $1, email, name, coalesce(attributes, '{}') from input
+         on conflict (tenant_id, lower(email)) do update
+           set name = coalesce(excluded.name, contacts.name),
+               attributes = contacts.attributes || excluded.attributes, updated_at = now()
+         returning id, email, (xmax = 0) as created
+       ),
+       joined as (
+         insert into list_members (list_id, contact_id) select $5, id from up where $5::text is not null
+         on conflict do nothing returning 1
+       ),
+       counted as (update lists set contact_count = contact_count + (select count(*) from joined) where id = $5)
+       select id::text, email, created from up`,
+      [
+        tenantId,
+        req.contacts.map((x) => x.email),
+        req.contacts.map((x) => x.name ?? null),
+        req.contacts.map((x) => (x.attributes ? JSON.stringify(x.attributes) : null)),
+        req.list_id ?? null,
+      ],
+    );
+    return c.json({ contacts: rows, created: rows.filter((r) => r.created).length, updated: rows.filter((r) => !r.created).length });
+  });
+
+  app.get("/contacts", async (c) => {
+    const tenantId = tenantOf(c);
+    const after = c.req.query("cursor");
+    const rows = await sql.query(
+      `select id::text, email, name, attributes, status, created_at from contacts
+       where tenant_id = $1 and ($2::bigint is null or id > $2::bigint) order by id limit 100`,
+      [tenantId, after && /^\d+$/.test(after) ? after : null],
+    );
+    const last = rows[rows.length - 1] as { id: string } | undefined;
+    return c.json({ contacts: rows, next_cursor: rows.length === 100 ? last!.id : null });
+  });
+
+  app.post("/lists", async (c) => {
+    const tenantId = tenantOf(c);
+    const req = await body(c, schemas.list);
+    const [row] = await sql.query("insert into lists (id, tenant_id, name) values ($1, $2, $3) returning *", [newId("lst"), tenantId, req.name]);
+    return c.json(row, 201);
+  });
+
+  app.get("/lists/:id", async (c) => {
+    const [row] = await sql.query("select * from lists where id = $1 and tenant_id = $2", [c.req.param("id"), tenantOf(c)]);
+    if (!row) throw new ApiError(404, `no list ${c.req.param("id")}`);
+    return c.json(row);
+  });
+
+  app.post("/segments", async (c) => {
+    const tenantId = tenantOf(c);
+    const req = await body(c, schemas.segment);
+    await owned(sql, "lists", req.list_id, tenantId);
+    const [row] = await sql.query(
+      "insert into segments (id, tenant_id, name, list_id, filters) values ($1, $2, $3, $4, $5::jsonb) returning *",
+      [newId("seg"), tenantId, req.name, req.list_id, JSON.stringify(req.filters)],
+    );
+    return c.json(row, 201);
+  });
+
+  app.post("/templates", async (c) => {
+    const tenantId = tenantOf(c);
+    const req = await body(c, schemas.template);
+    const [row] = await sql.query(
+      "insert into templates (id, tenant_id, name, subject, blocks) values ($1, $2, $3, $4, $5::jsonb) returning *",
+      [newId("tpl"), tenantId, req.name, req.subject, JSON.stringify(req.blocks)],
+    );
+    return c.json(row, 201);
+  });
+
+  app.get("/templates/:id", async (c) => {
+    const [row] = await sql.query("select * from templates where id = $1 and tenant_id = $2", [c.req.param("id"), tenantOf(c)]);
+    if (!row) throw new ApiError(404, `no template ${c.req.param("id")}`);
+    return c.json(row);
+  });
+
+  app.post("/campaigns", async (c) => {
+    const tenantId = tenantOf(c);
+    const req = await body(c, schemas.campaign);
+    await owned(sql, "templates", req.template_id, tenantId);
+    if (req.list_id) await owned(sql, "lists", req.list_id, tenantId);
+    if (req.segment_id) await owned(sql, "segments", req.segment_id, tenantId);
+    const id = newId("camp");
+    await sql.query(
+      "insert into campaigns (id, tenant_id, name, template_id, list_id, segment_id) values ($1, $2, $3, $4, $5, $6)",
+      [id, tenantId, req.name, req.template_id, req.list_id ?? null, req.segment_id ?? null],
+    );
+    return c.json(campaignView(await campaigns.get(tenantId, id)), 201);
+  });
+
+  app.get("/campaigns/:id", async (c) => c.json(campaignView(await campaigns.get(tenantOf(c), c.req.param("id")))));
+
+  app.post("/campaigns/:id/start", async (c) => {
+    // The body is optional: none starts now, {"at": "..."} schedules.
+    const raw = (await c.req.text()).trim() ? await readJson(c) : {};
+    const at = schemas.start.safeParse(raw);
+    if (!at.success) throw new ApiError(422, "invalid request body", zodFieldErrors(at.error));
+    const when = at.data.at ? new Date(at.data.at) : undefined;
+    return c.json(campaignView(await campaigns.start(tenantOf(c), c.req.param("id"), when)));
+  });
+  for (const action of ["pause", "resume", "cancel"] as const) {
+    app.post(`/campaigns/:id/${action}`, async (c) => c.json(campaignView(await campaigns[action](tenantOf(c), c.req.param("id")))));
+  }
+
+  app.post("/suppressions", async (c) => {
+    const tenantId = tenantOf(c);
+    const req = await body(c, schemas.suppression);
+    await suppressions.add(tenantId, req.email, req.reason);
+    return c.json({ email: req.email.toLowerCase(), reason: req.reason }, 201);
+  });
+  app.get("/suppressions", async (c) => {
+    const rows = await suppressions.list(tenantOf(c), { after: c.req.query("cursor"), limit: 100 });
+    return c.json({ suppressions: rows, next_cursor: rows.length === 100 ? rows[rows.length - 1]!.email : null });
+  });
+  app.delete("/suppressions/:email", async (c) => {
+    if (!(await suppressions.remove(tenantOf(c), c.req.param("email")))) throw new ApiError(404, "no such suppression");
+    return c.body(null, 204);
+  });
+
+  return app;
+}
+
+function campaignView(c: Awaited<ReturnType<Campaigns["get"]>>) {
+  return {
+    id: c.id,
+    name: c.name,
+    template_id: c.template_id,
+    list_id: c.list_id,
+    segment_id: c.segment_id,
+    status: c.status,
+    scheduled_at: c.scheduled_at,
+    counters: { recipients: c.recipients, sent: c.sent, skipped: c.skipped, failed: c.failed },
+    progress: { cursor: c.fanout_cursor, upper: c.fanout_upper, done: c.fanout_done },
+    created_at: c.created_at,
+    started_at: c.started_at,
+    finished_at: c.finished_at,
+  };
+}

@@ -1,0 +1,68 @@
+/**
+ * One-click unsubscribe (RFC 8058): mail clients POST to the List-Unsubscribe URL; people who
+ * click the link get a page with a button that POSTs. A GET never unsubscribes by itself (link
+ * scanners and previews follow links). No API key: the signed token is the authority.
+ */
+import { Hono } from "hono";
+import type { SqlClient } from "../ports";
+import { Suppressions } from "../email/suppressions";
+import type { UnsubscribeLinks } from "../email/unsubscribe";
+
+const Page = (props: { title: string; children?: unknown }) => (
+  <html lang="en">
+    <head>
+      <meta charset="utf-8" />
+      <meta name="viewport" content="width=device-width, initial-scale=1" />
+      <meta name="robots" content="noindex" />
+      <title>{props.title}</title>
+      <style>{`body{font:16px/1.5 system-ui,sans-serif;max-width:32rem;margin:4rem auto;padding:0 1rem;color:#1f2937}
+button{font:inherit;padding:.5rem 1rem;border-radius:6px;border:1px solid #1f2937;background:#1f2937;color:#fff;cursor:pointer}`}</style>
+    </head>
+    <body>
+      <h1>{props.title}</h1>
+      {props.children}
+    </body>
+  </html>
+);
+
+export function unsubscribeRoutes(sql: SqlClient, links: UnsubscribeLinks): Hono {
+  const app = new Hono();
+  const suppressions = new Suppressions(sql);
+  app.use("*", async (c, next) => {
+    await next();
+    c.header("content-security-policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'");
+    c.header("referrer-policy", "no-referrer");
+    c.header("cache-control", "no-store");
+  });
+
+  app.get("/:token", async (c) => {
+    const claim = await links.verify(c.req.param("token"));
+    if (!claim) return c.html(<Page title="This link is not valid">The unsubscribe link is broken or was changed.</Page>, 404);
+    return c.html(
+      <Page title="Unsubscribe">
+        <p>Stop sending email to <strong>{claim.email}</strong>?</p>
+        <form method="post">
+          <button type="submit">Unsubscribe</button>
+        </form>
+      </Page>,
+    );
+  });
+
+  app.post("/:token", async (c) => {
+    const claim = await links.verify(c.req.param("token"));
+    if (!claim) return c.html(<Page title="This link is not valid">The unsubscribe link is broken or was changed.</Page>, 404);
+    await suppressions.add(claim.tenantId, claim.email, "unsubscribe");
+    await sql.query(
+      `with c as (
+         update contacts set status = 'unsubscribed', updated_at = now()
+         where tenant_id = $1 and lower(email) = lower($2) and status = 'active' returning id
+       )
+       insert into email_events (tenant_id, campaign_id, type, data)
+       values ($1, $3, 'unsubscribed', jsonb_build_object('email', lower($2), 'contact_updated', (select count(*) from c)))`,
+      [claim.tenantId, claim.email, claim.campaignId],
+    );
+    return c.html(<Page title="You are unsubscribed">{claim.email} will not get these emails any more.</Page>);
+  });
+
+  return app;
+}
