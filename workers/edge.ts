@@ -8,6 +8,9 @@ import { ApiKeys } from "../shared/api/api-keys";
 import { createApp } from "../shared/api/app";
 import { problemResponse } from "../shared/api/problem";
 import { drain } from "../shared/queue/drain";
+import { createOutboxMailer } from "../shared/email/providers/outbox";
+import { createResendMailer } from "../shared/email/providers/resend";
+import { createEmailServices } from "../shared/email/services";
 import { createEngine } from "../shared/queue/engine";
 import type { Handler } from "../shared/queue/handler";
 import type { PoolName } from "../shared/jobs/definition";
@@ -49,6 +52,21 @@ function open(env: Env, makeHandlers: MakeHandlers) {
     // One wake-up message per enqueue call, so an edge consumer starts within seconds, not at the next minute.
     onPublished: wake ? (entries) => wake.send({ types: [...new Set(entries.map((e) => e.type))] }) : undefined,
   });
+  // Resend over fetch works here; SMTP needs TCP sockets and stays on Node.
+  const mail = createEmailServices({
+    sql,
+    redis,
+    redisPrefix: config.REDIS_PREFIX,
+    clock: engine.clock,
+    mailers: config.RESEND_API_KEY
+      ? [createResendMailer({ apiKey: config.RESEND_API_KEY, baseUrl: config.RESEND_BASE_URL })]
+      : [createOutboxMailer(sql)],
+    defaultFrom: config.MAIL_FROM,
+    publicUrl: config.PUBLIC_URL,
+    unsubscribeSecret: config.UNSUBSCRIBE_SECRET ?? config.API_KEY_PEPPER,
+    providerPerSecond: config.MAIL_RATE_PER_SECOND,
+    tenantPerSecond: config.TENANT_MAIL_RATE_PER_SECOND,
+  });
   const handlers = makeHandlers({
     sql,
     clock: engine.clock,
@@ -56,12 +74,13 @@ function open(env: Env, makeHandlers: MakeHandlers) {
       completedMs: config.RETENTION_COMPLETED_HOURS * 3_600_000,
       failedMs: config.RETENTION_FAILED_DAYS * 24 * 3_600_000,
     },
+    email: { queue: engine.queue, logger, send: mail.send },
   });
   const close = async () => {
     await redis?.close();
     await sql.close();
   };
-  return { config, sql, engine, handlers, close };
+  return { config, sql, engine, handlers, unsubscribe: mail.unsubscribe, close };
 }
 
 type Opened = ReturnType<typeof open>;
@@ -122,6 +141,7 @@ export function createEdgeWorker(options: { handlers?: MakeHandlers } = {}) {
         logger,
         bodyLimitBytes: o.config.BODY_LIMIT_BYTES,
         metricsPublic: o.config.METRICS_PUBLIC,
+        unsubscribe: o.unsubscribe,
       });
       try {
         return await app.fetch(request);

@@ -6,7 +6,7 @@ import type { BatchResult } from "../queue/handler";
 import type { Job } from "../queue/job";
 import { type OutgoingMessage, ProviderError, type SendResult } from "./mailer";
 import type { ProviderRouter } from "./provider-router";
-import type { RateLimiter } from "./rate-limit-port";
+import type { RateLimiter } from "./rate-limit";
 import { type Rendered, type TemplateRenderer, TemplateNotFound } from "./renderer";
 import type { Suppressions } from "./suppressions";
 import type { UnsubscribeLinks } from "./unsubscribe";
@@ -210,7 +210,8 @@ async function rateLimited(deps: SendEmailDeps, tenantId: string, tenant: Tenant
   let wait = 0;
   for (const [key, perSecond] of checks) {
     if (!perSecond) continue;
-    const r = await deps.rateLimiter.take(key, { ratePerSecond: perSecond, burst: Math.max(1, Math.ceil(perSecond)) }, count);
+    // A whole batch may go at once; the next waits its share of the rate.
+    const r = await deps.rateLimiter.take(key, { ratePerSecond: perSecond, burst: Math.max(count, Math.ceil(perSecond)) }, count);
     if (!r.allowed) wait = Math.max(wait, r.retryAfterMs);
   }
   return wait;

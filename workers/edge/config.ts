@@ -28,6 +28,16 @@ export const edgeEnvSchema = z.object({
   LEASE_MS: intFrom(1_000, 3_600_000).default(30_000),
   RETENTION_COMPLETED_HOURS: z.coerce.number().positive().default(24),
   RETENTION_FAILED_DAYS: z.coerce.number().positive().default(7),
+  /** Resend API key (a secret): mail goes through Resend; without it, into the outbox table. */
+  RESEND_API_KEY: z.string().min(1).optional(),
+  RESEND_BASE_URL: z.url({ protocol: /^https?$/ }).optional(),
+  MAIL_FROM: z.string().min(3).default("PenguinMails <no-reply@penguinmails.local>"),
+  /** Public base URL of the API, for unsubscribe links. */
+  PUBLIC_URL: z.url({ protocol: /^https?$/ }).default("http://localhost:8787"),
+  /** Signs unsubscribe links; defaults to API_KEY_PEPPER (as on Node, so links work on both). */
+  UNSUBSCRIBE_SECRET: z.string().min(16).optional(),
+  MAIL_RATE_PER_SECOND: z.coerce.number().min(0).default(0),
+  TENANT_MAIL_RATE_PER_SECOND: z.coerce.number().min(0).default(0),
   /** Local development only: where the Neon driver's WebSocket goes (the ws-to-TCP bridge, e.g. "127.0.0.1:8790/v2"). */
   NEON_WS_PROXY: z.string().optional(),
   /** Local development only: plain ws:// to the bridge instead of wss://. */

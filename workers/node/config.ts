@@ -58,6 +58,27 @@ const envSchema = z.object({
   MEMORY_LIMIT_BYTES: intFrom(1, Number.MAX_SAFE_INTEGER).optional(),
   /** How often this process reports to the worker registry. */
   REGISTRY_INTERVAL_MS: intFrom(100, 600_000).default(5_000),
+  /** Resend API key: campaign and transactional mail through Resend (its batch endpoint for campaigns). */
+  RESEND_API_KEY: z.string().min(1).optional(),
+  /** Another Resend-compatible base URL (a local stand-in in tests). Defaults to Resend's own. */
+  RESEND_BASE_URL: z.url({ protocol: /^https?$/, error: "expected an http(s) URL" }).optional(),
+  /** An SMTP relay, smtp://user:pass@host:port or smtps://… (the internal relay). */
+  SMTP_URL: z.url({ protocol: /^smtps?$/, error: "expected an smtp:// or smtps:// URL" }).optional(),
+  /** Providers in order of preference, comma-separated (resend, smtp, outbox). Defaults to the configured ones; the outbox alone when none is. */
+  MAIL_PROVIDERS: z
+    .string()
+    .transform((s) => s.split(",").map((p) => p.trim()).filter(Boolean))
+    .pipe(z.array(z.enum(["resend", "smtp", "outbox"], { error: "expected provider names from: resend, smtp, outbox" })).min(1))
+    .optional(),
+  /** The From address when a tenant has none of its own. */
+  MAIL_FROM: z.string().min(3).default("PenguinMails <no-reply@penguinmails.local>"),
+  /** Public base URL of the API (unsubscribe links point here). Defaults to this process's address. */
+  PUBLIC_URL: z.url({ protocol: /^https?$/, error: "expected the public http(s) URL of the API" }).optional(),
+  /** Secret that signs unsubscribe links. Defaults to one derived from API_KEY_PEPPER. */
+  UNSUBSCRIBE_SECRET: z.string().min(16, "must be at least 16 characters").optional(),
+  /** Messages a second, per provider and per tenant; 0 turns the limit off. A send over it waits, never fails. */
+  MAIL_RATE_PER_SECOND: z.coerce.number().min(0).default(0),
+  TENANT_MAIL_RATE_PER_SECOND: z.coerce.number().min(0).default(0),
   LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
 });
 

@@ -12,6 +12,7 @@ import { WorkerPool } from "../../shared/queue/worker";
 import { createHandlers } from "../handlers";
 import { type NodeConfig, poolConcurrency } from "./config";
 import { openDatabase } from "./database";
+import { nodeEmailServices } from "./mail";
 import { MemoryIntake } from "./memory-intake";
 import { memoryLimitBytes, memoryReader } from "./memory";
 import { createIoRedis } from "./redis";
@@ -49,6 +50,7 @@ export async function startNodeRuntime(
     redis = createIoRedis(config.REDIS_URL, { onError: (err) => logger.debug("redis connection error", { err: err.message }) });
   }
   const engine = createEngine({ sql, hotSql, redis, logger, redisOptions: { prefix: config.REDIS_PREFIX } });
+  const mail = nodeEmailServices(config, { sql, redis, clock: engine.clock, pepper });
   const workerId = `${hostname()}:${process.pid}`;
   const runsWorkers = config.ROLE !== "api";
 
@@ -71,6 +73,7 @@ export async function startNodeRuntime(
           completedMs: config.RETENTION_COMPLETED_HOURS * 3_600_000,
           failedMs: config.RETENTION_FAILED_DAYS * 24 * 3_600_000,
         },
+        email: { queue: engine.queue, logger, send: mail.send },
       });
     for (const pool of config.POOLS) {
       const types = new Set(typesOfPool(pool));
@@ -136,6 +139,7 @@ export async function startNodeRuntime(
       bodyLimitBytes: config.BODY_LIMIT_BYTES,
       metricsPublic: config.METRICS_PUBLIC,
       registry,
+      unsubscribe: mail.unsubscribe,
       scaling: { queueDepth: config.SCALE_QUEUE_DEPTH, importMemoryRatio: config.SCALE_IMPORT_MEMORY_RATIO },
     });
     await new Promise<void>((ready) => {
@@ -160,6 +164,7 @@ export async function startNodeRuntime(
       await unlistenCancel?.().catch(() => {});
       await engine.dispatcher.close();
       await Promise.race([closed, new Promise((r) => setTimeout(r, 2_000))]);
+      await mail.close().catch(() => {});
       await redis?.close();
       await db.close();
       logger.info("stopped");

@@ -1,0 +1,42 @@
+import type { Mailer } from "../../shared/email/mailer";
+import { createOutboxMailer } from "../../shared/email/providers/outbox";
+import { createResendMailer } from "../../shared/email/providers/resend";
+import { createEmailServices } from "../../shared/email/services";
+import type { Clock, Redis, Sql } from "../../shared/ports";
+import type { NodeConfig } from "./config";
+import { createSmtpMailer, type SmtpMailer } from "./smtp";
+
+/**
+ * The Node runtime's mail setup: the providers the configuration names (Resend, an SMTP relay),
+ * the outbox when none is configured (the embedded default: messages stored, readable in
+ * outbox_messages), and the email services built on them.
+ */
+export function nodeEmailServices(config: NodeConfig, deps: { sql: Sql; redis?: Redis; clock: Clock; pepper: string }) {
+  const mailers: Mailer[] = [];
+  let smtp: SmtpMailer | undefined;
+  if (config.RESEND_API_KEY) mailers.push(createResendMailer({ apiKey: config.RESEND_API_KEY, baseUrl: config.RESEND_BASE_URL }));
+  if (config.SMTP_URL) mailers.push((smtp = createSmtpMailer(config.SMTP_URL)));
+  const outbox = createOutboxMailer(deps.sql);
+  const wanted = config.MAIL_PROVIDERS ?? (mailers.length > 0 ? mailers.map((m) => m.name) : ["outbox"]);
+  if (wanted.includes("outbox")) mailers.push(outbox);
+  for (const name of wanted) {
+    if (!mailers.some((m) => m.name === name)) {
+      throw new Error(`MAIL_PROVIDERS names ${name}, but it is not configured (${name === "resend" ? "RESEND_API_KEY" : "SMTP_URL"} is unset)`);
+    }
+  }
+  const services = createEmailServices({
+    sql: deps.sql,
+    redis: deps.redis,
+    redisPrefix: config.REDIS_PREFIX,
+    clock: deps.clock,
+    mailers: mailers.filter((m) => wanted.includes(m.name)),
+    providerOrder: wanted,
+    defaultFrom: config.MAIL_FROM,
+    publicUrl: config.PUBLIC_URL ?? `http://${config.HOST.includes(":") ? `[${config.HOST}]` : config.HOST}:${config.PORT}`,
+    // UnsubscribeLinks derives its own HMAC key from it ("unsubscribe:" + secret), the same on the edge.
+    unsubscribeSecret: config.UNSUBSCRIBE_SECRET ?? deps.pepper,
+    providerPerSecond: config.MAIL_RATE_PER_SECOND,
+    tenantPerSecond: config.TENANT_MAIL_RATE_PER_SECOND,
+  });
+  return { ...services, close: async () => smtp?.close() };
+}
