@@ -258,7 +258,9 @@ async function finalize(
   if (rows.length === 0) return;
   await deps.sql.query(
     `with prev as (
-       select id, status as old from email_sends where id = any($1::bigint[]) for update
+       -- The statuses before this statement (its snapshot). Not FOR UPDATE: rows locked by one
+       -- sub-statement are invisible to another's update in the same statement.
+       select id, status as old from email_sends where id = any($1::bigint[])
      ),
      moved as (
        update email_sends s set status = u.status, provider = coalesce(u.provider, s.provider),

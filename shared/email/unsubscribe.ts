@@ -57,7 +57,9 @@ export class UnsubscribeLinks {
       const body = fromB64url(bodyPart);
       const mac = new Uint8Array(await crypto.subtle.sign("HMAC", await this.hmacKey(), body)).slice(0, 16);
       const given = fromB64url(macPart);
-      if (given.length !== mac.length) return null;
+      // Only the canonical spelling: base64's last character carries spare bits, and a token
+      // that differs only there must not pass as the same one.
+      if (given.length !== mac.length || b64url(given) !== macPart || b64url(body) !== bodyPart) return null;
       let diff = 0;
       for (let i = 0; i < mac.length; i++) diff |= mac[i]! ^ given[i]!;
       if (diff !== 0) return null;
