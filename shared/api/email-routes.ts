@@ -227,6 +227,17 @@ export function emailRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
     return c.body(null, 204);
   });
 
+  // The outbox provider's messages (the embedded default): what would have been sent, newest first.
+  app.get("/outbox", async (c) => {
+    const before = c.req.query("cursor");
+    const rows = await sql.query<{ id: string }>(
+      `select id::text, from_address as "from", to_address as "to", subject, text, html, headers, created_at
+       from outbox_messages where tenant_id = $1 and ($2::bigint is null or id < $2::bigint) order by id desc limit 50`,
+      [tenantOf(c), before && /^\d+$/.test(before) ? before : null],
+    );
+    return c.json({ messages: rows, next_cursor: rows.length === 50 ? rows[rows.length - 1]!.id : null });
+  });
+
   return app;
 }
 
