@@ -167,3 +167,59 @@ describe("the edge runtime in workerd", () => {
     expect((counts.edge ?? 0) + (counts.node ?? 0)).toBe(300);
   });
 });
+
+describe("the email pipeline with the Worker draining", () => {
+  let db: Awaited<ReturnType<typeof createTestDatabase>>;
+  let edge: EdgeHarness;
+  let resend: Awaited<ReturnType<typeof import("../tools/resend-mock-server").startResendMock>>;
+  const CONTACTS = 2_000;
+
+  beforeAll(async () => {
+    const { startResendMock } = await import("../tools/resend-mock-server");
+    db = await createTestDatabase("edge_mail");
+    resend = await startResendMock({ apiKey: "re_edge" });
+    edge = await startEdge({
+      script: buildWorker("workers/edge.ts"),
+      databaseUrl: db.url,
+      vars: { RESEND_API_KEY: "re_edge", RESEND_BASE_URL: resend.url, DRAIN_MAX_JOBS: "100000", EDGE_CONCURRENCY: "10" },
+    });
+  });
+  afterAll(async () => {
+    await edge.close();
+    await resend.close();
+    await db.drop();
+  });
+
+  it("sends a campaign once to every deliverable contact, on the real Worker with Neon and Upstash", async () => {
+    const api = async (path: string, body?: unknown) => {
+      const res = await edge.mf.dispatchFetch(`http://edge.test${path}${path.includes("?") ? "&" : "?"}tenant_id=acme`, {
+        method: body === undefined ? "GET" : "POST",
+        headers: { authorization: `Bearer ${edge.adminKey}`, "content-type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      const json = (await res.json()) as any;
+      if (res.status >= 400) throw new Error(`${path}: ${res.status} ${JSON.stringify(json)}`);
+      return json;
+    };
+    const list = await api("/v1/lists", { name: "edge" });
+    for (let b = 0; b < CONTACTS; b += 1_000) {
+      await api("/v1/contacts", { list_id: list.id, contacts: Array.from({ length: 1_000 }, (_, i) => ({ email: `e${b + i}@example.com`, name: `E${b + i}` })) });
+    }
+    for (let n = 0; n < CONTACTS; n += 100) await api("/v1/suppressions", { email: `e${n}@example.com` });
+    const template = await api("/v1/templates", { name: "edge", subject: "Hi {{name}}", blocks: [{ type: "text", text: "Hello {{name}}" }] });
+    const campaign = await api("/v1/campaigns", { name: "edge", template_id: template.id, list_id: list.id });
+    await api(`/v1/campaigns/${campaign.id}/start`, {});
+    const worker = (await edge.mf.getWorker()) as unknown as { scheduled(o: { cron: string }): Promise<unknown> };
+    let done: any;
+    for (let i = 0; i < 50 && done?.status !== "sent"; i++) {
+      await worker.scheduled({ cron: "* * * * *" });
+      done = await api(`/v1/campaigns/${campaign.id}`);
+    }
+    const perRecipient = new Map<string, number>();
+    for (const m of resend.delivered()) perRecipient.set(m.to[0]!, (perRecipient.get(m.to[0]!) ?? 0) + 1);
+    expect(done.status).toBe("sent");
+    expect(perRecipient.size).toBe(CONTACTS - CONTACTS / 100);
+    expect([...perRecipient.values()].every((n) => n === 1)).toBe(true);
+    expect(done.counters).toEqual({ recipients: CONTACTS, sent: CONTACTS - CONTACTS / 100, skipped: CONTACTS / 100, failed: 0 });
+  });
+});
