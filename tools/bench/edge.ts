@@ -6,27 +6,22 @@
  *   - enqueue-to-handler-start latency with the Queue wake-up (p50/p95 over 30 jobs); without it
  *     a job waits for the next minute's cron: 30 s on average, 60 s at worst.
  */
-import { randomBytes } from "node:crypto";
-import pg from "pg";
 import { migrate } from "../../schema/migrate";
 import { createEngine } from "../../shared/queue/engine";
 import { createIoRedis } from "../../workers/node/redis";
 import { createPgSql } from "../../workers/node/postgres";
 import { buildWorker, startEdge } from "../edge-harness";
+import { percentile, REDIS_URL, withDatabase } from "./support";
 
-const ADMIN_URL = process.env.BENCH_ADMIN_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
-const REDIS_URL = process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379";
 const JOBS = Number(process.env.BENCH_EDGE_JOBS ?? 3_000);
 
-const percentile = (xs: number[], p: number) => [...xs].sort((a, b) => a - b)[Math.min(xs.length - 1, Math.ceil((p / 100) * xs.length) - 1)]!;
 
 async function main(): Promise<void> {
-  const name = `bench_edge_${randomBytes(4).toString("hex")}`;
-  const admin = new pg.Client({ connectionString: ADMIN_URL });
-  await admin.connect();
-  await admin.query(`create database "${name}"`);
-  const url = new URL(ADMIN_URL);
-  url.pathname = `/${name}`;
+  await withDatabase("edge", run);
+}
+
+async function run(databaseUrl: string): Promise<void> {
+  const url = new URL(databaseUrl);
   const sql = createPgSql(url.toString());
   await migrate(sql);
   const script = buildWorker("tools/bench/edge-worker.ts");
@@ -79,8 +74,6 @@ async function main(): Promise<void> {
   } finally {
     await redis.close();
     await sql.close();
-    await admin.query(`drop database if exists "${name}" with (force)`);
-    await admin.end();
   }
 }
 

@@ -7,8 +7,6 @@
  *   campaign    emails a second end to end: start a campaign of BENCH_CONTACTS contacts until it
  *               is marked sent (fan-out, render, suppression check, ledger, Resend batch calls)
  */
-import { randomBytes } from "node:crypto";
-import pg from "pg";
 import { migrate } from "../../schema/migrate";
 import { Campaigns } from "../../shared/email/campaigns";
 import { processCampaign } from "../../shared/email/campaign-fanout";
@@ -22,28 +20,11 @@ import { WorkerPool } from "../../shared/queue/worker";
 import { createHandlers } from "../../workers/handlers";
 import { createPgSql } from "../../workers/node/postgres";
 import { startResendMock } from "../resend-mock-server";
+import { median, withDatabase } from "./support";
 
-const ADMIN_URL = process.env.BENCH_ADMIN_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const FANOUT_CONTACTS = Number(process.env.BENCH_FANOUT_CONTACTS ?? 50_000);
 const CONTACTS = Number(process.env.BENCH_CONTACTS ?? 20_000);
-
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
-
-async function withDatabase<T>(fn: (url: string) => Promise<T>): Promise<T> {
-  const name = `bench_email_${randomBytes(4).toString("hex")}`;
-  const admin = new pg.Client({ connectionString: ADMIN_URL });
-  await admin.connect();
-  await admin.query(`create database "${name}"`);
-  const url = new URL(ADMIN_URL);
-  url.pathname = `/${name}`;
-  try {
-    return await fn(url.toString());
-  } finally {
-    await admin.query(`drop database if exists "${name}" with (force)`);
-    await admin.end();
-  }
-}
 
 /** A tenant, a template and a list of n contacts, inserted in bulk. */
 async function audience(sql: ReturnType<typeof createPgSql>, tag: string, n: number) {
@@ -75,7 +56,7 @@ async function main(): Promise<void> {
   const fanout: number[] = [];
   const campaign: number[] = [];
   for (let run = 0; run < RUNS; run++) {
-    await withDatabase(async (url) => {
+    await withDatabase("email", async (url) => {
       const sql = createPgSql(url, { max: 20, prepare: true });
       const hot = createPgSql(url, { max: 10, prepare: true, synchronousCommit: false });
       await migrate(sql);

@@ -11,43 +11,17 @@
  * BENCH_REDIS_URL (default redis://127.0.0.1:6379), BENCH_RUNS (default 3), BENCH_JOBS (20000).
  */
 import { randomBytes } from "node:crypto";
-import pg from "pg";
 import { migrate } from "../../schema/migrate";
 import type { Redis, Sql } from "../../shared/ports";
 import { createEngine, type Engine } from "../../shared/queue/engine";
 import { WorkerPool } from "../../shared/queue/worker";
 import { createPgSql } from "../../workers/node/postgres";
 import { createIoRedis } from "../../workers/node/redis";
+import { median, percentile, REDIS_URL, withDatabase } from "./support";
 
-const ADMIN_URL = process.env.BENCH_ADMIN_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
-const REDIS_URL = process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379";
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const JOBS = Number(process.env.BENCH_JOBS ?? 20_000);
 const LATENCY_JOBS = 300;
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
-};
-const percentile = (xs: number[], p: number) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.ceil((p / 100) * s.length) - 1)]!;
-};
-
-async function withDatabase<T>(fn: (url: string) => Promise<T>): Promise<T> {
-  const name = `bench_${randomBytes(4).toString("hex")}`;
-  const admin = new pg.Client({ connectionString: ADMIN_URL });
-  await admin.connect();
-  await admin.query(`create database "${name}"`);
-  const url = new URL(ADMIN_URL);
-  url.pathname = `/${name}`;
-  try {
-    return await fn(url.toString());
-  } finally {
-    await admin.query(`drop database if exists "${name}" with (force)`);
-    await admin.end();
-  }
-}
 
 const payload = (i: number) => ({ recipient: `user${i}@example.com`, template_id: "tpl_bench", variables: { i } });
 
@@ -144,7 +118,7 @@ interface Row {
 }
 
 async function benchDriver(driver: "postgres" | "redis"): Promise<Row> {
-  return withDatabase(async (url) => {
+  return withDatabase("engine", async (url) => {
     const sql = createPgSql(url, { max: 20, prepare: true });
     // As in the Node runtime: claims and outcomes on a pool that does not wait for the disk.
     const hotSql = createPgSql(url, { max: 10, synchronousCommit: false, prepare: true });
