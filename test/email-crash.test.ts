@@ -7,8 +7,9 @@
  * 2. The real Node runtime (workers/node.ts) SIGKILLed while campaign.process fans a 20,000-
  *    contact campaign out: a second process picks the fan-out up after its lease expires, the
  *    campaign completes, and every contact got exactly one message at the mock. Both drivers.
- *    (Opt-in, EMAIL_CRASH_IN_FLIGHT=1: the same with a Resend batch in flight at the kill, a
- *    known bug today: that batch's contacts get the campaign twice. See the test.)
+ *    And the same with a Resend batch in flight at the kill: the batch is recorded before the
+ *    request, and the next run resends exactly it (same members, same order, same
+ *    Idempotency-Key), so its contacts do not get the campaign twice.
  */
 import { type ChildProcess, spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
@@ -518,14 +519,12 @@ describe.each(DRIVERS)("the runtime SIGKILLed in the middle of a campaign's fan-
 });
 
 /**
- * KNOWN BUG, opt-in (EMAIL_CRASH_IN_FLIGHT=1): a process that dies while a Resend batch request
- * is in flight. The provider accepts the batch; the ledger still says 'sending'. The jobs run
- * again elsewhere, but grouped into other batches (here: a process with another
- * EMAIL_CONCURRENCY, so batches of at most 20 instead of 50), and a batch's Idempotency-Key is
- * derived from its messages (shared/email/providers/resend.ts batchKey), so the repeat is a new
- * request to the provider and those contacts get the campaign twice.
+ * A process that dies while a Resend batch request is in flight: the provider accepts the batch,
+ * the ledger still says 'sending'. The jobs run again elsewhere, grouped differently (here: a
+ * process with another EMAIL_CONCURRENCY, so batches of at most 20 instead of 50). Without the
+ * recorded batch the regrouped requests would carry new Idempotency-Keys and deliver again.
  */
-describe.skipIf(!process.env.EMAIL_CRASH_IN_FLIGHT)("the runtime SIGKILLed with a batch in flight at the provider", () => {
+describe("the runtime SIGKILLed with a batch in flight at the provider", () => {
   it("every contact still gets exactly one message", async () => {
     const t0 = Date.now();
     const lap = (what: string) => process.stdout.write(`[email-crash in-flight] ${what} at ${((Date.now() - t0) / 1000).toFixed(1)} s\n`);

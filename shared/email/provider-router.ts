@@ -20,6 +20,10 @@ export class ProviderRouter {
     for (const name of defaults) if (!mailers.has(name)) throw new Error(`unknown mail provider "${name}"`);
   }
 
+  byName(name: string): Mailer | undefined {
+    return this.mailers.get(name);
+  }
+
   /** Providers to try for a tenant, preferred first, resting ones last. */
   candidates(preferred?: string): Mailer[] {
     const names = preferred && this.mailers.has(preferred) ? [preferred, ...this.defaults.filter((n) => n !== preferred)] : [...this.defaults];

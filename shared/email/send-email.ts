@@ -42,6 +42,9 @@ interface LedgerRow {
   idempotency_key: string;
   status: "sending" | "sent" | "skipped" | "failed";
   provider_message_id: string | null;
+  /** Set while the message is part of a batch request that may have reached the provider. */
+  batch_key: string | null;
+  provider: string | null;
 }
 
 /**
@@ -103,35 +106,39 @@ export async function sendEmails(jobs: readonly Job<EmailPayload>[], deps: SendE
   for (const job of suppressed) done(job, { ok: true, result: { status: "skipped", reason: "suppressed" } });
   live = live.filter((j) => !results.has(j.id));
 
-  // 4. Render each message (campaign templates are compiled once per process).
+  // 4. A message whose batch request may have reached the provider before a crash is sent
+  //    again only inside that same batch (same members, same order: the same Idempotency-Key).
   const settings = await tenantSettings(deps.sql, [...new Set(live.map((j) => j.tenantId))]);
+  const inFlight = live.filter((j) => ledger.get(sendKey(j))!.batch_key !== null);
+  for (const batchKey of new Set(inFlight.map((j) => ledger.get(sendKey(j))!.batch_key!))) {
+    const mine = inFlight.filter((j) => ledger.get(sendKey(j))!.batch_key === batchKey);
+    try {
+      const members = await replayBatch(deps, batchKey, settings);
+      // Every member is recorded, not only the jobs in hand: the others then find their
+      // message sent and make no request of their own.
+      await finalize(deps, members.map((m) => ({ id: m.rowId, status: "sent" as const, provider: m.provider, messageId: m.result.providerMessageId })));
+      for (const job of mine) {
+        const m = members.find((x) => x.jobId === job.id);
+        done(job, m ? { ok: true, result: { status: "sent", provider: m.provider, message_id: m.result.providerMessageId, replayed: true } } : { ok: false, error: new Error(`batch ${batchKey} did not include job ${job.id}`) });
+      }
+    } catch (err) {
+      for (const job of mine) done(job, { ok: false, error: classify(err) });
+    }
+  }
+  live = live.filter((j) => !results.has(j.id));
+
+  // 5. Render each message (campaign templates are compiled once per process).
   const messages = new Map<string, OutgoingMessage>();
   for (const job of live) {
     try {
-      const rendered: Rendered = await deps.renderer.render(job.tenantId, job.payload.template_id, {
-        ...job.payload.variables,
-        ...(job.payload.campaign_id
-          ? { unsubscribe_url: await deps.unsubscribe.url({ tenantId: job.tenantId, email: job.payload.recipient, campaignId: job.payload.campaign_id }) }
-          : {}),
-      });
-      messages.set(job.id, {
-        tenantId: job.tenantId,
-        from: settings.get(job.tenantId)?.from_email ?? deps.defaultFrom,
-        to: job.payload.recipient,
-        ...rendered,
-        headers: job.payload.campaign_id
-          ? await deps.unsubscribe.headers({ tenantId: job.tenantId, email: job.payload.recipient, campaignId: job.payload.campaign_id })
-          : undefined,
-        idempotencyKey: sendKey(job),
-        tags: job.payload.campaign_id ? { campaign_id: job.payload.campaign_id } : undefined,
-      });
+      messages.set(job.id, await renderMessage(deps, job, settings));
     } catch (err) {
       done(job, { ok: false, error: err instanceof TemplateNotFound ? new PermanentError(err.message, { cause: err }) : err });
     }
   }
   live = live.filter((j) => !results.has(j.id));
 
-  // 5. Send, per tenant (its provider preference and rate), through the batch endpoint when there is one.
+  // 6. Send, per tenant (its provider preference and rate), through the batch endpoint when there is one.
   const sent: { job: Job<EmailPayload>; provider: string; result: SendResult }[] = [];
   const failedForGood: { job: Job<EmailPayload>; detail: string }[] = [];
   for (const [tenantId, list] of groupBy(live, (j) => j.tenantId)) {
@@ -146,8 +153,11 @@ export async function sendEmails(jobs: readonly Job<EmailPayload>[], deps: SendE
         const batch = list.map((j) => messages.get(j.id)!);
         if (mailer.sendBatch && batch.length > 1) {
           const out: SendResult[] = [];
-          for (let i = 0; i < batch.length; i += mailer.maxBatch ?? 100) {
-            out.push(...(await mailer.sendBatch(batch.slice(i, i + (mailer.maxBatch ?? 100)), signal)));
+          const size = mailer.maxBatch ?? 100;
+          for (let i = 0; i < batch.length; i += size) {
+            const chunk = list.slice(i, i + size);
+            await recordBatch(deps.sql, mailer.name, chunk.map((j) => ledger.get(sendKey(j))!.id));
+            out.push(...(await mailer.sendBatch(batch.slice(i, i + size), signal)));
           }
           return out;
         }
@@ -167,13 +177,71 @@ export async function sendEmails(jobs: readonly Job<EmailPayload>[], deps: SendE
     }
   }
 
-  // 6. Record: ledger, analytics events and campaign counters, one statement each.
+  // 7. Record: ledger, analytics events and campaign counters, one statement each.
   await recordSent(deps, sent, ledger);
   await recordFailed(deps, failedForGood, ledger);
   for (const { job, provider, result } of sent) {
     done(job, { ok: true, result: { status: "sent", provider, message_id: result.providerMessageId } });
   }
   return jobs.map((j) => results.get(j.id) ?? { ok: false, error: new Error("email.send produced no outcome") });
+}
+
+async function renderMessage(deps: SendEmailDeps, job: Job<EmailPayload>, settings: Map<string, TenantSettings>): Promise<OutgoingMessage> {
+  const campaignId = job.payload.campaign_id;
+  const claim = campaignId ? { tenantId: job.tenantId, email: job.payload.recipient, campaignId } : undefined;
+  const rendered: Rendered = await deps.renderer.render(job.tenantId, job.payload.template_id, {
+    ...job.payload.variables,
+    ...(claim ? { unsubscribe_url: await deps.unsubscribe.url(claim) } : {}),
+  });
+  return {
+    tenantId: job.tenantId,
+    from: settings.get(job.tenantId)?.from_email ?? deps.defaultFrom,
+    to: job.payload.recipient,
+    ...rendered,
+    headers: claim ? await deps.unsubscribe.headers(claim) : undefined,
+    idempotencyKey: sendKey(job),
+    tags: campaignId ? { campaign_id: campaignId } : undefined,
+  };
+}
+
+/** Notes which ledger rows go out together in one provider request, before it goes out. */
+async function recordBatch(sql: SqlClient, provider: string, ids: string[]): Promise<void> {
+  await sql.query(
+    `update email_sends s set batch_key = $1, batch_position = u.pos - 1, provider = $2
+     from unnest($3::bigint[]) with ordinality as u(id, pos) where s.id = u.id`,
+    [crypto.randomUUID(), provider, ids],
+  );
+}
+
+/**
+ * Sends a recorded batch again exactly as it first went (its members' jobs re-rendered in the
+ * same order, to the same provider), so the provider recognises the request and answers as
+ * before; returns each member's result. Members whose ledger row is already final are in the
+ * request too (the request must be identical) and are simply recorded again as sent.
+ */
+async function replayBatch(
+  deps: SendEmailDeps,
+  batchKey: string,
+  settings: Map<string, TenantSettings>,
+): Promise<{ rowId: string; jobId: string; provider: string; result: SendResult }[]> {
+  const members = await deps.sql.query<{ id: string; job_id: string; provider: string; tenant_id: string; payload: EmailPayload }>(
+    `select s.id::text, s.job_id::text, s.provider, j.tenant_id, j.payload
+     from email_sends s left join jobs j on j.id = s.job_id
+     where s.batch_key = $1 order by s.batch_position`,
+    [batchKey],
+  );
+  if (members.some((m) => m.payload === null)) throw new PermanentError(`batch ${batchKey} cannot be rebuilt: a member's job is gone`);
+  const mailer = deps.providers.byName(members[0]!.provider);
+  if (!mailer?.sendBatch) throw new PermanentError(`batch ${batchKey} went to ${members[0]!.provider}, which is not configured here`);
+  for (const tenant of new Set(members.map((m) => m.tenant_id))) {
+    if (!settings.has(tenant)) for (const [k, v] of await tenantSettings(deps.sql, [tenant])) settings.set(k, v);
+  }
+  const messages: OutgoingMessage[] = [];
+  for (const m of members) {
+    messages.push(await renderMessage(deps, { id: m.job_id, tenantId: m.tenant_id, payload: m.payload } as Job<EmailPayload>, settings));
+  }
+  const results = await mailer.sendBatch(messages);
+  return members.map((m, i) => ({ rowId: m.id, jobId: m.job_id, provider: mailer.name, result: results[i]! }));
 }
 
 /** Turns a provider's failure into the engine's control flow. */
@@ -235,7 +303,7 @@ async function claimLedger(sql: SqlClient, jobs: readonly Job<EmailPayload>[]): 
     ],
   );
   const rows = await sql.query<LedgerRow>(
-    "select id::text as id, idempotency_key, status, provider_message_id from email_sends where idempotency_key = any($1::text[])",
+    "select id::text as id, idempotency_key, status, provider_message_id, batch_key, provider from email_sends where idempotency_key = any($1::text[])",
     [keys],
   );
   return new Map(rows.map((r) => [r.idempotency_key, r]));

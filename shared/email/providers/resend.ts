@@ -91,7 +91,8 @@ export function createResendMailer(opts: ResendMailerOptions): Mailer {
       }
       // Resend deduplicates per request, so a batch needs its own key; derived from its
       // messages' keys, a retried batch (same messages, same order) is recognised as a repeat.
-      // A message first sent alone and later in a batch is not: the send ledger guards that.
+      // A message first sent alone and later in a batch is not; the send ledger records each
+      // batch before it goes out, so a run after a crash resends that very batch (send-email.ts).
       const idempotencyKey = await batchKey(messages.map((m) => m.idempotencyKey));
       const payload: CreateBatchOptions = messages.map(toResend);
       const data = await call(
