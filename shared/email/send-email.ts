@@ -23,7 +23,7 @@ export interface SendEmailDeps {
   logger: Logger;
   /** Used when the tenant has no from address of its own. */
   defaultFrom: string;
-  /** Per provider and per tenant; over the limit a send waits (RetryAfter), never fails. */
+  /** Per provider and per tenant; over the limit a send waits (a Snooze: no attempt spent), never fails. */
   rateLimiter?: RateLimiter;
   limits?: { providerPerSecond?: number; tenantPerSecond?: number };
 }
@@ -145,7 +145,8 @@ export async function sendEmails(jobs: readonly Job<EmailPayload>[], deps: SendE
     const tenant = settings.get(tenantId);
     const wait = await rateLimited(deps, tenantId, tenant, list.length);
     if (wait > 0) {
-      for (const job of list) done(job, { ok: false, error: new RetryAfter(wait, "rate limited: the send waits") });
+      // A snooze, not a retry: waiting for the limit must not use up the job's attempts.
+      for (const job of list) done(job, { ok: false, error: new Snooze(wait, "rate limited: the send waits") });
       continue;
     }
     try {

@@ -30,7 +30,15 @@ export function failureOutcome(job: Job, def: JobType, err: unknown, now: Date, 
     return { id: job.id, attempt: job.attempt, state: "cancelled", error: serializeError(err, job.attempt, now, false) };
   }
   if (err instanceof Snooze) {
-    return { id: job.id, attempt: job.attempt, state: "scheduled", runAt: new Date(now.getTime() + err.delayMs), refund: true };
+    return {
+      id: job.id,
+      attempt: job.attempt,
+      state: "scheduled",
+      runAt: new Date(now.getTime() + err.delayMs),
+      refund: true,
+      // Kept so a person can see why the job waits; it is not a failure.
+      error: serializeError(err, job.attempt, now, true),
+    };
   }
   const permanent = err instanceof PermanentError || isZodError(err);
   const attemptsLeft = job.attempt < job.maxAttempts;
