@@ -12,6 +12,7 @@ import { createOutboxMailer } from "../shared/email/providers/outbox";
 import { createResendMailer } from "../shared/email/providers/resend";
 import { createEmailServices } from "../shared/email/services";
 import { createEngine } from "../shared/queue/engine";
+import { createDohResolver } from "../shared/webhooks/doh-resolver";
 import type { Handler } from "../shared/queue/handler";
 import type { PoolName } from "../shared/jobs/definition";
 import { WorkerRegistry } from "../shared/queue/registry";
@@ -75,6 +76,8 @@ function open(env: Env, makeHandlers: MakeHandlers) {
       failedMs: config.RETENTION_FAILED_DAYS * 24 * 3_600_000,
     },
     email: { queue: engine.queue, logger, send: mail.send },
+    // Customers' URLs are checked against private networks through DNS over HTTPS here.
+    webhooks: { resolver: createDohResolver(), logger },
   });
   const close = async () => {
     await redis?.close();

@@ -6,6 +6,9 @@ import { WorkerRegistry } from "../queue/registry";
 import { defaultScalingPolicy, type ScalingPolicy } from "../queue/scaling";
 import type { UnsubscribeLinks } from "../email/unsubscribe";
 import { emailRoutes } from "./email-routes";
+import { webhookRoutes } from "./webhook-routes";
+import { createDohResolver } from "../webhooks/doh-resolver";
+import type { UrlGuard } from "../webhooks/ssrf";
 import { operationsRoutes } from "./operations-routes";
 import { dashboardRoutes } from "./dashboard/routes";
 import { unsubscribeRoutes } from "./unsubscribe-routes";
@@ -41,6 +44,8 @@ export interface AppDeps {
   scaling?: ScalingPolicy;
   /** Signs and checks one-click unsubscribe links; /u/:token answers 404 without it. */
   unsubscribe?: UnsubscribeLinks;
+  /** The SSRF guard for webhook URLs at registration. Default: DNS-over-HTTPS, no allow-list. */
+  webhookGuard?: UrlGuard;
 }
 
 /** Engine and API errors as problems; anything else is a 500 that says nothing about internals. */
@@ -86,6 +91,7 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
   app.route("/v1", operationsRoutes(queue, registry, policy));
   app.route("/dashboard", dashboardRoutes({ queue, sql, apiKeys, registry, scaling: policy, logger }));
   app.route("/v1", emailRoutes(queue, sql));
+  app.route("/v1", webhookRoutes(queue, sql, deps.webhookGuard ?? { resolver: createDohResolver() }));
   if (deps.unsubscribe) app.route("/u", unsubscribeRoutes(sql, deps.unsubscribe));
 
   app.get("/healthz", async (c) => {

@@ -5,6 +5,7 @@ import type { Queue } from "../../shared/queue/queue";
 import { campaignProcessHandler } from "./campaign-process";
 import { emailSendHandler } from "./email-send";
 import { maintenanceCleanupHandler, type RetentionConfig } from "./maintenance-cleanup";
+import { webhookDispatchHandler, type WebhookDeps } from "./webhook-dispatch";
 
 export interface HandlerDeps {
   sql: Sql;
@@ -12,6 +13,8 @@ export interface HandlerDeps {
   retention?: Partial<RetentionConfig>;
   /** With the email services, the email pipeline's handlers run too. */
   email?: { queue: Queue; logger: Logger; send: Omit<SendEmailDeps, "sql" | "clock" | "logger"> };
+  /** With a resolver (and the allow-list and settings), webhook.dispatch runs too. */
+  webhooks?: Omit<WebhookDeps, "sql" | "clock">;
 }
 
 /**
@@ -25,5 +28,6 @@ export function createHandlers(deps: HandlerDeps): Handler[] {
     handlers.push(emailSendHandler({ ...send, sql: deps.sql, clock: deps.clock, logger }));
     handlers.push(campaignProcessHandler({ sql: deps.sql, queue, logger }));
   }
+  if (deps.webhooks) handlers.push(webhookDispatchHandler({ ...deps.webhooks, sql: deps.sql, clock: deps.clock }));
   return handlers;
 }

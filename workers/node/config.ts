@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { POOLS, type PoolName } from "../../shared/jobs/definition";
+import { parseAllowList } from "../../shared/webhooks/ssrf";
 
 /**
  * Every setting of the Node runtime, read from the environment in this one place and checked
@@ -79,6 +80,18 @@ const envSchema = z.object({
   /** Messages a second, per provider and per tenant; 0 turns the limit off. A send over it waits, never fails. */
   MAIL_RATE_PER_SECOND: z.coerce.number().min(0).default(0),
   TENANT_MAIL_RATE_PER_SECOND: z.coerce.number().min(0).default(0),
+  /** Webhook destinations let through the SSRF guard, comma-separated CIDRs or hostnames (tests, private receivers). */
+  WEBHOOK_ALLOW: z
+    .string()
+    .transform((s, ctx) => {
+      try {
+        return parseAllowList(s.split(","));
+      } catch (err) {
+        ctx.addIssue({ code: "custom", message: err instanceof Error ? err.message : String(err) });
+        return z.NEVER;
+      }
+    })
+    .optional(),
   LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
 });
 

@@ -16,6 +16,7 @@ import { nodeEmailServices } from "./mail";
 import { MemoryIntake } from "./memory-intake";
 import { memoryLimitBytes, memoryReader } from "./memory";
 import { createIoRedis } from "./redis";
+import { nodeDnsResolver } from "./dns-resolver";
 
 export interface NodeRuntime {
   engine: Engine;
@@ -74,6 +75,7 @@ export async function startNodeRuntime(
           failedMs: config.RETENTION_FAILED_DAYS * 24 * 3_600_000,
         },
         email: { queue: engine.queue, logger, send: mail.send },
+        webhooks: { resolver: nodeDnsResolver, allow: config.WEBHOOK_ALLOW, logger },
       });
     for (const pool of config.POOLS) {
       const types = new Set(typesOfPool(pool));
@@ -140,6 +142,7 @@ export async function startNodeRuntime(
       metricsPublic: config.METRICS_PUBLIC,
       registry,
       unsubscribe: mail.unsubscribe,
+      webhookGuard: { resolver: nodeDnsResolver, allow: config.WEBHOOK_ALLOW },
       scaling: { queueDepth: config.SCALE_QUEUE_DEPTH, importMemoryRatio: config.SCALE_IMPORT_MEMORY_RATIO },
     });
     await new Promise<void>((ready) => {

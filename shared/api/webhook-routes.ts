@@ -1,0 +1,81 @@
+/**
+ * Webhook endpoints over HTTP, scoped to the caller's tenant (admin keys name one with
+ * ?tenant_id=). A secret appears only in the answers to create and rotate.
+ */
+import { type Context, Hono } from "hono";
+import { z } from "zod";
+import { tenantId as tenantIdField } from "../jobs/fields";
+import type { SqlClient } from "../ports";
+import type { Queue } from "../queue/queue";
+import { WebhookEndpoints } from "../webhooks/endpoints";
+import type { UrlGuard } from "../webhooks/ssrf";
+import type { ApiEnv } from "./auth";
+import { readJson } from "./body";
+import { ApiError, zodFieldErrors } from "./problem";
+
+const schemas = {
+  create: z.strictObject({
+    url: z.string().min(1).max(2_000),
+    event_types: z
+      .array(z.string().min(1).max(128).regex(/^[a-z0-9_.-]+$/, "lowercase letters, digits and _ . - only"))
+      .max(100)
+      .default([]),
+  }),
+  rotate: z.strictObject({
+    /** How long the previous secret keeps signing. Default 24 h; 0 ends it now. */
+    previous_secret_ttl_seconds: z.number().int().min(0).max(7 * 24 * 3_600).default(24 * 3_600),
+  }),
+};
+
+async function body<S extends z.ZodType>(c: Context, schema: S, optional = false): Promise<z.infer<S>> {
+  const raw = optional && !(await c.req.text()).trim() ? {} : await readJson(c);
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) throw new ApiError(422, "invalid request body", zodFieldErrors(parsed.error));
+  return parsed.data;
+}
+
+/** The tenant a request acts for: the key's own, or (admin keys) ?tenant_id=. */
+function tenantOf(c: Context<ApiEnv>): string {
+  const principal = c.get("principal");
+  if (principal.tenantId) return principal.tenantId;
+  const asked = tenantIdField.safeParse(c.req.query("tenant_id"));
+  if (!asked.success) throw new ApiError(422, "an admin key must name the tenant", [{ path: "tenant_id", message: "add ?tenant_id=<tenant>" }]);
+  return asked.data;
+}
+
+export function webhookRoutes(queue: Queue, sql: SqlClient, guard: UrlGuard): Hono<ApiEnv> {
+  const app = new Hono<ApiEnv>();
+  const endpoints = new WebhookEndpoints(sql, queue, guard, queue.clock);
+
+  app.post("/webhooks/endpoints", async (c) => {
+    const tenantId = tenantOf(c);
+    const req = await body(c, schemas.create);
+    const { endpoint, secret } = await endpoints.create(tenantId, { url: req.url, eventTypes: req.event_types });
+    return c.json({ ...endpoint, secret }, 201);
+  });
+
+  app.get("/webhooks/endpoints", async (c) => c.json({ endpoints: await endpoints.list(tenantOf(c)) }));
+
+  app.get("/webhooks/endpoints/:id", async (c) => c.json(await endpoints.get(tenantOf(c), c.req.param("id"))));
+
+  app.post("/webhooks/endpoints/:id/rotate", async (c) => {
+    const tenantId = tenantOf(c);
+    const req = await body(c, schemas.rotate, true);
+    const { endpoint, secret } = await endpoints.rotate(tenantId, c.req.param("id"), req.previous_secret_ttl_seconds * 1_000);
+    return c.json({ ...endpoint, secret });
+  });
+
+  app.post("/webhooks/endpoints/:id/disable", async (c) => c.json(await endpoints.disable(tenantOf(c), c.req.param("id"))));
+
+  app.post("/webhooks/endpoints/:id/test", async (c) => {
+    const { eventId, jobId } = await endpoints.sendTest(tenantOf(c), c.req.param("id"));
+    return c.json({ event_id: eventId, job_id: jobId }, 202);
+  });
+
+  app.get("/webhooks/endpoints/:id/deliveries", async (c) => {
+    const { deliveries, nextCursor } = await endpoints.deliveries(tenantOf(c), c.req.param("id"), c.req.query("cursor"));
+    return c.json({ deliveries, next_cursor: nextCursor });
+  });
+
+  return app;
+}
