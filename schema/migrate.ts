@@ -38,10 +38,14 @@ export async function migrate(sql: Sql, migrations: readonly Migration[] = bundl
   for (const migration of [...migrations].sort((a, b) => a.version - b.version)) {
     const done = await sql.begin(async (tx) => {
       await tx.query("select pg_advisory_xact_lock($1)", [MIGRATION_LOCK]);
-      const [row] = await tx.query<{ max: number | null }>("select max(version) as max from schema_migrations");
+      const [row] = await tx.query<{ max: number | null; applied: boolean }>(
+        "select max(version) as max, bool_or(version = $1) as applied from schema_migrations",
+        [migration.version],
+      );
       const current = row?.max ?? 0;
       if (current > latest) throw new SchemaTooNewError(current, latest);
-      if (current >= migration.version) return false;
+      // Each version once, by itself: one merged after a higher one (parallel branches) still runs.
+      if (row?.applied) return false;
       await tx.query(migration.sql);
       await tx.query("insert into schema_migrations (version, name) values ($1, $2)", [
         migration.version,

@@ -79,3 +79,19 @@ describe("schema migrations", () => {
     await sql.close();
   });
 });
+
+describe("a migration merged after a higher one", () => {
+  it("still runs once", async () => {
+    const db = await createTestDatabase("schema_gap");
+    try {
+      const extra = [...migrations, { version: 901, name: "later", sql: "create table later_one (x int)" }, { version: 900, name: "earlier", sql: "create table earlier_one (x int)" }];
+      expect(await migrate(db.sql, extra.filter((m) => m.version !== 900))).toEqual([901]);
+      expect(await migrate(db.sql, extra)).toEqual([900]);
+      expect(await migrate(db.sql, extra)).toEqual([]);
+      const tables = await db.sql.query<{ n: number }>("select count(*)::int as n from pg_tables where tablename in ('later_one', 'earlier_one')");
+      expect(tables[0]!.n).toBe(2);
+    } finally {
+      await db.drop();
+    }
+  });
+});

@@ -6,6 +6,8 @@ import { WorkerRegistry } from "../queue/registry";
 import { defaultScalingPolicy, type ScalingPolicy } from "../queue/scaling";
 import type { UnsubscribeLinks } from "../email/unsubscribe";
 import { emailRoutes } from "./email-routes";
+import { exportRoutes, type ExportRouteDeps } from "./export-routes";
+import { importRoutes } from "./import-routes";
 import { webhookRoutes } from "./webhook-routes";
 import { createDohResolver } from "../webhooks/doh-resolver";
 import type { UrlGuard } from "../webhooks/ssrf";
@@ -46,6 +48,8 @@ export interface AppDeps {
   unsubscribe?: UnsubscribeLinks;
   /** The SSRF guard for webhook URLs at registration. Default: DNS-over-HTTPS, no allow-list. */
   webhookGuard?: UrlGuard;
+  /** The export store and download-link signer; /v1/exports and /files/:token exist only with it. */
+  exports?: ExportRouteDeps;
 }
 
 /** Engine and API errors as problems; anything else is a 500 that says nothing about internals. */
@@ -93,6 +97,8 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
   app.route("/v1", emailRoutes(queue, sql));
   app.route("/v1", webhookRoutes(queue, sql, deps.webhookGuard ?? { resolver: createDohResolver() }));
   if (deps.unsubscribe) app.route("/u", unsubscribeRoutes(sql, deps.unsubscribe));
+  if (deps.exports) app.route("/", exportRoutes(queue, sql, deps.exports));
+  if (deps.exports) app.route("/v1", importRoutes(queue, sql, deps.exports.storage));
 
   app.get("/healthz", async (c) => {
     try {

@@ -3,6 +3,7 @@
  * principal and scopes every query by its tenant (admin keys: none).
  */
 import type { Context, MiddlewareHandler } from "hono";
+import { tenantId as tenantIdField } from "../jobs/fields";
 import type { ApiKeys, Principal } from "./api-keys";
 import { ApiError } from "./problem";
 
@@ -39,4 +40,13 @@ export function requireKey(apiKeys: ApiKeys): MiddlewareHandler<ApiEnv> {
 
 export function assertAdmin(principal: Principal): void {
   if (!principal.admin) throw new ApiError(403, "this operation needs an admin key");
+}
+
+/** The tenant a request acts for: the key's own, or (admin keys) the one named by ?tenant_id=. */
+export function tenantOf(c: Context<ApiEnv>): string {
+  const principal = c.get("principal");
+  if (principal.tenantId) return principal.tenantId;
+  const asked = tenantIdField.safeParse(c.req.query("tenant_id"));
+  if (!asked.success) throw new ApiError(422, "an admin key must name the tenant", [{ path: "tenant_id", message: "add ?tenant_id=<tenant>" }]);
+  return asked.data;
 }

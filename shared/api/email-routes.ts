@@ -8,10 +8,10 @@ import { z } from "zod";
 import { newId } from "../email/ids";
 import { Campaigns } from "../email/campaigns";
 import { Suppressions } from "../email/suppressions";
-import { email as emailField, tenantId as tenantIdField } from "../jobs/fields";
+import { email as emailField } from "../jobs/fields";
 import type { SqlClient } from "../ports";
 import type { Queue } from "../queue/queue";
-import type { ApiEnv } from "./auth";
+import { type ApiEnv, tenantOf } from "./auth";
 import { readJson } from "./body";
 import { ApiError, zodFieldErrors } from "./problem";
 
@@ -78,13 +78,6 @@ async function body<S extends z.ZodType>(c: Context, schema: S): Promise<z.infer
 }
 
 /** The tenant a request acts for: the key's own, or (admin keys) ?tenant_id=. */
-function tenantOf(c: Context<ApiEnv>): string {
-  const principal = c.get("principal");
-  if (principal.tenantId) return principal.tenantId;
-  const asked = tenantIdField.safeParse(c.req.query("tenant_id"));
-  if (!asked.success) throw new ApiError(422, "an admin key must name the tenant", [{ path: "tenant_id", message: "add ?tenant_id=<tenant>" }]);
-  return asked.data;
-}
 
 /** 404 unless the row exists for this tenant (a tenant never learns of another's ids). */
 async function owned(sql: SqlClient, table: "lists" | "templates" | "segments", id: string, tenantId: string): Promise<void> {

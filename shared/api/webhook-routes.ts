@@ -4,12 +4,11 @@
  */
 import { type Context, Hono } from "hono";
 import { z } from "zod";
-import { tenantId as tenantIdField } from "../jobs/fields";
 import type { SqlClient } from "../ports";
 import type { Queue } from "../queue/queue";
 import { WebhookEndpoints } from "../webhooks/endpoints";
 import type { UrlGuard } from "../webhooks/ssrf";
-import type { ApiEnv } from "./auth";
+import { type ApiEnv, tenantOf } from "./auth";
 import { readJson } from "./body";
 import { ApiError, zodFieldErrors } from "./problem";
 
@@ -35,13 +34,6 @@ async function body<S extends z.ZodType>(c: Context, schema: S, optional = false
 }
 
 /** The tenant a request acts for: the key's own, or (admin keys) ?tenant_id=. */
-function tenantOf(c: Context<ApiEnv>): string {
-  const principal = c.get("principal");
-  if (principal.tenantId) return principal.tenantId;
-  const asked = tenantIdField.safeParse(c.req.query("tenant_id"));
-  if (!asked.success) throw new ApiError(422, "an admin key must name the tenant", [{ path: "tenant_id", message: "add ?tenant_id=<tenant>" }]);
-  return asked.data;
-}
 
 export function webhookRoutes(queue: Queue, sql: SqlClient, guard: UrlGuard): Hono<ApiEnv> {
   const app = new Hono<ApiEnv>();

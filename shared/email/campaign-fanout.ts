@@ -75,15 +75,20 @@ export async function processCampaign(
       return { recipients: campaign.recipients, status: campaign.status };
     }
     const { where, params } = filterSql(filters, 5);
-    const contacts = await deps.sql.query<{ id: string; email: string; name: string | null; attributes: Record<string, unknown> }>(
-      `select c.id::text, c.email, c.name, c.attributes
-       from list_members m join contacts c on c.id = m.contact_id
-       where m.list_id = $1 and m.contact_id > $2::bigint and m.contact_id <= $3::bigint and c.status = 'active'
-         and c.tenant_id = $4 ${where}
-       order by m.contact_id limit ${batchSize}`,
+    // A page of member ids first, then each contact by primary key: the planner cannot wander
+    // into re-reading contacts from the start on every page (measured 13k rows/s that way).
+    const page = await deps.sql.query<{ member_id: string; id: string | null; email: string; name: string | null; attributes: Record<string, unknown> }>(
+      `with page as (
+         select contact_id from list_members
+         where list_id = $1 and contact_id > $2::bigint and contact_id <= $3::bigint
+         order by contact_id limit ${batchSize}
+       )
+       select p.contact_id::text as member_id, c.id::text as id, c.email, c.name, c.attributes
+       from page p left join contacts c on c.id = p.contact_id and c.status = 'active' and c.tenant_id = $4 ${where}
+       order by p.contact_id`,
       [listId, campaign.fanout_cursor, campaign.fanout_upper ?? "0", campaign.tenant_id, ...params],
     );
-    if (contacts.length === 0) {
+    if (page.length === 0) {
       await deps.sql.query(
         `update campaigns set fanout_done = true,
            status = case when sent + skipped + failed >= recipients then 'sent' else status end,
@@ -94,9 +99,11 @@ export async function processCampaign(
       campaign = await load();
       return { recipients: campaign.recipients, status: campaign.status };
     }
+    // Members that are not active contacts (or not in the segment) are passed over, not recipients.
+    const contacts = page.filter((r): r is typeof r & { id: string } => r.id !== null);
     const valid = contacts.filter((c) => PLAUSIBLE_EMAIL.test(c.email) && c.email.length <= 320);
     const invalid = contacts.filter((c) => !valid.includes(c));
-    const last = contacts[contacts.length - 1]!.id;
+    const last = page[page.length - 1]!.member_id;
     await deps.sql.begin(async (tx) => {
       await deps.queue.enqueueMany(
         valid.map((c) => ({

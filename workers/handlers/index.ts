@@ -4,6 +4,9 @@ import type { Handler } from "../../shared/queue/handler";
 import type { Queue } from "../../shared/queue/queue";
 import { campaignProcessHandler } from "./campaign-process";
 import { emailSendHandler } from "./email-send";
+import { importContactsHandler } from "./import-contacts";
+import type { Storage } from "../../shared/storage/storage";
+import { exportDataHandler, type ExportDeps } from "./export-data";
 import { maintenanceCleanupHandler, type RetentionConfig } from "./maintenance-cleanup";
 import { webhookDispatchHandler, type WebhookDeps } from "./webhook-dispatch";
 
@@ -15,6 +18,10 @@ export interface HandlerDeps {
   email?: { queue: Queue; logger: Logger; send: Omit<SendEmailDeps, "sql" | "clock" | "logger"> };
   /** With a resolver (and the allow-list and settings), webhook.dispatch runs too. */
   webhooks?: Omit<WebhookDeps, "sql" | "clock">;
+  /** With a store, export.data runs too, and maintenance.cleanup deletes expired exports. */
+  exports?: Omit<ExportDeps, "sql" | "clock">;
+  /** With a Storage (and the queue for its webhook event), import.contacts runs too. */
+  imports?: { storage: Storage; queue: Queue; logger: Logger; batchSize?: number };
 }
 
 /**
@@ -22,12 +29,14 @@ export interface HandlerDeps {
  * handler here still accepts jobs; they wait in their lane until a worker that has one runs.
  */
 export function createHandlers(deps: HandlerDeps): Handler[] {
-  const handlers: Handler[] = [maintenanceCleanupHandler(deps)];
+  const handlers: Handler[] = [maintenanceCleanupHandler({ ...deps, exportStorage: deps.exports?.storage })];
   if (deps.email) {
     const { queue, logger, send } = deps.email;
     handlers.push(emailSendHandler({ ...send, sql: deps.sql, clock: deps.clock, logger }));
     handlers.push(campaignProcessHandler({ sql: deps.sql, queue, logger }));
   }
+  if (deps.imports) handlers.push(importContactsHandler({ ...deps.imports, sql: deps.sql }));
   if (deps.webhooks) handlers.push(webhookDispatchHandler({ ...deps.webhooks, sql: deps.sql, clock: deps.clock }));
+  if (deps.exports) handlers.push(exportDataHandler({ ...deps.exports, sql: deps.sql, clock: deps.clock }));
   return handlers;
 }

@@ -1,7 +1,8 @@
 import type { z } from "zod";
 import type { maintenanceCleanup } from "../../shared/jobs/maintenance-cleanup";
 import type { Clock, SqlClient } from "../../shared/ports";
-import type { Handler } from "../../shared/queue/handler";
+import type { Handler, JobContext } from "../../shared/queue/handler";
+import type { Storage } from "../../shared/storage/storage";
 import { Ledger } from "../../shared/queue/ledger";
 import { WorkerRegistry } from "../../shared/queue/registry";
 import { StatsRollup } from "../../shared/queue/statements";
@@ -31,7 +32,13 @@ export const defaultRetention: RetentionConfig = {
  * (each batch its own statement, so locks stay short and progress is kept if the run stops),
  * and folds old per-minute counters into all-time totals.
  */
-export function maintenanceCleanupHandler(deps: { sql: SqlClient; clock: Clock; retention?: Partial<RetentionConfig> }): Handler<Payload> {
+export function maintenanceCleanupHandler(deps: {
+  sql: SqlClient;
+  clock: Clock;
+  retention?: Partial<RetentionConfig>;
+  /** Where export files live; with it, expired exports (file and row) are deleted too. */
+  exportStorage?: Storage;
+}): Handler<Payload> {
   const ledger = new Ledger(deps.sql);
   return {
     type: "maintenance.cleanup",
@@ -60,7 +67,40 @@ export function maintenanceCleanupHandler(deps: { sql: SqlClient; clock: Clock; 
       await deps.sql.query(StatsRollup, [new Date(now - cfg.statsMs).toISOString()]);
       // Workers silent for a day are gone for good (edge drains leave one row each).
       const workersPruned = await new WorkerRegistry(deps.sql, deps.clock).prune(24 * 3_600_000);
-      return { deleted, workers_pruned: workersPruned };
+      const exportsDeleted = deps.exportStorage ? await deleteExpiredExports(deps.sql, deps.exportStorage, new Date(now), batch, ctx) : 0;
+      return { deleted, workers_pruned: workersPruned, exports_deleted: exportsDeleted };
     },
   };
+}
+
+/**
+ * Expired exports: each batch deletes the files, then the rows whose files are gone. A file that
+ * cannot be deleted (store unreachable) keeps its row, to be tried again by the next run.
+ */
+async function deleteExpiredExports(sql: SqlClient, storage: Storage, now: Date, batch: number, ctx: JobContext): Promise<number> {
+  let total = 0;
+  let after = "0";
+  for (;;) {
+    if (ctx.signal.aborted) throw ctx.signal.reason;
+    const rows = await sql.query<{ id: string; url: string | null }>(
+      "select id::text, url from exports where expires_at <= $1 and id > $2::bigint order by id limit $3",
+      [now.toISOString(), after, batch],
+    );
+    if (rows.length === 0) break;
+    const gone: string[] = [];
+    for (const row of rows) {
+      try {
+        if (row.url) await storage.delete(row.url);
+        gone.push(row.id);
+      } catch (err) {
+        ctx.logger.warn("could not delete an expired export's file", { export_id: row.id, err: err instanceof Error ? err.message : String(err) });
+      }
+    }
+    if (gone.length > 0) await sql.query("delete from exports where id = any($1::bigint[])", [gone]);
+    total += gone.length;
+    ctx.progress({ exports_deleted: total });
+    after = rows[rows.length - 1]!.id;
+    if (rows.length < batch) break;
+  }
+  return total;
 }

@@ -1,7 +1,9 @@
 import { hostname } from "node:os";
+import { join } from "node:path";
 import { serve, type ServerType } from "@hono/node-server";
 import { ApiKeys } from "../../shared/api/api-keys";
 import { createApp } from "../../shared/api/app";
+import { ExportLinks } from "../../shared/exports/links";
 import { typesOfPool } from "../../shared/jobs/catalog";
 import type { Logger, Redis, Sql } from "../../shared/ports";
 import { createEngine, type Engine } from "../../shared/queue/engine";
@@ -17,6 +19,7 @@ import { MemoryIntake } from "./memory-intake";
 import { memoryLimitBytes, memoryReader } from "./memory";
 import { createIoRedis } from "./redis";
 import { nodeDnsResolver } from "./dns-resolver";
+import { createLocalStorage } from "./local-storage";
 
 export interface NodeRuntime {
   engine: Engine;
@@ -54,6 +57,13 @@ export async function startNodeRuntime(
   const mail = nodeEmailServices(config, { sql, redis, clock: engine.clock, pepper });
   const workerId = `${hostname()}:${process.pid}`;
   const runsWorkers = config.ROLE !== "api";
+  // Export files: the local folder DATA_DIR/files (no S3 store is configured in this build yet).
+  // Download links are signed with their own key derived from the unsubscribe secret (or pepper).
+  const exportStorage = createLocalStorage(join(config.DATA_DIR, "files"));
+  const exportLinks = new ExportLinks(
+    config.UNSUBSCRIBE_SECRET ?? pepper,
+    config.PUBLIC_URL ?? `http://${config.HOST.includes(":") ? `[${config.HOST}]` : config.HOST}:${config.PORT}`,
+  );
 
   const pools: WorkerPool[] = [];
   const memory = options.memory ?? memoryReader(memoryLimitBytes(config.MEMORY_LIMIT_BYTES));
@@ -76,6 +86,9 @@ export async function startNodeRuntime(
         },
         email: { queue: engine.queue, logger, send: mail.send },
         webhooks: { resolver: nodeDnsResolver, allow: config.WEBHOOK_ALLOW, logger },
+        exports: { storage: exportStorage, queue: engine.queue, links: exportLinks },
+        // Import files and error reports: file:// URLs inside the same folder (DATA_DIR/files).
+        imports: { storage: exportStorage, queue: engine.queue, logger },
       });
     for (const pool of config.POOLS) {
       const types = new Set(typesOfPool(pool));
@@ -143,6 +156,7 @@ export async function startNodeRuntime(
       registry,
       unsubscribe: mail.unsubscribe,
       webhookGuard: { resolver: nodeDnsResolver, allow: config.WEBHOOK_ALLOW },
+      exports: { storage: exportStorage, links: exportLinks },
       scaling: { queueDepth: config.SCALE_QUEUE_DEPTH, importMemoryRatio: config.SCALE_IMPORT_MEMORY_RATIO },
     });
     await new Promise<void>((ready) => {

@@ -1,0 +1,134 @@
+/**
+ * Exports over HTTP, tenant-scoped like the email routes:
+ * - POST /v1/exports {source, list_id | segment_id | campaign_id} → 202 {id, job_id, status}: an
+ *   export.data job; its id is the export's id.
+ * - GET /v1/exports/:id → status, rows, bytes, expires_at and, when ready, a signed download_url.
+ * - GET /files/:token (no API key: the token is the capability) streams the CSV as an
+ *   attachment; 404 for a token we did not sign or an export that is gone, 410 once expired.
+ */
+import { Hono } from "hono";
+import { z } from "zod";
+import type { ExportLinks } from "../exports/links";
+import { entityId } from "../jobs/fields";
+import type { Clock, SqlClient } from "../ports";
+import type { Queue } from "../queue/queue";
+import { type Storage, StorageNotFound } from "../storage/storage";
+import { type ApiEnv, tenantOf } from "./auth";
+import { readJson } from "./body";
+import { ApiError, problemResponse, zodFieldErrors } from "./problem";
+
+export interface ExportRouteDeps {
+  storage: Storage;
+  links: ExportLinks;
+  /** Decides link expiry; defaults to the queue's clock. */
+  clock?: Clock;
+}
+
+const createSchema = z.discriminatedUnion("source", [
+  z.strictObject({ source: z.literal("list"), list_id: entityId }),
+  z.strictObject({ source: z.literal("segment"), segment_id: entityId }),
+  z.strictObject({ source: z.literal("campaign"), campaign_id: entityId }),
+]);
+
+const TABLE_OF = { list: "lists", segment: "segments", campaign: "campaigns" } as const;
+
+interface ExportRow {
+  id: string;
+  tenant_id: string;
+  source: string;
+  source_id: string;
+  status: string;
+  rows: string;
+  bytes: string;
+  url: string | null;
+  error: string | null;
+  created_at: Date;
+  completed_at: Date | null;
+  expires_at: Date;
+}
+
+
+export function exportRoutes(queue: Queue, sql: SqlClient, deps: ExportRouteDeps): Hono<ApiEnv> {
+  const app = new Hono<ApiEnv>();
+  const clock = deps.clock ?? queue.clock;
+
+  app.post("/v1/exports", async (c) => {
+    const tenantId = tenantOf(c);
+    const parsed = createSchema.safeParse(await readJson(c));
+    if (!parsed.success) throw new ApiError(422, "invalid request body", zodFieldErrors(parsed.error));
+    const req = parsed.data;
+    const sourceId = req.source === "list" ? req.list_id : req.source === "segment" ? req.segment_id : req.campaign_id;
+    const found = await sql.query(`select 1 from ${TABLE_OF[req.source]} where id = $1 and tenant_id = $2`, [sourceId, tenantId]);
+    if (found.length === 0) throw new ApiError(404, `no ${req.source} ${sourceId}`);
+    const { job } = await queue.enqueue({ type: "export.data", tenantId, payload: { ...req, tenant_id: tenantId } });
+    // The handler upserts the same row when it starts; whichever comes first wins the insert.
+    await sql.query(`insert into exports (id, tenant_id, source, source_id) values ($1::bigint, $2, $3, $4) on conflict (id) do nothing`, [
+      job.id,
+      tenantId,
+      req.source,
+      sourceId,
+    ]);
+    return c.json({ id: job.id, job_id: job.id, status: "queued" }, 202);
+  });
+
+  app.get("/v1/exports/:id", async (c) => {
+    const tenantId = tenantOf(c);
+    const id = c.req.param("id");
+    const [row] = /^\d{1,18}$/.test(id)
+      ? await sql.query<ExportRow>(
+          `select id::text, tenant_id, source, source_id, status, rows::text, bytes::text, url, error, created_at, completed_at, expires_at
+           from exports where id = $1::bigint and tenant_id = $2`,
+          [id, tenantId],
+        )
+      : [];
+    if (!row) throw new ApiError(404, `no export ${id}`);
+    const expired = row.expires_at.getTime() <= clock.now().getTime();
+    const ready = row.status === "ready" && !expired;
+    return c.json({
+      id: row.id,
+      source: row.source,
+      source_id: row.source_id,
+      status: row.status === "ready" && expired ? "expired" : row.status,
+      rows: Number(row.rows),
+      bytes: Number(row.bytes),
+      error: row.error,
+      created_at: row.created_at.toISOString(),
+      completed_at: row.completed_at?.toISOString() ?? null,
+      expires_at: row.expires_at.toISOString(),
+      download_url: ready ? await deps.links.url({ exportId: row.id, expiresAt: row.expires_at }) : null,
+    });
+  });
+
+  app.get("/files/:token", async (c) => {
+    const claim = await deps.links.verify(c.req.param("token"));
+    if (!claim) return problemResponse(404, "no such file");
+    const now = clock.now().getTime();
+    if (claim.expiresAt.getTime() <= now) return problemResponse(410, "this download link has expired");
+    const [row] = await sql.query<{ url: string | null; bytes: string; status: string; expires_at: Date }>(
+      "select url, bytes::text, status, expires_at from exports where id = $1::bigint",
+      [claim.exportId],
+    );
+    if (!row || row.status !== "ready" || !row.url) return problemResponse(404, "no such file");
+    if (row.expires_at.getTime() <= now) return problemResponse(410, "this export has expired");
+    let body: ReadableStream<Uint8Array>;
+    try {
+      body = await deps.storage.read(row.url, c.req.raw.signal);
+    } catch (err) {
+      if (err instanceof StorageNotFound) return problemResponse(410, "this export's file is gone");
+      throw err;
+    }
+    return new Response(body, {
+      status: 200,
+      headers: {
+        "content-type": "text/csv; charset=utf-8",
+        "content-disposition": `attachment; filename="export-${claim.exportId}.csv"`,
+        "content-length": row.bytes,
+        "cache-control": "private, no-store",
+        "x-content-type-options": "nosniff",
+      },
+    });
+  });
+
+  return app;
+}
+

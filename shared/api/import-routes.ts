@@ -1,0 +1,84 @@
+/**
+ * Contact imports over HTTP:
+ *   POST /v1/imports  JSON {file_url, mapping, list_id?, has_header?}, or the CSV itself
+ *                     (Content-Type: text/csv; ?mapping=<JSON>&list_id=&has_header=), streamed
+ *                     to storage first → 202 with the import's id (its job id)
+ *   GET  /v1/imports/:id  status, counters, checkpoint and the error report's URL
+ */
+import { type Context, Hono } from "hono";
+import { z } from "zod";
+import { importContacts } from "../jobs/import-contacts";
+import type { SqlClient } from "../ports";
+import type { Queue } from "../queue/queue";
+import type { Storage } from "../storage/storage";
+import { type ApiEnv, tenantOf } from "./auth";
+import { readJson } from "./body";
+import { ApiError, zodFieldErrors } from "./problem";
+
+const request = z.strictObject({
+  file_url: z.string().min(1).max(2048),
+  mapping: z.record(z.string(), z.string()),
+  list_id: z.string().min(1).max(64).optional(),
+  has_header: z.boolean().optional(),
+});
+
+export function importRoutes(queue: Queue, sql: SqlClient, storage: Storage): Hono<ApiEnv> {
+  const app = new Hono<ApiEnv>();
+
+  const enqueue = async (c: Context<ApiEnv>, tenantId: string, body: z.infer<typeof request>) => {
+    if (body.list_id) {
+      const owned = await sql.query("select 1 from lists where id = $1 and tenant_id = $2", [body.list_id, tenantId]);
+      if (owned.length === 0) throw new ApiError(404, `no list ${body.list_id}`);
+    }
+    // A local file is only importable by the tenant it was uploaded for.
+    if (body.file_url.startsWith("file:") && !body.file_url.includes(`/${encodeURIComponent(tenantId)}/imports/`)) {
+      throw new ApiError(422, "invalid file_url", [{ path: "file_url", message: "a file:// URL must be one this API returned for your upload" }]);
+    }
+    const { job } = await queue.enqueue({ type: importContacts.type, tenantId, payload: body });
+    return c.json({ id: job.id, state: job.state, status_url: `/v1/imports/${job.id}` }, 202);
+  };
+
+  app.post("/imports", async (c) => {
+    const tenantId = tenantOf(c);
+    const type = c.req.header("content-type")?.split(";")[0]?.trim().toLowerCase();
+    if (type === "text/csv") {
+      let mapping: unknown;
+      try {
+        mapping = JSON.parse(c.req.query("mapping") ?? "");
+      } catch {
+        throw new ApiError(422, "invalid mapping", [{ path: "mapping", message: 'pass ?mapping= as JSON, e.g. {"col_0":"email"}' }]);
+      }
+      const body = c.req.raw.body;
+      if (!body) throw new ApiError(400, "the request has no CSV body");
+      const stored = await storage.write(`${encodeURIComponent(tenantId)}/imports/upload-${crypto.randomUUID()}.csv`, body, {
+        contentType: "text/csv",
+      });
+      const parsed = request.safeParse({
+        file_url: stored.url,
+        mapping,
+        list_id: c.req.query("list_id"),
+        has_header: c.req.query("has_header") === undefined ? undefined : c.req.query("has_header") !== "false",
+      });
+      if (!parsed.success) throw new ApiError(422, "invalid import", zodFieldErrors(parsed.error));
+      return enqueue(c, tenantId, parsed.data);
+    }
+    const parsed = request.safeParse(await readJson(c));
+    if (!parsed.success) throw new ApiError(422, "invalid import", zodFieldErrors(parsed.error));
+    return enqueue(c, tenantId, parsed.data);
+  });
+
+  app.get("/imports/:id", async (c) => {
+    const tenantId = tenantOf(c);
+    const id = c.req.param("id");
+    const job = /^\d{1,18}$/.test(id) ? await queue.ledger.get(id, tenantId) : null;
+    if (!job || job.type !== importContacts.type) throw new ApiError(404, `no import ${id}`);
+    const [row] = await sql.query(
+      `select status, list_id, rows_read, created, updated, invalid, duplicate, list_added, report_url, error,
+              created_at, finished_at from imports where id = $1 and tenant_id = $2`,
+      [id, tenantId],
+    );
+    return c.json({ id, job_state: job.state, attempt: job.attempt, ...(row ?? { status: "waiting" }) });
+  });
+
+  return app;
+}
