@@ -19,7 +19,7 @@ import { createPgSql } from "../../workers/node/postgres";
 import { withDatabase } from "./support";
 
 const CONTACTS = Number(process.env.BENCH_EXPORT_CONTACTS ?? 1_000_000);
-const PAGE_SIZES = (process.env.BENCH_EXPORT_PAGES ?? "1000,5000,20000").split(",").map(Number);
+const PAGE_SIZES = (process.env.BENCH_EXPORT_PAGES ?? "5000").split(",").map(Number);
 
 await withDatabase("export", async (url) => {
   const sql = createPgSql(url, { max: 4 });
