@@ -3,6 +3,8 @@
  * the campaign, and carries an HMAC-SHA256 so nobody can unsubscribe an address they did not
  * receive mail at. Tokens do not expire: an old email's link must keep working.
  */
+import { fromBase64Url, toBase64Url } from "../base64url";
+
 export interface UnsubscribeClaim {
   tenantId: string;
   email: string;
@@ -11,16 +13,7 @@ export interface UnsubscribeClaim {
 
 const enc = new TextEncoder();
 
-function b64url(bytes: Uint8Array): string {
-  let s = "";
-  for (const b of bytes) s += String.fromCharCode(b);
-  return btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-}
 
-function fromB64url(text: string): Uint8Array<ArrayBuffer> {
-  const s = atob(text.replace(/-/g, "+").replace(/_/g, "/"));
-  return Uint8Array.from(s, (c) => c.charCodeAt(0));
-}
 
 export class UnsubscribeLinks {
   private key?: Promise<CryptoKey>;
@@ -42,7 +35,7 @@ export class UnsubscribeLinks {
   async token(claim: UnsubscribeClaim): Promise<string> {
     const body = enc.encode(JSON.stringify([claim.tenantId, claim.email.toLowerCase(), claim.campaignId]));
     const mac = new Uint8Array(await crypto.subtle.sign("HMAC", await this.hmacKey(), body));
-    return `${b64url(body)}.${b64url(mac.slice(0, 16))}`;
+    return `${toBase64Url(body)}.${toBase64Url(mac.slice(0, 16))}`;
   }
 
   async url(claim: UnsubscribeClaim): Promise<string> {
@@ -54,12 +47,12 @@ export class UnsubscribeLinks {
     const [bodyPart, macPart] = token.split(".");
     if (!bodyPart || !macPart) return null;
     try {
-      const body = fromB64url(bodyPart);
+      const body = fromBase64Url(bodyPart);
       const mac = new Uint8Array(await crypto.subtle.sign("HMAC", await this.hmacKey(), body)).slice(0, 16);
-      const given = fromB64url(macPart);
+      const given = fromBase64Url(macPart);
       // Only the canonical spelling: base64's last character carries spare bits, and a token
       // that differs only there must not pass as the same one.
-      if (given.length !== mac.length || b64url(given) !== macPart || b64url(body) !== bodyPart) return null;
+      if (given.length !== mac.length || toBase64Url(given) !== macPart || toBase64Url(body) !== bodyPart) return null;
       let diff = 0;
       for (let i = 0; i < mac.length; i++) diff |= mac[i]! ^ given[i]!;
       if (diff !== 0) return null;

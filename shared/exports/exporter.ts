@@ -15,6 +15,7 @@
  * segment is its list's members matching its attribute filters. The audience's upper contact
  * id is fixed when the export starts, so contacts added meanwhile do not join it.
  */
+import { type SegmentFilter, segmentFilterSql } from "../email/segment-filters";
 import type { Clock, SqlClient } from "../ports";
 import { PermanentError } from "../queue/errors";
 import type { Storage, StoredObject } from "../storage/storage";
@@ -44,11 +45,6 @@ export const CAMPAIGN_COLUMNS = [
 export const DEFAULT_PAGE_SIZE = 5_000;
 export const DEFAULT_EXPORT_TTL_MS = 7 * 24 * 3_600_000;
 
-interface SegmentFilter {
-  attribute: string;
-  op: "eq" | "neq" | "exists";
-  value?: string;
-}
 
 export function sourceIdOf(p: ExportPayload): string {
   return p.source === "list" ? p.list_id : p.source === "segment" ? p.segment_id : p.campaign_id;
@@ -57,22 +53,6 @@ export function sourceIdOf(p: ExportPayload): string {
 /** The storage key of an export's file: one per export, so a retried run overwrites its own. */
 export const exportKey = (tenantId: string, exportId: string): string => `${tenantId}/exports/${exportId}.csv`;
 
-/** A segment's filters as SQL over contact attributes (the same semantics as the campaign fan-out). */
-function filterSql(filters: readonly SegmentFilter[], first: number): { where: string; params: string[] } {
-  const parts: string[] = [];
-  const params: string[] = [];
-  for (const f of filters) {
-    params.push(f.attribute);
-    const key = `$${first + params.length - 1}`;
-    if (f.op === "exists") parts.push(`c.attributes ? ${key}`);
-    else {
-      params.push(String(f.value ?? ""));
-      const value = `$${first + params.length - 1}`;
-      parts.push(f.op === "eq" ? `c.attributes->>${key} = ${value}` : `coalesce(c.attributes->>${key}, '') <> ${value}`);
-    }
-  }
-  return { where: parts.map((p) => `and ${p}`).join(" "), params };
-}
 
 /** Progress of a running export, passed to onPage after each page. */
 export interface ExportProgress {
@@ -168,7 +148,7 @@ export async function* exportPages(
   }
   const [bound] = await sql.query<{ upper: string }>("select coalesce(max(contact_id), 0)::text as upper from list_members where list_id = $1", [listId]);
   const upper = bound?.upper ?? "0";
-  const { where, params } = filterSql(filters, 5);
+  const { where, params } = segmentFilterSql(filters, 5);
   yield csvRow(CONTACT_COLUMNS);
   let after = "0";
   for (;;) {

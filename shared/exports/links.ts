@@ -4,6 +4,8 @@
  * to download: the token is the capability. Same encoding as the unsubscribe links, with its
  * own key ("export:" + secret), so a token of one kind never verifies as the other.
  */
+import { fromBase64Url, toBase64Url } from "../base64url";
+
 export interface ExportClaim {
   exportId: string;
   expiresAt: Date;
@@ -11,16 +13,7 @@ export interface ExportClaim {
 
 const enc = new TextEncoder();
 
-function b64url(bytes: Uint8Array): string {
-  let s = "";
-  for (const b of bytes) s += String.fromCharCode(b);
-  return btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-}
 
-function fromB64url(text: string): Uint8Array<ArrayBuffer> {
-  const s = atob(text.replace(/-/g, "+").replace(/_/g, "/"));
-  return Uint8Array.from(s, (c) => c.charCodeAt(0));
-}
 
 export class ExportLinks {
   private key?: Promise<CryptoKey>;
@@ -42,7 +35,7 @@ export class ExportLinks {
 
   async token(claim: ExportClaim): Promise<string> {
     const body = enc.encode(JSON.stringify([claim.exportId, Math.floor(claim.expiresAt.getTime() / 1000)]));
-    return `${b64url(body)}.${b64url(await this.mac(body))}`;
+    return `${toBase64Url(body)}.${toBase64Url(await this.mac(body))}`;
   }
 
   async url(claim: ExportClaim): Promise<string> {
@@ -54,11 +47,11 @@ export class ExportLinks {
     const [bodyPart, macPart, extra] = token.split(".");
     if (!bodyPart || !macPart || extra !== undefined) return null;
     try {
-      const body = fromB64url(bodyPart);
-      const given = fromB64url(macPart);
+      const body = fromBase64Url(bodyPart);
+      const given = fromBase64Url(macPart);
       const mac = await this.mac(body);
       // Only the canonical spelling passes (base64's last character carries spare bits).
-      if (given.length !== mac.length || b64url(given) !== macPart || b64url(body) !== bodyPart) return null;
+      if (given.length !== mac.length || toBase64Url(given) !== macPart || toBase64Url(body) !== bodyPart) return null;
       let diff = 0;
       for (let i = 0; i < mac.length; i++) diff |= mac[i]! ^ given[i]!;
       if (diff !== 0) return null;
