@@ -1,0 +1,114 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { silentLogger } from "../shared/ports";
+import { createEngine, type Engine } from "../shared/queue/engine";
+import { WorkerPool } from "../shared/queue/worker";
+import { createHandlers } from "../workers/handlers";
+import { createLocalStorage } from "../workers/node/local-storage";
+import { fastCatalog } from "./support/engine";
+import { createTestDatabase, waitFor } from "./support/services";
+
+/** An export is a file an import takes back: the same contacts come out the other side. */
+describe("export then import", () => {
+  let db: Awaited<ReturnType<typeof createTestDatabase>>;
+  let folder: string;
+  let engine: Engine;
+  let pool: WorkerPool;
+
+  beforeAll(async () => {
+    db = await createTestDatabase("roundtrip");
+    folder = await mkdtemp(join(tmpdir(), "pm-roundtrip-"));
+    engine = createEngine({ sql: db.sql, catalog: fastCatalog() });
+    await engine.dispatcher.start();
+    const storage = createLocalStorage(folder);
+    const handlers = createHandlers({
+      sql: db.sql,
+      clock: engine.clock,
+      exports: { storage, queue: engine.queue },
+      imports: { storage, queue: engine.queue, logger: silentLogger },
+    });
+    pool = new WorkerPool({
+      name: "import",
+      handlers: handlers.filter((h) => h.type === "export.data" || h.type === "import.contacts"),
+      concurrency: 2,
+      queue: engine.queue,
+      stats: engine.stats,
+      workerId: "roundtrip",
+      idleWaitMs: 100,
+    });
+    pool.start();
+  });
+  afterAll(async () => {
+    await pool.stop();
+    await engine.dispatcher.close();
+    await db.drop();
+    await rm(folder, { recursive: true, force: true });
+  });
+
+  const finished = async (id: string) =>
+    waitFor(async () => {
+      const job = await engine.queue.get(id, null);
+      if (job.state === "failed") throw new Error(`job ${id} failed: ${job.lastError?.message}`);
+      return job.state === "completed" ? job : null;
+    });
+
+  it("gives back the same contacts (names with commas, quotes, newlines and non-ASCII included), in the same tenant and in another", async () => {
+    await db.sql.query("insert into lists (id, tenant_id, name) values ('lst_src', 'acme', 'source'), ('lst_dst', 'acme', 'copy')");
+    const names = ["Plain", "Smith, Jane", 'Quote "Q" Person', "Two\nLines", "Ünïcode ✓", null];
+    await db.sql.query(
+      `with c as (
+         insert into contacts (tenant_id, email, name)
+         select 'acme', 'rt' || g || '@example.com', ($1::text[])[1 + g % 6] from generate_series(1, 3000) g returning id)
+       insert into list_members (list_id, contact_id) select 'lst_src', id from c`,
+      [names],
+    );
+    const exp = await engine.queue.enqueue({ type: "export.data", tenantId: "acme", payload: { source: "list", list_id: "lst_src" } });
+    await finished(exp.job.id);
+    const [row] = await db.sql.query<{ url: string; rows: number }>("select url, rows::int from exports where id = $1", [exp.job.id]);
+    expect(row!.rows).toBe(3_000);
+
+    // The same database and tenant: the import updates the existing contacts and adds them to the copy.
+    const imp = await engine.queue.enqueue({
+      type: "import.contacts",
+      tenantId: "acme",
+      payload: { file_url: row!.url, mapping: { email: "email", name: "name" }, list_id: "lst_dst" },
+    });
+    await finished(imp.job.id);
+    const [counts] = await db.sql.query<{ rows_read: number; created: number; updated: number; invalid: number }>(
+      "select rows_read::int, created::int, updated::int, invalid::int from imports where id = $1",
+      [imp.job.id],
+    );
+    expect(counts).toEqual({ rows_read: 3_000, created: 0, updated: 3_000, invalid: 0 });
+    const diff = await db.sql.query(
+      `(select c.email, c.name from list_members m join contacts c on c.id = m.contact_id where m.list_id = 'lst_src'
+        except
+        select c.email, c.name from list_members m join contacts c on c.id = m.contact_id where m.list_id = 'lst_dst')
+       union all
+       (select c.email, c.name from list_members m join contacts c on c.id = m.contact_id where m.list_id = 'lst_dst'
+        except
+        select c.email, c.name from list_members m join contacts c on c.id = m.contact_id where m.list_id = 'lst_src')`,
+    );
+    expect(diff).toEqual([]);
+    const [dst] = await db.sql.query<{ contact_count: number }>("select contact_count from lists where id = 'lst_dst'");
+    expect(dst!.contact_count).toBe(3_000);
+
+    // Into another tenant, where none of them exist yet: 3,000 new contacts, the same people.
+    await db.sql.query("insert into lists (id, tenant_id, name) values ('lst_beta', 'beta', 'copy')");
+    const other = await engine.queue.enqueue({
+      type: "import.contacts",
+      tenantId: "beta",
+      payload: { file_url: row!.url, mapping: { email: "email", name: "name" }, list_id: "lst_beta" },
+    });
+    await finished(other.job.id);
+    const [beta] = await db.sql.query<{ created: number }>("select created::int from imports where id = $1", [other.job.id]);
+    expect(beta!.created).toBe(3_000);
+    const crossDiff = await db.sql.query(
+      `(select email, coalesce(name, '') from contacts where tenant_id = 'acme' except select email, coalesce(name, '') from contacts where tenant_id = 'beta')
+       union all
+       (select email, coalesce(name, '') from contacts where tenant_id = 'beta' except select email, coalesce(name, '') from contacts where tenant_id = 'acme')`,
+    );
+    expect(crossDiff).toEqual([]);
+  });
+});
