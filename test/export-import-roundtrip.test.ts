@@ -99,9 +99,17 @@ describe("export then import", () => {
     const other = await engine.queue.enqueue({
       type: "import.contacts",
       tenantId: "beta",
-      payload: { file_url: row!.url, mapping: { email: "email", name: "name" }, list_id: "lst_beta" },
+      payload: { file_url: row!.url, mapping: { email: "email", name: "name" }, list_id: "lst_beta", notify_email: "owner@beta.test" },
     });
     await finished(other.job.id);
+    // The owner is told, through email.send and the import-finished system template.
+    const notices = await engine.queue.list({ tenantId: "beta", type: "email.send", limit: 10 });
+    expect(notices).toHaveLength(1);
+    expect(notices[0]!.payload).toMatchObject({
+      recipient: "owner@beta.test",
+      template_id: "sys_import_finished",
+      variables: { rows_read: 3_000, created: 3_000, invalid: 0 },
+    });
     const [beta] = await db.sql.query<{ created: number }>("select created::int from imports where id = $1", [other.job.id]);
     expect(beta!.created).toBe(3_000);
     const crossDiff = await db.sql.query(

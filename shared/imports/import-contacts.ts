@@ -14,6 +14,7 @@ export interface ImportPayload {
   mapping: Record<string, string>;
   list_id?: string;
   has_header: boolean;
+  notify_email?: string;
 }
 
 export interface ImportDeps {
@@ -298,6 +299,28 @@ async function finish(deps: ImportDeps, payload: ImportPayload, importId: string
     eventId: `evt_import_${importId}`,
     data: { import_id: importId, list_id: payload.list_id ?? null, ...counts, report_url: reportUrl },
   });
+  if (payload.notify_email) {
+    // The notice the source document asks for: counts by email, keyed so a retry sends it once.
+    const fileName = decodeURIComponent(payload.file_url.split("/").pop() ?? "").slice(0, 500) || null;
+    await deps.queue.enqueue({
+      type: "email.send",
+      tenantId: payload.tenant_id,
+      payload: {
+        recipient: payload.notify_email,
+        template_id: "sys_import_finished",
+        variables: {
+          rows_read: counts.rows_read,
+          created: counts.created,
+          updated: counts.updated,
+          invalid: counts.invalid,
+          duplicate: counts.duplicate,
+          file_name: fileName,
+        },
+      },
+      idempotencyKey: `import-finished:${importId}`,
+      parentId: importId,
+    });
+  }
   deps.logger.info("import finished", { import_id: importId, ...counts });
   return { import_id: importId, status: "completed", report_url: reportUrl, ...counts };
 }

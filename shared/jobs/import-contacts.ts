@@ -1,6 +1,6 @@
 import { z } from "zod";
 import { defineJobType } from "./definition";
-import { entityId, tenantId } from "./fields";
+import { email, entityId, tenantId } from "./fields";
 
 /** Where a contact column goes: email, name, or attributes.<key>. */
 const target = z.union([
@@ -24,6 +24,8 @@ export const importContacts = defineJobType({
     }),
     list_id: entityId.optional(),
     has_header: z.boolean().default(true),
+    /** Who hears when the import finishes (an email with the counts, through email.send). */
+    notify_email: email.optional(),
   }),
   pool: "import",
   priority: () => "low",
