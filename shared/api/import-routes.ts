@@ -3,7 +3,8 @@
  *   POST /v1/imports  JSON {file_url, mapping, list_id?, has_header?}, or the CSV itself
  *                     (Content-Type: text/csv; ?mapping=<JSON>&list_id=&has_header=), streamed
  *                     to storage first → 202 with the import's id (its job id)
- *   GET  /v1/imports/:id  status, counters, checkpoint and the error report's URL
+ *   GET  /v1/imports/:id  status, counters, checkpoint and where the error report is
+ *   GET  /v1/imports/:id/report  the error report (CSV)
  */
 import { type Context, Hono } from "hono";
 import { z } from "zod";
@@ -72,12 +73,30 @@ export function importRoutes(queue: Queue, sql: SqlClient, storage: Storage): Ho
     const id = c.req.param("id");
     const job = /^\d{1,18}$/.test(id) ? await queue.ledger.get(id, tenantId) : null;
     if (!job || job.type !== importContacts.type) throw new ApiError(404, `no import ${id}`);
-    const [row] = await sql.query(
-      `select status, list_id, rows_read, created, updated, invalid, duplicate, list_added, report_url, error,
-              created_at, finished_at from imports where id = $1 and tenant_id = $2`,
+    const [row] = await sql.query<{ report_url: string | null }>(
+      `select status, list_id, rows_read::float8 as rows_read, created::float8 as created, updated::float8 as updated,
+              invalid::float8 as invalid, duplicate::float8 as duplicate, list_added::float8 as list_added,
+              report_url, error, created_at, finished_at
+       from imports where id = $1 and tenant_id = $2`,
       [id, tenantId],
     );
-    return c.json({ id, job_state: job.state, attempt: job.attempt, ...(row ?? { status: "waiting" }) });
+    if (!row) return c.json({ id, job_state: job.state, attempt: job.attempt, status: "waiting" });
+    // The report's storage URL stays inside: a local path or bucket name is not the tenant's business.
+    const { report_url: stored, ...rest } = row;
+    return c.json({ id, job_state: job.state, attempt: job.attempt, ...rest, report_url: stored ? `/v1/imports/${id}/report` : null });
+  });
+
+  /** The error report: every rejected row with its row number and reason, as CSV. */
+  app.get("/imports/:id/report", async (c) => {
+    const [row] = await sql.query<{ report_url: string | null }>("select report_url from imports where id = $1 and tenant_id = $2", [
+      c.req.param("id"),
+      tenantOf(c),
+    ]);
+    if (!row?.report_url) throw new ApiError(404, `no report for import ${c.req.param("id")}`);
+    const body = await storage.read(row.report_url, c.req.raw.signal);
+    return new Response(body, {
+      headers: { "content-type": "text/csv; charset=utf-8", "content-disposition": `attachment; filename="import-${c.req.param("id")}-errors.csv"` },
+    });
   });
 
   return app;
