@@ -2,6 +2,9 @@ import { mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ApiKeys } from "../shared/api/api-keys";
+import { createApp } from "../shared/api/app";
+import { ExportLinks } from "../shared/exports/links";
 import { silentLogger } from "../shared/ports";
 import { createEngine, type Engine } from "../shared/queue/engine";
 import { WorkerPool } from "../shared/queue/worker";
@@ -16,13 +19,14 @@ describe("export then import", () => {
   let folder: string;
   let engine: Engine;
   let pool: WorkerPool;
+  let storage: ReturnType<typeof createLocalStorage>;
 
   beforeAll(async () => {
     db = await createTestDatabase("roundtrip");
     folder = await mkdtemp(join(tmpdir(), "pm-roundtrip-"));
     engine = createEngine({ sql: db.sql, catalog: fastCatalog() });
     await engine.dispatcher.start();
-    const storage = createLocalStorage(folder);
+    storage = createLocalStorage(folder);
     const handlers = createHandlers({
       sql: db.sql,
       clock: engine.clock,
@@ -118,5 +122,39 @@ describe("export then import", () => {
        (select email, coalesce(name, '') from contacts where tenant_id = 'beta' except select email, coalesce(name, '') from contacts where tenant_id = 'acme')`,
     );
     expect(crossDiff).toEqual([]);
+  });
+
+  it("takes an upload over HTTP and serves its error report to its own tenant only", async () => {
+    const apiKeys = new ApiKeys(db.sql, { pepper: "roundtrip-pepper-0123" });
+    const acme = (await apiKeys.create({ tenantId: "acme", admin: false, name: "acme" })).key;
+    const beta = (await apiKeys.create({ tenantId: "beta", admin: false, name: "beta" })).key;
+    const app = createApp({ queue: engine.queue, sql: db.sql, apiKeys, exports: { storage, links: new ExportLinks("roundtrip-secret-0123", "http://t") } });
+    const csv = "email;name\r\nnew1@example.com;One\r\nnot-an-address;Two\r\nnew1@example.com;Again\r\n";
+    const mapping = encodeURIComponent(JSON.stringify({ email: "email", name: "name" }));
+    const res = await app.request(`/v1/imports?mapping=${mapping}`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${acme}`, "content-type": "text/csv" },
+      body: csv,
+    });
+    expect(res.status).toBe(202);
+    const { id } = (await res.json()) as { id: string };
+    await finished(id);
+    const status = (await (await app.request(`/v1/imports/${id}`, { headers: { authorization: `Bearer ${acme}` } })).json()) as Record<string, unknown>;
+    expect(status).toMatchObject({ status: "completed", rows_read: 3, created: 1, invalid: 1, duplicate: 1, report_url: `/v1/imports/${id}/report` });
+    const report = await app.request(`/v1/imports/${id}/report`, { headers: { authorization: `Bearer ${acme}` } });
+    expect((await report.text()).split(/\r?\n/).filter(Boolean)).toEqual([
+      "row,reason,email",
+      "3,invalid email,not-an-address",
+      "4,duplicate email in file,new1@example.com",
+    ]);
+    expect((await app.request(`/v1/imports/${id}`, { headers: { authorization: `Bearer ${beta}` } })).status).toBe(404);
+    expect((await app.request(`/v1/imports/${id}/report`, { headers: { authorization: `Bearer ${beta}` } })).status).toBe(404);
+    // Another tenant's uploaded file cannot be named as a file_url.
+    const stolen = await app.request("/v1/imports", {
+      method: "POST",
+      headers: { authorization: `Bearer ${beta}`, "content-type": "application/json" },
+      body: JSON.stringify({ file_url: `file://${folder}/acme/imports/x.csv`, mapping: { email: "email" } }),
+    });
+    expect(stolen.status).toBe(422);
   });
 });
