@@ -11,8 +11,6 @@
  *    request, and the next run resends exactly it (same members, same order, same
  *    Idempotency-Key), so its contacts do not get the campaign twice.
  */
-import { type ChildProcess, spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { ApiKeys } from "../shared/api/api-keys";
 import { createApp } from "../shared/api/app";
@@ -24,7 +22,7 @@ import { createEngine, type Engine } from "../shared/queue/engine";
 import type { Job } from "../shared/queue/job";
 import { startResendMock, type ResendMock } from "../tools/resend-mock-server";
 import { DRIVERS, type DriverName } from "./support/engine";
-import { cleanupProcesses as cleanupRedisServers, startRedisServer } from "./support/processes";
+import { cleanupProcesses, startRedisServer, startWorker, takeOutputs } from "./support/processes";
 import { createTestDatabase, randomId, waitFor } from "./support/services";
 
 type TestDatabase = Awaited<ReturnType<typeof createTestDatabase>>;
@@ -247,93 +245,11 @@ describe("email.send run twice for one job (a crash right after the provider acc
 // 2. The real runtime SIGKILLed in the middle of a campaign's fan-out.
 // ---------------------------------------------------------------------------------------------
 
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const CONTACTS = Number(process.env.EMAIL_CRASH_CONTACTS ?? 20_000);
 
-/** Every setting workers/node/config.ts reads: never inherited from the test's environment. */
-const RUNTIME_KEYS = new Set([
-  "DATABASE_URL", "DATABASE_POOL_SIZE", "REDIS_URL", "REDIS_PREFIX", "DATA_DIR", "HOST", "PORT", "ROLE", "POOLS",
-  "EMAIL_CONCURRENCY", "DEFAULT_CONCURRENCY", "IMPORT_CONCURRENCY", "LEASE_MS", "SHUTDOWN_GRACE_MS", "SCHEDULER",
-  "SCHEDULER_INTERVAL_MS", "ADMIN_API_KEY", "API_KEY_PEPPER", "METRICS_PUBLIC", "BODY_LIMIT_BYTES",
-  "RETENTION_COMPLETED_HOURS", "RETENTION_FAILED_DAYS", "SCALE_QUEUE_DEPTH", "SCALE_IMPORT_MEMORY_RATIO",
-  "IMPORT_INTAKE_MEMORY_RATIO", "MEMORY_LIMIT_BYTES", "REGISTRY_INTERVAL_MS", "RESEND_API_KEY", "RESEND_BASE_URL",
-  "SMTP_URL", "MAIL_PROVIDERS", "MAIL_FROM", "PUBLIC_URL", "UNSUBSCRIBE_SECRET", "MAIL_RATE_PER_SECOND",
-  "TENANT_MAIL_RATE_PER_SECOND", "LOG_LEVEL",
-]);
-
-interface Runtime {
-  name: string;
-  pid: number;
-  url: string;
-  proc: ChildProcess;
-  output(): string;
-}
-
-const runtimes: Runtime[] = [];
-
-/** `node --import tsx workers/node.ts` (the real entry) with these settings; resolves on its "ready" line. */
-async function startRuntime(name: string, env: Record<string, string | number | undefined>): Promise<Runtime> {
-  const childEnv: Record<string, string> = {};
-  for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !RUNTIME_KEYS.has(k)) childEnv[k] = v;
-  for (const [k, v] of Object.entries(env)) if (v !== undefined) childEnv[k] = String(v);
-  const proc = spawn(process.execPath, ["--import", "tsx", "workers/node.ts"], { cwd: ROOT, env: childEnv, stdio: ["ignore", "pipe", "pipe"] });
-  let out = "";
-  const keep = (prefix: string) => (chunk: Buffer) => {
-    out += prefix ? chunk.toString().replace(/^/gm, prefix) : chunk.toString();
-    if (out.length > 512 * 1024) out = out.slice(-256 * 1024);
-  };
-  proc.stdout!.on("data", keep(""));
-  proc.stderr!.on("data", keep("[stderr] "));
-  const runtime: Runtime = { name, pid: proc.pid!, url: "", proc, output: () => out };
-  runtimes.push(runtime);
-  runtime.url = await new Promise<string>((resolve, reject) => {
-    let buffer = "";
-    const timer = setTimeout(() => done(new Error(`${name} was not ready within 60 s; output:\n${out}`)), 60_000);
-    const onData = (chunk: Buffer) => {
-      buffer += chunk.toString();
-      let nl: number;
-      while ((nl = buffer.indexOf("\n")) >= 0) {
-        const line = buffer.slice(0, nl);
-        buffer = buffer.slice(nl + 1);
-        if (!line.startsWith("{")) continue;
-        try {
-          const entry = JSON.parse(line) as { msg?: string; url?: string };
-          if (entry.msg === "ready" && entry.url) return done(undefined, entry.url);
-        } catch {
-          // not a log line
-        }
-      }
-    };
-    const onExit = (code: number | null, signal: string | null) =>
-      done(new Error(`${name} exited before it was ready (code ${code}, signal ${signal}); output:\n${out}`));
-    const done = (err?: Error, url?: string) => {
-      clearTimeout(timer);
-      proc.stdout!.off("data", onData);
-      proc.off("exit", onExit);
-      if (err) reject(err);
-      else resolve(url!);
-    };
-    proc.stdout!.on("data", onData);
-    proc.once("exit", onExit);
-  });
-  return runtime;
-}
-
-const alive = (proc: ChildProcess) => proc.exitCode === null && proc.signalCode === null;
-
-/** SIGKILL, and wait for the exit. */
-async function kill(proc: ChildProcess): Promise<{ code: number | null; signal: NodeJS.Signals | null }> {
-  if (!alive(proc)) return { code: proc.exitCode, signal: proc.signalCode as NodeJS.Signals | null };
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
-    proc.once("exit", (code, signal) => resolve({ code, signal })),
-  );
-  proc.kill("SIGKILL");
-  return exited;
-}
-
-process.once("exit", () => {
-  for (const r of runtimes) if (alive(r.proc)) r.proc.kill("SIGKILL");
-});
+/** The real entry, not the test fixture: these tests need its email handlers. */
+const startRuntime = (name: string, env: Record<string, string | number | undefined>) =>
+  startWorker(name, env, { script: "workers/node.ts" });
 
 /** What a finished campaign left at the mock: recipients with other than one message, and how many. */
 function deliveriesPerRecipient(resend: ResendMock): { distinct: number; total: number; notOnce: [string, number][] } {
@@ -442,14 +358,13 @@ const resources: (() => Promise<void>)[] = [];
 
 /** Kills the runtimes and redis-servers, closes the mock, drops the database. */
 async function releaseAll(): Promise<void> {
-  await Promise.all(runtimes.splice(0).map((r) => kill(r.proc)));
-  await cleanupRedisServers();
+  await cleanupProcesses();
   for (const release of resources.splice(0).reverse()) await release().catch(() => {});
 }
 
 afterEach(async (ctx) => {
   if (ctx.task.result?.state === "fail") {
-    for (const r of runtimes) process.stderr.write(`\n----- ${r.name} (pid ${r.pid}) -----\n${r.output().slice(-20_000)}\n`);
+    process.stderr.write(`\n${takeOutputs()}\n`);
   }
   await releaseAll();
 });
@@ -472,7 +387,7 @@ describe.each(DRIVERS)("the runtime SIGKILLed in the middle of a campaign's fan-
       intervalMs: 5,
       what: "the fan-out's first checkpoint",
     });
-    expect(await kill(a.proc)).toEqual({ code: null, signal: "SIGKILL" });
+    expect(await a.kill("SIGKILL")).toEqual({ code: null, signal: "SIGKILL" });
     const atKill = await state();
     lap(`runtime A SIGKILLed: cursor ${atKill.cursor}, recipients ${atKill.recipients}; provider requests so far ${resend.requests()} (all refused)`);
     if (atKill.done) throw new Error(`the fan-out finished before the kill; raise EMAIL_CRASH_CONTACTS above ${CONTACTS}`);
@@ -534,7 +449,7 @@ describe("the runtime SIGKILLed with a batch in flight at the provider", () => {
     resend.inject({ latencyMs: 1_500 });
     await api("POST", `/v1/campaigns/${campaign.id}/start`);
     await waitFor(() => resend.requests() > 0, { timeoutMs: 60_000, intervalMs: 5, what: "a request at the provider" });
-    expect(await kill(a.proc)).toEqual({ code: null, signal: "SIGKILL" });
+    expect(await a.kill("SIGKILL")).toEqual({ code: null, signal: "SIGKILL" });
     await waitFor(() => resend.delivered().length > 0, { timeoutMs: 10_000, what: "the provider to accept the batch in flight" });
     lap(`runtime A SIGKILLed; the provider accepted ${resend.delivered().length} messages of its batch in flight`);
     resend.inject({});

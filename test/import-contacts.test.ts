@@ -5,11 +5,10 @@
  * and CRLF variant; and a real runtime process SIGKILLed halfway, restarted, ending with the
  * counts of a clean run.
  */
-import { spawn } from "node:child_process";
 import { mkdtemp, readFile, rm, mkdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { pathToFileURL, fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
 import { CsvParser, csvRecords, sniffDelimiter } from "../shared/imports/csv";
 import { SeenSet } from "../shared/imports/seen-set";
@@ -19,9 +18,9 @@ import { StorageRouter } from "../shared/storage/storage";
 import { importContactsHandler } from "../workers/handlers/import-contacts";
 import { createLocalStorage } from "../workers/node/local-storage";
 import { type Expected, writeContactsCsv } from "./support/import-fixture";
+import { cleanupProcesses, startWorker } from "./support/processes";
 import { createTestDatabase, waitFor } from "./support/services";
 
-const ROOT = fileURLToPath(new URL("..", import.meta.url));
 
 function parseAll(text: string, chunk = 3, delimiter?: "," | ";" | "\t"): string[][] {
   const p = new CsvParser({ delimiter });
@@ -92,6 +91,7 @@ describe("CSV reader", () => {
 type Db = Awaited<ReturnType<typeof createTestDatabase>>;
 const cleanups: (() => Promise<void>)[] = [];
 afterAll(async () => {
+  await cleanupProcesses();
   for (const c of cleanups.reverse()) await c().catch(() => {});
 });
 
@@ -275,50 +275,40 @@ describe("import.contacts in a real runtime", () => {
         payload: { file_url: pathToFileURL(join(files, "contacts.csv")).toString(), tenant_id: "acme", mapping: { email: "email", name: "name", plan: "attributes.plan" }, list_id: "lst_a" },
       });
 
-      const start = async () => {
-        const env: Record<string, string> = {};
-        for (const [k, v] of Object.entries(process.env)) if (v !== undefined) env[k] = v;
-        delete env.REDIS_URL;
-        Object.assign(env, {
-          DATABASE_URL: db.url,
-          DATABASE_POOL_SIZE: "4",
-          API_KEY_PEPPER: "import-test-pepper-0123456789",
-          ROLE: "worker",
-          POOLS: "import",
-          DATA_DIR: dir,
-          LEASE_MS: "2000",
-          SCHEDULER_INTERVAL_MS: "200",
-          LOG_LEVEL: "warn",
-        });
-        const proc = spawn(process.execPath, ["--import", "tsx", "workers/node.ts"], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
-        let output = "";
-        proc.stdout!.on("data", (c: Buffer) => (output += c.toString()));
-        proc.stderr!.on("data", (c: Buffer) => (output += c.toString()));
-        const exited = new Promise<void>((r) => proc.once("exit", () => r()));
-        cleanups.push(async () => {
-          if (proc.exitCode === null && proc.signalCode === null) proc.kill("SIGKILL");
-          await exited;
-        });
-        return { proc, exited, output: () => output };
-      };
+      const start = (name: string) =>
+        startWorker(
+          name,
+          {
+            DATABASE_URL: db.url,
+            DATABASE_POOL_SIZE: 4,
+            API_KEY_PEPPER: "import-test-pepper-0123456789",
+            ROLE: "worker",
+            POOLS: "import",
+            DATA_DIR: dir,
+            LEASE_MS: 2000,
+            SCHEDULER_INTERVAL_MS: 200,
+          },
+          { script: "workers/node.ts" },
+        );
 
-      const first = await start();
+      const first = await start("runtime A");
+      let firstExited = false;
+      void first.exited.then(() => (firstExited = true));
       const midway = await waitFor(
         async () => {
-          if (first.proc.exitCode !== null) throw new Error(`the runtime exited: ${first.output()}`);
+          if (firstExited) throw new Error(`the runtime exited: ${first.output()}`);
           const r = await importRow(db, job.id);
           return r && r.rows_read > 0 && r.rows_read < ROWS ? r : undefined;
         },
         { timeoutMs: 60_000, intervalMs: 5, what: "progress" },
       );
-      first.proc.kill("SIGKILL");
-      await first.exited;
+      await first.kill("SIGKILL");
       const atKill = (await importRow(db, job.id))!;
       process.stdout.write(`killed at ${midway!.rows_read} rows (committed at exit: ${atKill.rows_read})\n`);
       expect(atKill.rows_read).toBeLessThan(ROWS);
       expect(atKill.status).toBe("running");
 
-      const second = await start();
+      const second = await start("runtime B");
       const finished = await waitFor(
         async () => {
           const j = await engine.queue.get(job.id, null);
@@ -335,8 +325,7 @@ describe("import.contacts in a real runtime", () => {
       );
       expect(c).toEqual({ n: e.valid + seededOnly(e), lists: e.valid });
       await checkReport(r!.report_url!, e);
-      second.proc.kill("SIGTERM");
-      await second.exited;
+      await second.kill("SIGTERM");
     },
     180_000,
   );

@@ -3,21 +3,12 @@
  * gracefully on SIGTERM or SIGINT (a second signal exits at once).
  */
 import { redactUrl } from "../shared/redact";
-import { ConfigError, loadConfig } from "./node/config";
+import { loadConfigOrExit } from "./node/config";
 import { createLogger } from "./node/logger";
 import { exitOnSignals, startNodeRuntime } from "./node/runtime";
 
 async function main(): Promise<void> {
-  let config;
-  try {
-    config = loadConfig(process.env, process.argv.slice(2));
-  } catch (err) {
-    if (err instanceof ConfigError) {
-      process.stderr.write(`penguinmails-jobs: ${err.message}\n`);
-      process.exit(2);
-    }
-    throw err;
-  }
+  const config = loadConfigOrExit("penguinmails-jobs");
   const logger = createLogger({ level: config.LOG_LEVEL });
   const runtime = await startNodeRuntime(config, logger);
 

@@ -8,6 +8,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { once } from "node:events";
 import { createServer } from "node:net";
 import { fileURLToPath } from "node:url";
+import { CONFIG_VARIABLES } from "../../workers/node/config";
 
 const ROOT = fileURLToPath(new URL("../..", import.meta.url));
 const FIXTURE = "test/fixtures/worker-process.ts";
@@ -15,12 +16,7 @@ const FIXTURE = "test/fixtures/worker-process.ts";
 const MAX_OUTPUT = 256 * 1024;
 
 /** Settings of workers/node/config.ts: never inherited from the test's own environment. */
-const CONFIG_KEYS = [
-  "DATABASE_URL", "DATABASE_POOL_SIZE", "REDIS_URL", "REDIS_PREFIX", "DATA_DIR", "HOST", "PORT", "ROLE", "POOLS",
-  "EMAIL_CONCURRENCY", "DEFAULT_CONCURRENCY", "IMPORT_CONCURRENCY", "LEASE_MS", "SHUTDOWN_GRACE_MS", "SCHEDULER",
-  "SCHEDULER_INTERVAL_MS", "ADMIN_API_KEY", "API_KEY_PEPPER", "METRICS_PUBLIC", "BODY_LIMIT_BYTES",
-  "RETENTION_COMPLETED_HOURS", "RETENTION_FAILED_DAYS", "LOG_LEVEL",
-];
+const CONFIG_KEYS = CONFIG_VARIABLES;
 
 export interface Exit {
   code: number | null;
@@ -100,18 +96,19 @@ export interface WorkerProcess {
 }
 
 /**
- * Spawns the fixture (`node --import tsx test/fixtures/worker-process.ts`) with these settings
- * (DATABASE_URL, REDIS_URL, ROLE, ...) and waits for its JSON "ready" line.
+ * Spawns the fixture (`node --import tsx test/fixtures/worker-process.ts`), or another entry such
+ * as the real `workers/node.ts`, with these settings (DATABASE_URL, REDIS_URL, ROLE, ...) and
+ * waits for its JSON "ready" line.
  */
 export async function startWorker(
   name: string,
   env: Record<string, string | number | undefined>,
-  opts: { readyTimeoutMs?: number } = {},
+  opts: { readyTimeoutMs?: number; script?: string } = {},
 ): Promise<WorkerProcess> {
   const childEnv: Record<string, string> = {};
   for (const [k, v] of Object.entries(process.env)) if (v !== undefined && !CONFIG_KEYS.includes(k)) childEnv[k] = v;
   for (const [k, v] of Object.entries(env)) if (v !== undefined) childEnv[k] = String(v);
-  const proc = spawn(process.execPath, ["--import", "tsx", FIXTURE], { cwd: ROOT, env: childEnv, stdio: ["ignore", "pipe", "pipe"] });
+  const proc = spawn(process.execPath, ["--import", "tsx", opts.script ?? FIXTURE], { cwd: ROOT, env: childEnv, stdio: ["ignore", "pipe", "pipe"] });
   const t = track(name, proc);
   const exited = exitOf(proc);
   const ready = await new Promise<{ url?: string }>((resolve, reject) => {

@@ -97,6 +97,9 @@ const envSchema = z.object({
 
 export type NodeConfig = z.infer<typeof envSchema>;
 
+/** Every variable the runtime reads (tests strip them from the environment they pass on). */
+export const CONFIG_VARIABLES: readonly string[] = Object.keys(envSchema.shape);
+
 export class ConfigError extends Error {
   override name = "ConfigError";
 }
@@ -131,3 +134,14 @@ export function loadConfig(env: Record<string, string | undefined>, argv: readon
 
 export const poolConcurrency = (config: NodeConfig, pool: PoolName): number =>
   pool === "email" ? config.EMAIL_CONCURRENCY : pool === "import" ? config.IMPORT_CONCURRENCY : config.DEFAULT_CONCURRENCY;
+
+/** For entry points: the configuration, or a readable message on stderr and exit code 2. */
+export function loadConfigOrExit(program: string): NodeConfig {
+  try {
+    return loadConfig(process.env, process.argv.slice(2));
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    process.stderr.write(`${program}: ${err.message}\n`);
+    process.exit(2);
+  }
+}
