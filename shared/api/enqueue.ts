@@ -5,6 +5,7 @@
  */
 import { SYSTEM_TENANT } from "../jobs/catalog";
 import { ValidationError } from "../queue/errors";
+import type { NewJob } from "../queue/ledger";
 import { type EnqueueInput, enqueueRequestSchema, type Queue } from "../queue/queue";
 import type { Principal } from "./api-keys";
 import { ApiError, type FieldError, joinPath, zodFieldErrors } from "./problem";
@@ -12,7 +13,7 @@ import { ApiError, type FieldError, joinPath, zodFieldErrors } from "./problem";
 type Path = (string | number)[];
 
 /**
- * One request item as a queue input, or the field errors that stop it. Throws a 403 ApiError
+ * One request item as a validated row ready to store, or the field errors that stop it. Throws a 403 ApiError
  * when the key may not enqueue it at all (another tenant, an admin-only type).
  */
 export function prepareEnqueue(
@@ -21,7 +22,7 @@ export function prepareEnqueue(
   body: unknown,
   at: Path,
   headerIdempotencyKey?: string,
-): { input: EnqueueInput; errors?: undefined } | { input?: undefined; errors: FieldError[] } {
+): { row: NewJob; errors?: undefined } | { row?: undefined; errors: FieldError[] } {
   const parsed = enqueueRequestSchema.safeParse(body);
   if (!parsed.success) return { errors: zodFieldErrors(parsed.error, at) };
   const req = parsed.data;
@@ -62,14 +63,13 @@ export function prepareEnqueue(
     maxAttempts: req.max_attempts,
   };
   try {
-    queue.validate(input, at);
+    return { row: queue.validate(input, at) };
   } catch (err) {
     if (err instanceof ValidationError) {
       return { errors: err.issues.map((i) => ({ path: joinPath(i.path), message: i.message })) };
     }
     throw err;
   }
-  return { input };
 }
 
 /** Prepares every item or throws one 422 listing the issues of all of them. */
@@ -78,14 +78,14 @@ export function prepareEnqueueAll(
   principal: Principal,
   items: readonly { body: unknown; at: Path; idempotencyKey?: string }[],
   detail: string,
-): EnqueueInput[] {
-  const inputs: EnqueueInput[] = [];
+): NewJob[] {
+  const rows: NewJob[] = [];
   const errors: FieldError[] = [];
   for (const item of items) {
     const prepared = prepareEnqueue(queue, principal, item.body, item.at, item.idempotencyKey);
     if (prepared.errors) errors.push(...prepared.errors);
-    else inputs.push(prepared.input);
+    else rows.push(prepared.row);
   }
   if (errors.length > 0) throw new ApiError(422, detail, errors);
-  return inputs;
+  return rows;
 }

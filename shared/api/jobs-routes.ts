@@ -34,8 +34,8 @@ export function jobsRoutes(queue: Queue): Hono<ApiEnv> {
     const principal = c.get("principal");
     const headerKey = idempotencyHeader(c.req.header("idempotency-key"));
     const body = await readJson(c);
-    const [input] = prepareEnqueueAll(queue, principal, [{ body, at: [], idempotencyKey: headerKey }], "invalid job");
-    const { job, created } = await queue.enqueue(input!);
+    const rows = prepareEnqueueAll(queue, principal, [{ body, at: [], idempotencyKey: headerKey }], "invalid job");
+    const [{ job, created }] = (await queue.enqueueValidated(rows)) as [{ job: Job; created: boolean }];
     c.header("location", `/v1/jobs/${job.id}`);
     if (!created) c.header("idempotent-replayed", "true");
     return c.json(view(job, principal), created ? 201 : 200);
@@ -51,8 +51,8 @@ export function jobsRoutes(queue: Queue): Hono<ApiEnv> {
     const parsed = batchRequestSchema.safeParse(await readJson(c));
     if (!parsed.success) throw new ApiError(422, "invalid batch", zodFieldErrors(parsed.error));
     const items = parsed.data.jobs.map((body, i) => ({ body, at: ["jobs", i] }));
-    const inputs = prepareEnqueueAll(queue, principal, items, "invalid jobs in the batch; none were stored");
-    const results = await queue.enqueueMany(inputs);
+    const rows = prepareEnqueueAll(queue, principal, items, "invalid jobs in the batch; none were stored");
+    const results = await queue.enqueueValidated(rows);
     const created = results.filter((r) => r.created).length;
     return c.json({ jobs: results.map((r) => view(r.job, principal)), created, existing: results.length - created }, 201);
   });

@@ -146,19 +146,24 @@ export class Queue {
         { path: [], message: `got ${inputs.length} jobs; split them into batches of ${MAX_BATCH}` },
       ]);
     }
-    if (inputs.length === 0) return [];
-    const rows = inputs.map((input, i) => this.validate(input, inputs.length > 1 ? [i] : []));
-    const now = this.clock.now();
+    return this.enqueueValidated(
+      inputs.map((input, i) => this.validate(input, inputs.length > 1 ? [i] : [])),
+      options,
+    );
+  }
+
+  /** Stores rows `validate` returned (the API validates first to report every bad job at once). */
+  async enqueueValidated(rows: readonly NewJob[], options: { tx?: SqlClient } = {}): Promise<Enqueued[]> {
+    if (rows.length === 0) return [];
     // In the caller's transaction, Redis lanes cannot be told after commit: the promoter places the jobs.
     const defer = options.tx !== undefined && !this.dispatcher.wakesThroughPostgres;
-    const insert = (client: SqlClient) =>
-      this.ledger.insertMany(rows, now, { notify: this.dispatcher.wakesThroughPostgres, defer }, client);
     const client = options.tx ?? this.sql;
-    const inserted = await insert(client);
+    const inserted = await this.ledger.insertMany(rows, this.clock.now(), { notify: this.dispatcher.wakesThroughPostgres, defer }, client);
     const results = await this.withExisting(rows, inserted, client);
     if (!options.tx) await this.publish(inserted.filter((j): j is Job => j !== null && j.state === "queued"));
     return results;
   }
+
 
   /** Fills the inputs whose idempotency key matched an existing job with that job. */
   private async withExisting(rows: readonly NewJob[], inserted: (Job | null)[], client: SqlClient): Promise<Enqueued[]> {
