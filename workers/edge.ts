@@ -22,7 +22,7 @@ import { createConsoleLogger } from "./edge/logger";
 import { createNeonSql } from "./edge/neon";
 import type { ExecutionContext, MessageBatch, QueueProducer, ScheduledController, WakeMessage } from "./edge/platform";
 import { createUpstashRedis } from "./edge/upstash";
-import { createHandlers, type HandlerDeps } from "./handlers";
+import { createHandlers, type HandlerDeps, retentionOf } from "./handlers";
 
 export interface Env extends Record<string, unknown> {
   JOBS_QUEUE?: QueueProducer<WakeMessage>;
@@ -71,10 +71,7 @@ function open(env: Env, makeHandlers: MakeHandlers) {
   const handlers = makeHandlers({
     sql,
     clock: engine.clock,
-    retention: {
-      completedMs: config.RETENTION_COMPLETED_HOURS * 3_600_000,
-      failedMs: config.RETENTION_FAILED_DAYS * 24 * 3_600_000,
-    },
+    retention: retentionOf(config),
     email: { queue: engine.queue, logger, send: mail.send },
     // Customers' URLs are checked against private networks through DNS over HTTPS here.
     webhooks: { resolver: createDohResolver(), logger },

@@ -40,3 +40,9 @@ export function createHandlers(deps: HandlerDeps): Handler[] {
   if (deps.exports) handlers.push(exportDataHandler({ ...deps.exports, sql: deps.sql, clock: deps.clock }));
   return handlers;
 }
+
+/** The retention windows both runtimes' settings name (RETENTION_COMPLETED_HOURS, RETENTION_FAILED_DAYS). */
+export const retentionOf = (c: { RETENTION_COMPLETED_HOURS: number; RETENTION_FAILED_DAYS: number }): Partial<RetentionConfig> => ({
+  completedMs: c.RETENTION_COMPLETED_HOURS * 3_600_000,
+  failedMs: c.RETENTION_FAILED_DAYS * 24 * 3_600_000,
+});

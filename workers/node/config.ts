@@ -145,3 +145,10 @@ export function loadConfigOrExit(program: string): NodeConfig {
     process.exit(2);
   }
 }
+
+/** http://HOST:PORT, with an IPv6 host in brackets. */
+export const listenUrl = (config: Pick<NodeConfig, "HOST">, port: number): string =>
+  `http://${config.HOST.includes(":") ? `[${config.HOST}]` : config.HOST}:${port}`;
+
+/** Where people and mail clients reach the API: PUBLIC_URL, else this process's own address. */
+export const publicUrlOf = (config: NodeConfig): string => config.PUBLIC_URL ?? listenUrl(config, config.PORT);

@@ -3,7 +3,7 @@ import { createOutboxMailer } from "../../shared/email/providers/outbox";
 import { createResendMailer } from "../../shared/email/providers/resend";
 import { createEmailServices } from "../../shared/email/services";
 import type { Clock, Redis, Sql } from "../../shared/ports";
-import type { NodeConfig } from "./config";
+import { type NodeConfig, publicUrlOf } from "./config";
 import { createSmtpMailer, type SmtpMailer } from "./smtp";
 
 /**
@@ -32,7 +32,7 @@ export function nodeEmailServices(config: NodeConfig, deps: { sql: Sql; redis?: 
     mailers: mailers.filter((m) => wanted.includes(m.name)),
     providerOrder: wanted,
     defaultFrom: config.MAIL_FROM,
-    publicUrl: config.PUBLIC_URL ?? `http://${config.HOST.includes(":") ? `[${config.HOST}]` : config.HOST}:${config.PORT}`,
+    publicUrl: publicUrlOf(config),
     // UnsubscribeLinks derives its own HMAC key from it ("unsubscribe:" + secret), the same on the edge.
     unsubscribeSecret: config.UNSUBSCRIBE_SECRET ?? deps.pepper,
     providerPerSecond: config.MAIL_RATE_PER_SECOND,

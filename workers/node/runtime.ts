@@ -11,8 +11,8 @@ import type { Handler } from "../../shared/queue/handler";
 import { Scheduler } from "../../shared/queue/scheduler";
 import { WorkerRegistry } from "../../shared/queue/registry";
 import { WorkerPool } from "../../shared/queue/worker";
-import { createHandlers } from "../handlers";
-import { type NodeConfig, poolConcurrency } from "./config";
+import { createHandlers, retentionOf } from "../handlers";
+import { listenUrl, type NodeConfig, poolConcurrency, publicUrlOf } from "./config";
 import { openDatabase } from "./database";
 import { nodeEmailServices } from "./mail";
 import { MemoryIntake } from "./memory-intake";
@@ -62,7 +62,7 @@ export async function startNodeRuntime(
   const exportStorage = createLocalStorage(join(config.DATA_DIR, "files"));
   const exportLinks = new ExportLinks(
     config.UNSUBSCRIBE_SECRET ?? pepper,
-    config.PUBLIC_URL ?? `http://${config.HOST.includes(":") ? `[${config.HOST}]` : config.HOST}:${config.PORT}`,
+    publicUrlOf(config),
   );
 
   const pools: WorkerPool[] = [];
@@ -80,10 +80,7 @@ export async function startNodeRuntime(
       createHandlers({
         sql,
         clock: engine.clock,
-        retention: {
-          completedMs: config.RETENTION_COMPLETED_HOURS * 3_600_000,
-          failedMs: config.RETENTION_FAILED_DAYS * 24 * 3_600_000,
-        },
+        retention: retentionOf(config),
         email: { queue: engine.queue, logger, send: mail.send },
         webhooks: { resolver: nodeDnsResolver, allow: config.WEBHOOK_ALLOW, logger },
         exports: { storage: exportStorage, queue: engine.queue, links: exportLinks },
@@ -161,7 +158,7 @@ export async function startNodeRuntime(
     });
     await new Promise<void>((ready) => {
       server = serve({ fetch: app.fetch, hostname: config.HOST, port: config.PORT }, (info) => {
-        url = `http://${config.HOST.includes(":") ? `[${config.HOST}]` : config.HOST}:${info.port}`;
+        url = listenUrl(config, info.port);
         ready();
       });
     });
