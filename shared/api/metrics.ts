@@ -8,7 +8,7 @@ import type { Queue } from "../queue/queue";
 import { StatsTotals } from "../queue/statements";
 import { DURATION_BUCKETS } from "../queue/stats";
 import type { WorkerRegistry } from "../queue/registry";
-import { type ScalingPolicy, scalingSignals } from "../queue/scaling";
+import { computeScaling, readScalingInputs, type ScalingPolicy } from "../queue/scaling";
 import { Exposition } from "./prometheus";
 
 /** The waiting and running states queue_depth reports (finished jobs are not depth). */
@@ -31,13 +31,9 @@ function toNumbers(v: TotalsRow["buckets"]): number[] {
 }
 
 export async function renderMetrics(queue: Queue, sql: SqlClient, registry: WorkerRegistry, policy: ScalingPolicy): Promise<string> {
-  const [totals, depth, oldest, pools, workers] = await Promise.all([
-    sql.query<TotalsRow>(StatsTotals),
-    queue.ledger.countByTypeAndState(),
-    queue.ledger.oldestQueued(queue.clock.now()),
-    scalingSignals(queue, registry, policy),
-    registry.list(registry.silentAfterMs),
-  ]);
+  const [totals, inputs] = await Promise.all([sql.query<TotalsRow>(StatsTotals), readScalingInputs(queue, registry)]);
+  const { counts: depth, ages: oldest, workers } = inputs;
+  const pools = computeScaling(queue.catalog, policy, inputs);
   // Catalog types first and always; types no longer in the catalog still show while they have data.
   const types = [...queue.catalog.keys()];
   const extra = new Set([...totals, ...depth, ...oldest].map((r) => r.type).filter((t) => !queue.catalog.has(t)));

@@ -1,7 +1,7 @@
-import type { PoolName } from "../jobs/definition";
+import type { JobType, PoolName } from "../jobs/definition";
 import { POOLS } from "../jobs/definition";
 import type { Queue } from "./queue";
-import type { WorkerRegistry } from "./registry";
+import type { RegisteredWorker, WorkerRegistry } from "./registry";
 
 /**
  * The source document's scaling policy, with its thresholds configurable: scale the email
@@ -34,15 +34,31 @@ export interface PoolSignal {
   reasons: string[];
 }
 
-/** Per pool: depth, age, activity, memory, and what the policy recommends. */
-export async function scalingSignals(queue: Queue, registry: WorkerRegistry, policy: ScalingPolicy = defaultScalingPolicy): Promise<PoolSignal[]> {
+/** What the signals are computed from; callers that already read it (/metrics) pass it in. */
+export interface ScalingInputs {
+  counts: { type: string; state: string; count: number }[];
+  ages: { type: string; age_seconds: number }[];
+  /** Workers heard from within the registry's silence threshold. */
+  workers: RegisteredWorker[];
+}
+
+export async function readScalingInputs(queue: Queue, registry: WorkerRegistry): Promise<ScalingInputs> {
   const [counts, ages, workers] = await Promise.all([
     queue.ledger.countByTypeAndState(),
     queue.ledger.oldestQueued(queue.clock.now()),
     registry.list(registry.silentAfterMs),
   ]);
+  return { counts, ages, workers };
+}
+
+/** Per pool: depth, age, activity, memory, and what the policy recommends. */
+export async function scalingSignals(queue: Queue, registry: WorkerRegistry, policy: ScalingPolicy = defaultScalingPolicy): Promise<PoolSignal[]> {
+  return computeScaling(queue.catalog, policy, await readScalingInputs(queue, registry));
+}
+
+export function computeScaling(catalog: ReadonlyMap<string, JobType>, policy: ScalingPolicy, { counts, ages, workers }: ScalingInputs): PoolSignal[] {
   return POOLS.map((pool) => {
-    const types = [...queue.catalog.values()].filter((t) => t.pool === pool).map((t) => t.type);
+    const types = [...catalog.values()].filter((t) => t.pool === pool).map((t) => t.type);
     const count = (state: string) =>
       counts.filter((c) => types.includes(c.type) && c.state === state).reduce((n, c) => n + Number(c.count), 0);
     const queueDepth = count("queued");

@@ -8,7 +8,7 @@ import type { SqlClient } from "../../ports";
 import type { Job, JobState } from "../../queue/job";
 import type { Queue } from "../../queue/queue";
 import type { RegisteredWorker, WorkerRegistry } from "../../queue/registry";
-import { type PoolSignal, type ScalingPolicy, scalingSignals } from "../../queue/scaling";
+import { computeScaling, type PoolSignal, type ScalingPolicy } from "../../queue/scaling";
 import { StatsSince } from "../../queue/statements";
 
 const MINUTE_MS = 60_000;
@@ -85,13 +85,22 @@ export async function loadOverview(queue: Queue, sql: SqlClient, registry: Worke
   const hourAgo = now.getTime() - HOUR_MS;
   // One read of job_stats serves the chart (aligned minutes) and the last-hour counts (now - 1 h).
   const since = Math.min(hourAgo, Math.floor(now.getTime() / MINUTE_MS) * MINUTE_MS - (THROUGHPUT_MINUTES - 1) * MINUTE_MS);
-  const [live, stats, lanes, workers, pools] = await Promise.all([
+  const [live, stats, lanes, workers, ages] = await Promise.all([
     queue.ledger.countByTypePriorityState(),
     sql.query<{ type: string; minute: unknown; completed: number; failed: number }>(StatsSince, [new Date(since).toISOString()]),
     queue.pausedLanes(),
     registry.list(),
-    scalingSignals(queue, registry, policy),
+    queue.ledger.oldestQueued(now),
   ]);
+  // The scaling signals from what was just read: counts summed over priorities, live workers only.
+  const byTypeState = new Map<string, { type: string; state: string; count: number }>();
+  for (const r of live) {
+    const k = `${r.type}\u0000${r.state}`;
+    const cur = byTypeState.get(k);
+    if (cur) cur.count += Number(r.count);
+    else byTypeState.set(k, { type: r.type, state: r.state, count: Number(r.count) });
+  }
+  const pools = computeScaling(queue.catalog, policy, { counts: [...byTypeState.values()], ages, workers });
 
   const summaries = new Map<string, TypeSummary>();
   const summary = (type: string): TypeSummary => {
