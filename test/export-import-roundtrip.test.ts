@@ -98,12 +98,26 @@ describe("export then import", () => {
     const [dst] = await db.sql.query<{ contact_count: number }>("select contact_count from lists where id = 'lst_dst'");
     expect(dst!.contact_count).toBe(3_000);
 
-    // Into another tenant, where none of them exist yet: 3,000 new contacts, the same people.
+    // Another tenant cannot name acme's export file, even through POST /v1/jobs: the import fails, nothing changes.
     await db.sql.query("insert into lists (id, tenant_id, name) values ('lst_beta', 'beta', 'copy')");
+    const stolen = await engine.queue.enqueue({
+      type: "import.contacts",
+      tenantId: "beta",
+      payload: { file_url: row!.url, mapping: { email: "email", name: "name" }, list_id: "lst_beta" },
+    });
+    const refused = await waitFor(async () => {
+      const job = await engine.queue.get(stolen.job.id, null);
+      return job.state === "failed" ? job : null;
+    });
+    expect(refused!.lastError?.message).toContain("belongs to another tenant");
+    expect(await db.sql.query("select 1 from contacts where tenant_id = 'beta'")).toEqual([]);
+
+    // The file downloaded and uploaded again by beta, where none of them exist yet: 3,000 new contacts, the same people.
+    const copy = await storage.write("beta/imports/copy.csv", await storage.read(row!.url));
     const other = await engine.queue.enqueue({
       type: "import.contacts",
       tenantId: "beta",
-      payload: { file_url: row!.url, mapping: { email: "email", name: "name" }, list_id: "lst_beta", notify_email: "owner@beta.test" },
+      payload: { file_url: copy.url, mapping: { email: "email", name: "name" }, list_id: "lst_beta", notify_email: "owner@beta.test" },
     });
     await finished(other.job.id);
     // The owner is told, through email.send and the import-finished system template.

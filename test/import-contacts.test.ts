@@ -197,21 +197,24 @@ describe("import.contacts through a worker pool", () => {
 
       // , with a BOM and LF; and ; with CRLF, another tenant.
       await seed(db, "acme", "lst_a");
-      const e1 = await writeContactsCsv(join(dir, "contacts.csv"), ROWS, { bom: true });
+      // Each tenant's files sit in its own folder of the store: a tenant can only import those.
+      await mkdir(join(dir, "acme"), { recursive: true });
+      await mkdir(join(dir, "beta"), { recursive: true });
+      const e1 = await writeContactsCsv(join(dir, "acme", "contacts.csv"), ROWS, { bom: true });
       await seed(db, "beta", "lst_b");
-      const e2 = await writeContactsCsv(join(dir, "semicolon.csv"), 20_000, { delimiter: ";", crlf: true });
+      const e2 = await writeContactsCsv(join(dir, "beta", "semicolon.csv"), 20_000, { delimiter: ";", crlf: true });
 
       const started = Date.now();
       const [{ job: j1 }, { job: j2 }] = await Promise.all([
         engine.queue.enqueue({
           type: "import.contacts",
           tenantId: "acme",
-          payload: { file_url: pathToFileURL(join(dir, "contacts.csv")).toString(), tenant_id: "acme", mapping: { email: "email", Name: "name", col_2: "attributes.plan" }, list_id: "lst_a" },
+          payload: { file_url: pathToFileURL(join(dir, "acme", "contacts.csv")).toString(), tenant_id: "acme", mapping: { email: "email", Name: "name", col_2: "attributes.plan" }, list_id: "lst_a" },
         }),
         engine.queue.enqueue({
           type: "import.contacts",
           tenantId: "beta",
-          payload: { file_url: pathToFileURL(join(dir, "semicolon.csv")).toString(), tenant_id: "beta", mapping: { col_0: "email", col_1: "name" }, list_id: "lst_b" },
+          payload: { file_url: pathToFileURL(join(dir, "beta", "semicolon.csv")).toString(), tenant_id: "beta", mapping: { col_0: "email", col_1: "name" }, list_id: "lst_b" },
         }),
       ]);
       const done = await waitFor(
@@ -265,7 +268,7 @@ describe("import.contacts in a real runtime", () => {
     "SIGKILLed halfway, restarted: ends with the counts of a clean run",
     async () => {
       const { db, dir, engine } = await setup("import_kill");
-      const files = join(dir, "files");
+      const files = join(dir, "files", "acme");
       await mkdir(files, { recursive: true });
       await seed(db, "acme", "lst_a");
       const e = await writeContactsCsv(join(files, "contacts.csv"), ROWS, { bom: true });

@@ -13,6 +13,9 @@ import { createResendMailer } from "../shared/email/providers/resend";
 import { createEmailServices } from "../shared/email/services";
 import { createEngine } from "../shared/queue/engine";
 import { createDohResolver } from "../shared/webhooks/doh-resolver";
+import { ExportLinks } from "../shared/exports/links";
+import { createStorage } from "../shared/storage/config";
+import type { R2BucketBinding } from "../shared/storage/r2";
 import type { Handler } from "../shared/queue/handler";
 import type { PoolName } from "../shared/jobs/definition";
 import { WorkerRegistry } from "../shared/queue/registry";
@@ -26,6 +29,8 @@ import { createHandlers, type HandlerDeps, retentionOf } from "./handlers";
 
 export interface Env extends Record<string, unknown> {
   JOBS_QUEUE?: QueueProducer<WakeMessage>;
+  /** R2 bucket for files (STORAGE_URL's bucket). */
+  FILES?: R2BucketBinding;
 }
 
 type MakeHandlers = (deps: HandlerDeps) => Handler[];
@@ -35,7 +40,7 @@ const invocationId = () => `edge:${crypto.randomUUID().slice(0, 8)}`;
 
 /** Everything one invocation needs, opened from the environment and closed at its end. */
 function open(env: Env, makeHandlers: MakeHandlers) {
-  const config = loadEdgeConfig(env);
+  const config = loadEdgeConfig(env, { hasR2Binding: !!env.FILES });
   const sql = createNeonSql(config.DATABASE_URL, {
     wsProxy: config.NEON_WS_PROXY,
     useSecureWebSocket: !config.NEON_INSECURE_WS,
@@ -68,19 +73,28 @@ function open(env: Env, makeHandlers: MakeHandlers) {
     providerPerSecond: config.MAIL_RATE_PER_SECOND,
     tenantPerSecond: config.TENANT_MAIL_RATE_PER_SECOND,
   });
+  // Customers' URLs are checked against private networks through DNS over HTTPS here.
+  const guard = { resolver: createDohResolver() };
+  // Files only with a bucket (STORAGE_URL, through the FILES binding or the S3 API): imports and exports need one.
+  const storage = createStorage(config, { guard, r2: env.FILES });
+  const exportDeps = storage && {
+    storage,
+    links: new ExportLinks(config.UNSUBSCRIBE_SECRET ?? config.API_KEY_PEPPER, config.PUBLIC_URL),
+  };
   const handlers = makeHandlers({
     sql,
     clock: engine.clock,
     retention: retentionOf(config),
     email: { queue: engine.queue, logger, send: mail.send },
-    // Customers' URLs are checked against private networks through DNS over HTTPS here.
-    webhooks: { resolver: createDohResolver(), logger },
+    webhooks: { ...guard, logger },
+    exports: exportDeps && { ...exportDeps, queue: engine.queue },
+    imports: storage && { storage, queue: engine.queue, logger },
   });
   const close = async () => {
     await redis?.close();
     await sql.close();
   };
-  return { config, sql, engine, handlers, unsubscribe: mail.unsubscribe, close };
+  return { config, sql, engine, handlers, unsubscribe: mail.unsubscribe, guard, exportDeps, close };
 }
 
 type Opened = ReturnType<typeof open>;
@@ -142,6 +156,8 @@ export function createEdgeWorker(options: { handlers?: MakeHandlers } = {}) {
         bodyLimitBytes: o.config.BODY_LIMIT_BYTES,
         metricsPublic: o.config.METRICS_PUBLIC,
         unsubscribe: o.unsubscribe,
+        webhookGuard: o.guard,
+        exports: o.exportDeps,
       });
       try {
         return await app.fetch(request);

@@ -11,7 +11,7 @@ import { z } from "zod";
 import { importContacts } from "../jobs/import-contacts";
 import type { SqlClient } from "../ports";
 import type { Queue } from "../queue/queue";
-import type { Storage } from "../storage/storage";
+import { type Storage, tenantFileProblem, tenantKeyPrefix } from "../storage/storage";
 import { type ApiEnv, tenantOf } from "./auth";
 import { readJson } from "./body";
 import { ApiError, zodFieldErrors } from "./problem";
@@ -26,15 +26,14 @@ const request = z.strictObject({
 export function importRoutes(queue: Queue, sql: SqlClient, storage: Storage): Hono<ApiEnv> {
   const app = new Hono<ApiEnv>();
 
+  /** The list must be the tenant's: checked before an upload is stored, so a refused request leaves nothing behind. */
+  const checkList = async (tenantId: string, listId: string | undefined) => {
+    if (!listId) return;
+    const owned = await sql.query("select 1 from lists where id = $1 and tenant_id = $2", [listId, tenantId]);
+    if (owned.length === 0) throw new ApiError(404, `no list ${listId}`);
+  };
+
   const enqueue = async (c: Context<ApiEnv>, tenantId: string, body: z.infer<typeof request>) => {
-    if (body.list_id) {
-      const owned = await sql.query("select 1 from lists where id = $1 and tenant_id = $2", [body.list_id, tenantId]);
-      if (owned.length === 0) throw new ApiError(404, `no list ${body.list_id}`);
-    }
-    // A local file is only importable by the tenant it was uploaded for.
-    if (body.file_url.startsWith("file:") && !body.file_url.includes(`/${encodeURIComponent(tenantId)}/imports/`)) {
-      throw new ApiError(422, "invalid file_url", [{ path: "file_url", message: "a file:// URL must be one this API returned for your upload" }]);
-    }
     const { job } = await queue.enqueue({ type: importContacts.type, tenantId, payload: body });
     return c.json({ id: job.id, state: job.state, status_url: `/v1/imports/${job.id}` }, 202);
   };
@@ -49,22 +48,26 @@ export function importRoutes(queue: Queue, sql: SqlClient, storage: Storage): Ho
       } catch {
         throw new ApiError(422, "invalid mapping", [{ path: "mapping", message: 'pass ?mapping= as JSON, e.g. {"col_0":"email"}' }]);
       }
-      const body = c.req.raw.body;
-      if (!body) throw new ApiError(400, "the request has no CSV body");
-      const stored = await storage.write(`${encodeURIComponent(tenantId)}/imports/upload-${crypto.randomUUID()}.csv`, body, {
-        contentType: "text/csv",
-      });
-      const parsed = request.safeParse({
-        file_url: stored.url,
+      const parsed = request.omit({ file_url: true }).safeParse({
         mapping,
         list_id: c.req.query("list_id"),
         has_header: c.req.query("has_header") === undefined ? undefined : c.req.query("has_header") !== "false",
       });
       if (!parsed.success) throw new ApiError(422, "invalid import", zodFieldErrors(parsed.error));
-      return enqueue(c, tenantId, parsed.data);
+      await checkList(tenantId, parsed.data.list_id);
+      const body = c.req.raw.body;
+      if (!body) throw new ApiError(400, "the request has no CSV body");
+      const stored = await storage.write(`${tenantKeyPrefix(tenantId)}imports/upload-${crypto.randomUUID()}.csv`, body, {
+        contentType: "text/csv",
+      });
+      return enqueue(c, tenantId, { ...parsed.data, file_url: stored.url });
     }
     const parsed = request.safeParse(await readJson(c));
     if (!parsed.success) throw new ApiError(422, "invalid import", zodFieldErrors(parsed.error));
+    await checkList(tenantId, parsed.data.list_id);
+    // A stored file is only importable by the tenant it was stored for (the handler checks again).
+    const refused = tenantFileProblem(storage, parsed.data.file_url, tenantId);
+    if (refused) throw new ApiError(422, "invalid file_url", [{ path: "file_url", message: refused }]);
     return enqueue(c, tenantId, parsed.data);
   });
 

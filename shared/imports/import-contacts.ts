@@ -3,7 +3,7 @@ import { PermanentError } from "../queue/errors";
 import type { JobContext } from "../queue/handler";
 import type { Job } from "../queue/job";
 import type { Queue } from "../queue/queue";
-import { type Storage, StorageNotFound } from "../storage/storage";
+import { type Storage, StorageNotFound, tenantFileProblem } from "../storage/storage";
 import { publishEvent } from "../webhooks/events";
 import { csvRecords } from "./csv";
 import { SeenSet } from "./seen-set";
@@ -132,6 +132,12 @@ export async function runImport(payload: ImportPayload, job: Pick<Job, "id">, ct
   if (row.status === "completed") return finish(deps, payload, importId, counts, row.report_url);
   const checkpoint = counts.rows_read;
 
+  // Checked here, not only in the imports API: a job can be enqueued through POST /v1/jobs too.
+  const refused = tenantFileProblem(deps.storage, payload.file_url, payload.tenant_id);
+  if (refused) {
+    await markFailed(sql, importId, payload, `file_url: ${refused}`);
+    throw new PermanentError(`file_url: ${refused}`);
+  }
   let input: ReadableStream<Uint8Array>;
   try {
     input = await deps.storage.read(payload.file_url, ctx.signal);

@@ -235,7 +235,7 @@ export function parseAllowList(entries: readonly string[]): AllowList {
 }
 
 /** Whether an address falls in an allowed CIDR (an IPv4 entry also covers that address embedded in IPv6). */
-function allowedByList(text: string, allow: AllowList): boolean {
+export function allowedByList(text: string, allow: AllowList): boolean {
   const ip = parseIp(text);
   if (!ip) return false;
   const embedded = ip.version === 6 ? embeddedIPv4(ip.bytes) : null;

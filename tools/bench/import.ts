@@ -9,7 +9,7 @@
 import { spawn, spawnSync } from "node:child_process";
 import { createWriteStream } from "node:fs";
 import { once } from "node:events";
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdir, mkdtemp, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -50,7 +50,9 @@ async function main(): Promise<void> {
   const rows = Number(process.argv[2] ?? 1_000_000);
   const dir = await mkdtemp(join(tmpdir(), "pm-bench-import-"));
   try {
-    const path = join(dir, "contacts.csv");
+    // In the tenant's own folder of the store: the only place its imports may read from.
+    await mkdir(join(dir, "bench"), { recursive: true });
+    const path = join(dir, "bench", "contacts.csv");
     const expected = await writeContactsCsv(path, rows, { bom: true, collectRejected: false });
     await withDatabase("import", async (url) => {
       const sql = createPgSql(url, { max: 2 });

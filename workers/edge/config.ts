@@ -1,9 +1,11 @@
 import { z } from "zod";
+import { storageEnvShape, storageSettingsProblem } from "../../shared/storage/config";
 
 /**
  * The Worker's settings: wrangler.toml [vars] and secrets, checked by zod on each invocation
  * (an error names the variable). Secrets: DATABASE_URL, UPSTASH_REDIS_REST_TOKEN, API_KEY_PEPPER,
- * ADMIN_API_KEY. Bindings: JOBS_QUEUE (optional Cloudflare Queue producer for wake-ups).
+ * ADMIN_API_KEY, S3_SECRET_ACCESS_KEY. Bindings: JOBS_QUEUE (optional Cloudflare Queue producer for
+ * wake-ups), FILES (optional R2 bucket: STORAGE_URL's bucket without S3 keys).
  */
 const intFrom = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 const bool = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
@@ -38,6 +40,8 @@ export const edgeEnvSchema = z.object({
   UNSUBSCRIBE_SECRET: z.string().min(16).optional(),
   MAIL_RATE_PER_SECOND: z.coerce.number().min(0).default(0),
   TENANT_MAIL_RATE_PER_SECOND: z.coerce.number().min(0).default(0),
+  /** Files (imports, exports): STORAGE_URL=s3://bucket/prefix, through the FILES R2 binding or the S3 API (S3_*). Unset: no imports or exports here. */
+  ...storageEnvShape,
   /** Local development only: where the Neon driver's WebSocket goes (the ws-to-TCP bridge, e.g. "127.0.0.1:8790/v2"). */
   NEON_WS_PROXY: z.string().optional(),
   /** Local development only: plain ws:// to the bridge instead of wss://. */
@@ -50,7 +54,7 @@ export class EdgeConfigError extends Error {
   override name = "EdgeConfigError";
 }
 
-export function loadEdgeConfig(env: Record<string, unknown>): EdgeConfig {
+export function loadEdgeConfig(env: Record<string, unknown>, options: { hasR2Binding?: boolean } = {}): EdgeConfig {
   const raw: Record<string, unknown> = {};
   for (const key of Object.keys(edgeEnvSchema.shape)) {
     const v = env[key];
@@ -65,5 +69,7 @@ export function loadEdgeConfig(env: Record<string, unknown>): EdgeConfig {
   if (parsed.data.UPSTASH_REDIS_REST_URL && !parsed.data.UPSTASH_REDIS_REST_TOKEN) {
     throw new EdgeConfigError("invalid Worker configuration: UPSTASH_REDIS_REST_TOKEN: required with UPSTASH_REDIS_REST_URL (a secret)");
   }
+  const storageProblem = storageSettingsProblem(parsed.data, { hasR2Binding: options.hasR2Binding ?? false });
+  if (storageProblem) throw new EdgeConfigError(`invalid Worker configuration: ${storageProblem}`);
   return parsed.data;
 }

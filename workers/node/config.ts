@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { POOLS, type PoolName } from "../../shared/jobs/definition";
+import { storageEnvShape, storageSettingsProblem } from "../../shared/storage/config";
 import { parseAllowList } from "../../shared/webhooks/ssrf";
 
 /**
@@ -80,7 +81,10 @@ const envSchema = z.object({
   /** Messages a second, per provider and per tenant; 0 turns the limit off. A send over it waits, never fails. */
   MAIL_RATE_PER_SECOND: z.coerce.number().min(0).default(0),
   TENANT_MAIL_RATE_PER_SECOND: z.coerce.number().min(0).default(0),
-  /** Webhook destinations let through the SSRF guard, comma-separated CIDRs or hostnames (tests, private receivers). */
+  /**
+   * Customers' URLs let through the SSRF guard (webhooks, https:// import files; plain http:// is
+   * read only from these), comma-separated CIDRs or hostnames: tests, self-hosters' private servers.
+   */
   WEBHOOK_ALLOW: z
     .string()
     .transform((s, ctx) => {
@@ -92,6 +96,8 @@ const envSchema = z.object({
       }
     })
     .optional(),
+  /** Files (imports, exports, reports): STORAGE_URL=s3://bucket/prefix and S3_*; unset: the folder DATA_DIR/files. */
+  ...storageEnvShape,
   LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
 });
 
@@ -129,6 +135,8 @@ export function loadConfig(env: Record<string, string | undefined>, argv: readon
       "invalid configuration:\n  API_KEY_PEPPER: required when DATABASE_URL is set (a random secret of 16+ characters; keep it stable, changing it invalidates every API key)",
     );
   }
+  const storageProblem = storageSettingsProblem(config);
+  if (storageProblem) throw new ConfigError(`invalid configuration:\n  ${storageProblem}`);
   return config;
 }
 

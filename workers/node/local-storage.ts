@@ -48,6 +48,13 @@ export function createLocalStorage(folder: string): Storage {
     async delete(url) {
       await rm(inside(url), { force: true });
     },
+    keyOf(url) {
+      try {
+        return relative(root, inside(url)).split(sep).join("/");
+      } catch {
+        return null;
+      }
+    },
   };
 }
 

@@ -20,6 +20,7 @@ import { memoryLimitBytes, memoryReader } from "./memory";
 import { createIoRedis } from "./redis";
 import { nodeDnsResolver } from "./dns-resolver";
 import { createLocalStorage } from "./local-storage";
+import { createStorage } from "../../shared/storage/config";
 
 export interface NodeRuntime {
   engine: Engine;
@@ -57,9 +58,11 @@ export async function startNodeRuntime(
   const mail = nodeEmailServices(config, { sql, redis, clock: engine.clock, pepper });
   const workerId = `${hostname()}:${process.pid}`;
   const runsWorkers = config.ROLE !== "api";
-  // Export files: the local folder DATA_DIR/files (no S3 store is configured in this build yet).
+  // Files: the bucket of STORAGE_URL when set, else the local folder DATA_DIR/files (which stays
+  // readable for exports written before a bucket was configured); https:// imports behind the guard.
+  const guard = { resolver: nodeDnsResolver, allow: config.WEBHOOK_ALLOW };
+  const storage = createStorage(config, { guard, local: createLocalStorage(join(config.DATA_DIR, "files")) })!;
   // Download links are signed with their own key derived from the unsubscribe secret (or pepper).
-  const exportStorage = createLocalStorage(join(config.DATA_DIR, "files"));
   const exportLinks = new ExportLinks(
     config.UNSUBSCRIBE_SECRET ?? pepper,
     publicUrlOf(config),
@@ -82,10 +85,9 @@ export async function startNodeRuntime(
         clock: engine.clock,
         retention: retentionOf(config),
         email: { queue: engine.queue, logger, send: mail.send },
-        webhooks: { resolver: nodeDnsResolver, allow: config.WEBHOOK_ALLOW, logger },
-        exports: { storage: exportStorage, queue: engine.queue, links: exportLinks },
-        // Import files and error reports: file:// URLs inside the same folder (DATA_DIR/files).
-        imports: { storage: exportStorage, queue: engine.queue, logger },
+        webhooks: { ...guard, logger },
+        exports: { storage, queue: engine.queue, links: exportLinks },
+        imports: { storage, queue: engine.queue, logger },
       });
     for (const pool of config.POOLS) {
       const types = new Set(typesOfPool(pool));
@@ -152,8 +154,8 @@ export async function startNodeRuntime(
       metricsPublic: config.METRICS_PUBLIC,
       registry,
       unsubscribe: mail.unsubscribe,
-      webhookGuard: { resolver: nodeDnsResolver, allow: config.WEBHOOK_ALLOW },
-      exports: { storage: exportStorage, links: exportLinks },
+      webhookGuard: guard,
+      exports: { storage, links: exportLinks },
       scaling: { queueDepth: config.SCALE_QUEUE_DEPTH, importMemoryRatio: config.SCALE_IMPORT_MEMORY_RATIO },
     });
     await new Promise<void>((ready) => {
