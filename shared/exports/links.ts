@@ -20,8 +20,8 @@ export class ExportLinks {
 
   constructor(
     private readonly secret: string,
-    /** Public base URL of the API, e.g. https://jobs.penguinmails.com */
-    private readonly baseUrl: string,
+    /** Public base URL of the API, e.g. https://jobs.penguinmails.com; a function when known only once listening (port 0). */
+    private readonly baseUrl: string | (() => string),
   ) {}
 
   private hmacKey(): Promise<CryptoKey> {
@@ -39,7 +39,8 @@ export class ExportLinks {
   }
 
   async url(claim: ExportClaim): Promise<string> {
-    return `${this.baseUrl.replace(/\/$/, "")}/files/${await this.token(claim)}`;
+    const base = typeof this.baseUrl === "function" ? this.baseUrl() : this.baseUrl;
+    return `${base.replace(/\/$/, "")}/files/${await this.token(claim)}`;
   }
 
   /** The claim a token carries (expired or not: the caller compares with its clock), or null when we did not sign it. */

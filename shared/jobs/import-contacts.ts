@@ -16,7 +16,8 @@ export const importContacts = defineJobType({
     file_url: z
       .string()
       .max(2048)
-      .regex(/^(s3|https|file):\/\/.+/, "expected an s3://, https:// or file:// URL"),
+      // http:// passes here; the store reads it only from allow-listed hosts (self-hosters' servers).
+      .regex(/^(s3|https?|file):\/\/.+/, "expected an s3://, https:// or file:// URL"),
     tenant_id: tenantId,
     /** Column to field: keys are col_N (0-based) or header names. */
     mapping: z.record(z.string().min(1).max(256), target).refine((m) => Object.values(m).includes("email"), {

@@ -63,10 +63,9 @@ export async function startNodeRuntime(
   const guard = { resolver: nodeDnsResolver, allow: config.WEBHOOK_ALLOW };
   const storage = createStorage(config, { guard, local: createLocalStorage(join(config.DATA_DIR, "files")) })!;
   // Download links are signed with their own key derived from the unsubscribe secret (or pepper).
-  const exportLinks = new ExportLinks(
-    config.UNSUBSCRIBE_SECRET ?? pepper,
-    publicUrlOf(config),
-  );
+  // With PORT=0 the address is known only once listening: the base is read when a link is made.
+  let url: string | undefined;
+  const exportLinks = new ExportLinks(config.UNSUBSCRIBE_SECRET ?? pepper, () => config.PUBLIC_URL ?? url ?? publicUrlOf(config));
 
   const pools: WorkerPool[] = [];
   const memory = options.memory ?? memoryReader(memoryLimitBytes(config.MEMORY_LIMIT_BYTES));
@@ -142,7 +141,6 @@ export async function startNodeRuntime(
   }, 5_000);
 
   let server: ServerType | undefined;
-  let url: string | undefined;
   if (config.ROLE !== "worker") {
     const apiKeys = new ApiKeys(sql, { pepper, adminKey });
     const app = createApp({
