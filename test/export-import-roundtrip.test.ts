@@ -1,4 +1,4 @@
-import { mkdtemp, rm } from "node:fs/promises";
+import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -163,6 +163,25 @@ describe("export then import", () => {
     ]);
     expect((await app.request(`/v1/imports/${id}`, { headers: { authorization: `Bearer ${beta}` } })).status).toBe(404);
     expect((await app.request(`/v1/imports/${id}/report`, { headers: { authorization: `Bearer ${beta}` } })).status).toBe(404);
+    // An upload over the limit is refused with 413 and leaves no file behind (nor does a refused list).
+    const small = createApp({ queue: engine.queue, sql: db.sql, apiKeys, uploadLimitBytes: 4_096, exports: { storage, links: new ExportLinks("roundtrip-secret-0123", "http://t") } });
+    const uploadsBefore = (await readdir(join(folder, "acme", "imports"))).length;
+    const tooBig = await small.request(`/v1/imports?mapping=${mapping}`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${acme}`, "content-type": "text/csv" },
+      body: new Blob(["email\n", "x@example.com\n".repeat(1_000)]).stream(),
+      duplex: "half",
+    } as RequestInit);
+    expect(tooBig.status).toBe(413);
+    expect(tooBig.headers.get("content-type")).toContain("application/problem+json");
+    const noList = await small.request(`/v1/imports?mapping=${mapping}&list_id=lst_nope`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${acme}`, "content-type": "text/csv" },
+      body: "email\nx@example.com\n",
+    });
+    expect(noList.status).toBe(404);
+    expect((await readdir(join(folder, "acme", "imports"))).length).toBe(uploadsBefore);
+
     // Another tenant's uploaded file cannot be named as a file_url.
     const stolen = await app.request("/v1/imports", {
       method: "POST",

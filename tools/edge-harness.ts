@@ -39,6 +39,8 @@ export async function startEdge(opts: {
   withQueue?: boolean;
   redis?: boolean;
   redisUrl?: string;
+  /** R2 bucket bindings (Miniflare keeps them in memory), e.g. ["FILES"]. */
+  r2Buckets?: string[];
 }): Promise<EdgeHarness> {
   const randomId = (n = 6) => randomBytes(n).toString("hex");
   const bridge = await startWsTcpBridge({ port: 0, target: { host: "127.0.0.1", port: 5432 } });
@@ -60,6 +62,7 @@ export async function startEdge(opts: {
       ...(opts.redis === false ? {} : { UPSTASH_REDIS_REST_URL: gateway.url, UPSTASH_REDIS_REST_TOKEN: token }),
       ...opts.vars,
     },
+    ...(opts.r2Buckets ? { r2Buckets: opts.r2Buckets } : {}),
     ...(opts.withQueue
       ? { queueProducers: { JOBS_QUEUE: { queueName: "wake" } }, queueConsumers: { wake: { maxBatchTimeout: 0.05 } } }
       : {}),

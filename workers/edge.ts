@@ -154,6 +154,7 @@ export function createEdgeWorker(options: { handlers?: MakeHandlers } = {}) {
         apiKeys: new ApiKeys(o.sql, { pepper: o.config.API_KEY_PEPPER, adminKey: o.config.ADMIN_API_KEY }),
         logger,
         bodyLimitBytes: o.config.BODY_LIMIT_BYTES,
+        uploadLimitBytes: o.config.UPLOAD_LIMIT_BYTES,
         metricsPublic: o.config.METRICS_PUBLIC,
         unsubscribe: o.unsubscribe,
         webhookGuard: o.guard,

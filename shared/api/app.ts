@@ -21,7 +21,7 @@ import { ConflictError, ForbiddenError, NotFoundError, ValidationError } from ".
 import type { Queue } from "../queue/queue";
 import type { ApiKeys } from "./api-keys";
 import { type ApiEnv, assertAdmin, authenticate, requireKey } from "./auth";
-import { DEFAULT_BODY_LIMIT_BYTES, limitBody } from "./body";
+import { DEFAULT_BODY_LIMIT_BYTES, DEFAULT_UPLOAD_LIMIT_BYTES, isUpload, limitBody } from "./body";
 import { jobsRoutes } from "./jobs-routes";
 import { renderMetrics } from "./metrics";
 import { buildOpenApiDocument } from "./openapi";
@@ -36,6 +36,8 @@ export interface AppDeps {
   logger?: Logger;
   /** Largest request body accepted; larger ones get 413. Default 1 MiB. */
   bodyLimitBytes?: number;
+  /** The limit of a CSV upload (POST /v1/imports with text/csv), streamed to storage. Default 100 MiB. */
+  uploadLimitBytes?: number;
   /** Shown in /healthz and the OpenAPI document. */
   version?: string;
   /** Serve /metrics without a key (for a scraper on a private network). Default false: admin key. */
@@ -82,7 +84,10 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
 
   // Authenticate before reading a body, so callers without a key cannot make us buffer one.
   app.use("/v1/*", requireKey(apiKeys));
-  app.use("*", limitBody(deps.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES));
+  // CSV uploads stream to storage, so they may be far larger than a JSON body.
+  const jsonLimit = limitBody(deps.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES);
+  const uploadLimit = limitBody(deps.uploadLimitBytes ?? DEFAULT_UPLOAD_LIMIT_BYTES);
+  app.use("*", (c, next) => (isUpload(c) ? uploadLimit(c, next) : jsonLimit(c, next)));
   app.use("/v1/*", async (c, next) => {
     await next();
     c.header("cache-control", "no-store");

@@ -7,6 +7,12 @@ import { bodyLimit } from "hono/body-limit";
 import { ApiError, problemResponse } from "./problem";
 
 export const DEFAULT_BODY_LIMIT_BYTES = 1024 * 1024;
+/** Cloudflare accepts request bodies up to 100 MB on most plans: the same default on both runtimes. */
+export const DEFAULT_UPLOAD_LIMIT_BYTES = 100 * 1024 * 1024;
+
+/** A CSV upload to the imports API, which streams to storage instead of being read into memory. */
+export const isUpload = (c: Context): boolean =>
+  c.req.method === "POST" && c.req.path === "/v1/imports" && c.req.header("content-type")?.split(";")[0]?.trim().toLowerCase() === "text/csv";
 
 /**
  * Rejects bodies over the limit with 413: by Content-Length before reading, and by counting a

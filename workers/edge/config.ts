@@ -19,6 +19,8 @@ export const edgeEnvSchema = z.object({
   ADMIN_API_KEY: z.string().min(24, "must be at least 24 characters").optional(),
   METRICS_PUBLIC: bool.default(false),
   BODY_LIMIT_BYTES: intFrom(1_024, 100 * 1024 * 1024).default(1024 * 1024),
+  /** Largest CSV upload to POST /v1/imports (streamed to storage, never held in memory). */
+  UPLOAD_LIMIT_BYTES: intFrom(1_024, 10 * 1024 * 1024 * 1024).default(100 * 1024 * 1024),
   /** Jobs a drain runs at once. Workers allow 6 simultaneous connections: the database takes 1, Upstash calls use the rest. */
   EDGE_CONCURRENCY: intFrom(1, 100).default(10),
   /** A drain stops taking jobs after this long: well inside cron's 30 s CPU and 15 min wall-clock limits. */

@@ -48,6 +48,8 @@ const envSchema = z.object({
   /** Serve /metrics without the admin key (for a Prometheus on a private network). */
   METRICS_PUBLIC: bool.default(false),
   BODY_LIMIT_BYTES: intFrom(1_024, 100 * 1024 * 1024).default(1024 * 1024),
+  /** Largest CSV upload to POST /v1/imports (streamed to storage, never held in memory). */
+  UPLOAD_LIMIT_BYTES: intFrom(1_024, 10 * 1024 * 1024 * 1024).default(100 * 1024 * 1024),
   RETENTION_COMPLETED_HOURS: z.coerce.number().positive().max(24 * 3650).default(24),
   RETENTION_FAILED_DAYS: z.coerce.number().positive().max(3650).default(7),
   /** Waiting jobs above which a pool's scaling signal says scale up (the source document: 1,000 for email). */

@@ -42,7 +42,13 @@ export function createLocalStorage(folder: string): Storage {
           controller.enqueue(chunk);
         },
       });
-      await pipeline(Readable.fromWeb(body.pipeThrough(counter) as never), createWriteStream(path), { signal: options?.signal });
+      try {
+        await pipeline(Readable.fromWeb(body.pipeThrough(counter) as never), createWriteStream(path), { signal: options?.signal });
+      } catch (err) {
+        // A broken upload (over the limit, cut off, cancelled) leaves no half file behind.
+        await rm(path, { force: true });
+        throw err;
+      }
       return { url: pathToFileURL(path).toString(), bytes };
     },
     async delete(url) {

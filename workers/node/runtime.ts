@@ -149,6 +149,7 @@ export async function startNodeRuntime(
       apiKeys,
       logger,
       bodyLimitBytes: config.BODY_LIMIT_BYTES,
+      uploadLimitBytes: config.UPLOAD_LIMIT_BYTES,
       metricsPublic: config.METRICS_PUBLIC,
       registry,
       unsubscribe: mail.unsubscribe,
