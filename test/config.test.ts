@@ -17,6 +17,13 @@ describe("configuration", () => {
     expect(() => loadConfig({ POOLS: "email,bogus" })).toThrow(/POOLS: expected pool names from: email, default, import/);
     expect(() => loadConfig({ DATABASE_URL: "postgres://u:pw@db/x" })).toThrow(/API_KEY_PEPPER: required when DATABASE_URL is set/);
     expect(() => loadConfig({}, ["--frobnicate"])).toThrow(ConfigError);
+    expect(() => loadConfig({ STORAGE_URL: "https://bucket.example.com" })).toThrow(/STORAGE_URL: expected s3:\/\/bucket or s3:\/\/bucket\/prefix/);
+    expect(() => loadConfig({ STORAGE_URL: "s3://files/pm" })).toThrow(/STORAGE_URL: s3:\/\/files\/pm needs S3_ENDPOINT, S3_ACCESS_KEY_ID and S3_SECRET_ACCESS_KEY/);
+    expect(() => loadConfig({ S3_ENDPOINT: "https://s3.example.com", S3_ACCESS_KEY_ID: "id" })).toThrow(/set all three or none/);
+    const s3 = { STORAGE_URL: "s3://files/pm", S3_ENDPOINT: "https://s3.example.com", S3_ACCESS_KEY_ID: "id", S3_SECRET_ACCESS_KEY: "s3-secret-value" };
+    expect(loadConfig(s3)).toMatchObject({ STORAGE_URL: "s3://files/pm", S3_REGION: "auto" });
+    expect(() => loadConfig({ S3_ENDPOINT: s3.S3_ENDPOINT, S3_ACCESS_KEY_ID: "id", S3_SECRET_ACCESS_KEY: "s3-secret-value" })).toThrow(/STORAGE_URL: required with S3_ENDPOINT/);
+    expect(() => loadConfig({ S3_ENDPOINT: s3.S3_ENDPOINT, S3_ACCESS_KEY_ID: "id", S3_SECRET_ACCESS_KEY: "s3-secret-value" })).not.toThrow(/s3-secret-value/);
   });
 
   it("never echoes a secret it rejects", () => {
