@@ -74,7 +74,7 @@ function open(env: Env, makeHandlers: MakeHandlers) {
     retention: retentionOf(config),
     email: { queue: engine.queue, logger, send: mail.send },
     // Customers' URLs are checked against private networks through DNS over HTTPS here.
-    webhooks: { resolver: createDohResolver(), logger },
+    webhooks: { resolver: createDohResolver(), logger, queue: engine.queue },
   });
   const close = async () => {
     await redis?.close();
@@ -142,6 +142,7 @@ export function createEdgeWorker(options: { handlers?: MakeHandlers } = {}) {
         bodyLimitBytes: o.config.BODY_LIMIT_BYTES,
         metricsPublic: o.config.METRICS_PUBLIC,
         unsubscribe: o.unsubscribe,
+        resendWebhookSecret: o.config.RESEND_WEBHOOK_SECRET,
       });
       try {
         return await app.fetch(request);

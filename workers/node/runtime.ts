@@ -82,7 +82,7 @@ export async function startNodeRuntime(
         clock: engine.clock,
         retention: retentionOf(config),
         email: { queue: engine.queue, logger, send: mail.send },
-        webhooks: { resolver: nodeDnsResolver, allow: config.WEBHOOK_ALLOW, logger },
+        webhooks: { resolver: nodeDnsResolver, allow: config.WEBHOOK_ALLOW, logger, queue: engine.queue },
         exports: { storage: exportStorage, queue: engine.queue, links: exportLinks },
         // Import files and error reports: file:// URLs inside the same folder (DATA_DIR/files).
         imports: { storage: exportStorage, queue: engine.queue, logger },
@@ -154,6 +154,7 @@ export async function startNodeRuntime(
       unsubscribe: mail.unsubscribe,
       webhookGuard: { resolver: nodeDnsResolver, allow: config.WEBHOOK_ALLOW },
       exports: { storage: exportStorage, links: exportLinks },
+      resendWebhookSecret: config.RESEND_WEBHOOK_SECRET,
       scaling: { queueDepth: config.SCALE_QUEUE_DEPTH, importMemoryRatio: config.SCALE_IMPORT_MEMORY_RATIO },
     });
     await new Promise<void>((ready) => {
