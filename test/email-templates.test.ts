@@ -128,8 +128,25 @@ describe("system templates", () => {
     expect(clean.html).not.toContain("error report");
   });
 
+  it("sys_webhook_disabled names the endpoint, the reason and the time (UTC)", async () => {
+    const out = await renderSystemTemplate("sys_webhook_disabled", {
+      endpoint_id: "whe_abc",
+      endpoint_url: "https://hooks.acme.test/in?x=<b>",
+      reason: "the receiver answered 410 Gone",
+      disabled_at: "2026-05-01T09:30:00.000Z",
+    });
+    expect(out.subject).toBe("Webhook endpoint disabled: https://hooks.acme.test/in?x=<b>");
+    expect(out.text).toContain("We stopped sending events to https://hooks.acme.test/in?x=<b> on 1 May 2026 at 09:30 UTC: the receiver answered 410 Gone.");
+    expect(out.text).toContain("Endpoint whe_abc.");
+    // The URL is the customer's text: escaped in HTML, never a link.
+    expect(out.html).toContain("x=&lt;b&gt;");
+    expect(out.html).not.toContain('href="https://hooks.acme.test');
+    const bad = await renderSystemTemplate("sys_webhook_disabled", { endpoint_id: "whe_abc", endpoint_url: "https://x.test", reason: "r", disabled_at: "yesterday" }).catch((e) => e);
+    expect(bad.issues.map((i: { path: string }) => i.path)).toEqual(["disabled_at"]);
+  });
+
   it("checks variables with the template's schema and names the offending paths", async () => {
-    expect(Object.keys(systemTemplates).sort()).toEqual(["sys_import_finished", "sys_transactional"]);
+    expect(Object.keys(systemTemplates).sort()).toEqual(["sys_import_finished", "sys_transactional", "sys_webhook_disabled"]);
     const bad = await renderSystemTemplate("sys_import_finished", { rows_read: -1, created: 1, updated: 0, invalid: 0 }).catch((e) => e);
     expect(bad).toBeInstanceOf(TemplateError);
     expect(bad.code).toBe("invalid_variables");

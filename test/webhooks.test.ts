@@ -1,4 +1,3 @@
-import { createServer, type IncomingHttpHeaders, type Server } from "node:http";
 import { Webhook } from "standardwebhooks";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiKeys } from "../shared/api/api-keys";
@@ -8,55 +7,15 @@ import { drain } from "../shared/queue/drain";
 import { Scheduler } from "../shared/queue/scheduler";
 import { WorkerPool } from "../shared/queue/worker";
 import { publishEvent } from "../shared/webhooks/events";
-import { sign } from "../shared/webhooks/signature";
+import { generateSecret, sign, verifySignature } from "../shared/webhooks/signature";
 import { checkUrl, classifyIp, parseAllowList, parseIPv6, type Resolver } from "../shared/webhooks/ssrf";
 import { webhookDispatchHandler } from "../workers/handlers/webhook-dispatch";
 import { nodeDnsResolver } from "../workers/node/dns-resolver";
 import { fastCatalog } from "./support/engine";
 import { createTestDatabase, waitFor } from "./support/services";
+import { headersOf, startReceiver } from "./support/webhook-receiver";
 
 const PEPPER = "webhook-test-pepper-0123456789";
-
-interface Received {
-  path: string;
-  headers: IncomingHttpHeaders;
-  body: string;
-}
-
-/** A real HTTP receiver on 127.0.0.1: answers each path from its script (then 200), keeps every request. */
-async function startReceiver(): Promise<{ url: string; port: number; received: Received[]; script: Map<string, number[]>; on(path: string): Received[]; close(): Promise<void> }> {
-  const received: Received[] = [];
-  const script = new Map<string, number[]>();
-  const server: Server = createServer((req, res) => {
-    let body = "";
-    req.on("data", (c: Buffer) => (body += c.toString()));
-    req.on("end", () => {
-      const path = req.url ?? "/";
-      received.push({ path, headers: req.headers, body });
-      const status = script.get(path)?.shift() ?? 200;
-      if (status >= 300 && status < 400) res.writeHead(status, { location: "/landed" });
-      else if (status === 429) res.writeHead(status, { "retry-after": "0" });
-      else res.writeHead(status, { "content-type": "text/plain" });
-      res.end(status === 200 ? "thanks" : `status ${status}`);
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
-  const port = (server.address() as { port: number }).port;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    port,
-    received,
-    script,
-    on: (path) => received.filter((r) => r.path === path),
-    close: () => new Promise((r) => server.close(() => r())),
-  };
-}
-
-const headersOf = (r: Received): Record<string, string> => ({
-  "webhook-id": String(r.headers["webhook-id"]),
-  "webhook-timestamp": String(r.headers["webhook-timestamp"]),
-  "webhook-signature": String(r.headers["webhook-signature"]),
-});
 
 describe("the IP classifier", () => {
   it.each([
@@ -130,6 +89,40 @@ describe("the IP classifier", () => {
     expect((await checkUrl("http://127.0.0.2/", { resolver, allow })).ok).toBe(false);
     expect(() => parseAllowList(["10.0.0.0/33"])).toThrow(/10.0.0.0\/33/);
     expect(() => parseAllowList(["not a host!"])).toThrow();
+  });
+});
+
+describe("verifying Standard Webhooks signatures (a receiver's side)", () => {
+  const secret = generateSecret();
+  const now = 1_777_000_000;
+  const signed = (body: string, id = "msg_1", at = now, key = secret) => ({
+    id,
+    timestamp: String(at),
+    signature: new Webhook(key).sign(id, new Date(at * 1000), body),
+    body,
+  });
+
+  it("accepts what the reference library signs, within 5 minutes either way", async () => {
+    expect(await verifySignature(secret, signed('{"a":1}'), now)).toEqual({ ok: true });
+    expect(await verifySignature(secret, signed('{"a":1}', "msg_1", now - 299), now)).toEqual({ ok: true });
+    expect(await verifySignature(secret, signed('{"a":1}', "msg_1", now + 299), now)).toEqual({ ok: true });
+    // During a rotation the header carries several signatures; one match is enough.
+    const m = signed("x");
+    const other = new Webhook(generateSecret()).sign("msg_1", new Date(now * 1000), "x");
+    expect(await verifySignature(secret, { ...m, signature: `v1,AAAA ${other} ${m.signature}` }, now)).toEqual({ ok: true });
+  });
+
+  it("refuses another secret, a changed body or id, an old or future timestamp, and junk", async () => {
+    const m = signed('{"a":1}');
+    expect(await verifySignature(generateSecret(), m, now)).toMatchObject({ ok: false, reason: "no signature matches" });
+    expect(await verifySignature(secret, { ...m, body: '{"a":2}' }, now)).toMatchObject({ ok: false });
+    expect(await verifySignature(secret, { ...m, id: "msg_2" }, now)).toMatchObject({ ok: false });
+    expect(await verifySignature(secret, signed("x", "msg_1", now - 301), now)).toMatchObject({ ok: false, reason: expect.stringContaining("timestamp") });
+    expect(await verifySignature(secret, signed("x", "msg_1", now + 301), now)).toMatchObject({ ok: false, reason: expect.stringContaining("timestamp") });
+    for (const signature of ["", "v1,", "v2," + m.signature.slice(3), "v1,!!!not base64", "garbage"]) {
+      expect(await verifySignature(secret, { ...m, signature }, now), signature).toMatchObject({ ok: false });
+    }
+    expect(await verifySignature(secret, { ...m, timestamp: "12abc" }, now)).toMatchObject({ ok: false });
   });
 });
 

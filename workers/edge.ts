@@ -86,7 +86,7 @@ function open(env: Env, makeHandlers: MakeHandlers) {
     clock: engine.clock,
     retention: retentionOf(config),
     email: { queue: engine.queue, logger, send: mail.send },
-    webhooks: { ...guard, logger },
+    webhooks: { ...guard, logger, queue: engine.queue },
     exports: exportDeps && { ...exportDeps, queue: engine.queue },
     imports: storage && { storage, queue: engine.queue, logger },
   });
@@ -159,6 +159,7 @@ export function createEdgeWorker(options: { handlers?: MakeHandlers } = {}) {
         unsubscribe: o.unsubscribe,
         webhookGuard: o.guard,
         exports: o.exportDeps,
+        resendWebhookSecret: o.config.RESEND_WEBHOOK_SECRET,
       });
       try {
         return await app.fetch(request);

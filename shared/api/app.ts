@@ -8,6 +8,7 @@ import type { UnsubscribeLinks } from "../email/unsubscribe";
 import { emailRoutes } from "./email-routes";
 import { exportRoutes, type ExportRouteDeps } from "./export-routes";
 import { importRoutes } from "./import-routes";
+import { providerRoutes } from "./provider-routes";
 import { webhookRoutes } from "./webhook-routes";
 import { createDohResolver } from "../webhooks/doh-resolver";
 import type { UrlGuard } from "../webhooks/ssrf";
@@ -52,6 +53,8 @@ export interface AppDeps {
   webhookGuard?: UrlGuard;
   /** The export store and download-link signer; /v1/exports and /files/:token exist only with it. */
   exports?: ExportRouteDeps;
+  /** Verifies Resend's bounce and complaint webhooks at POST /providers/resend/events, which answers 404 without it. */
+  resendWebhookSecret?: string;
 }
 
 /** Engine and API errors as problems; anything else is a 500 that says nothing about internals. */
@@ -102,6 +105,7 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
   app.route("/v1", emailRoutes(queue, sql));
   app.route("/v1", webhookRoutes(queue, sql, deps.webhookGuard ?? { resolver: createDohResolver() }));
   if (deps.unsubscribe) app.route("/u", unsubscribeRoutes(sql, deps.unsubscribe));
+  app.route("/providers", providerRoutes({ sql, queue, logger, resendWebhookSecret: deps.resendWebhookSecret }));
   if (deps.exports) app.route("/", exportRoutes(queue, sql, deps.exports));
   if (deps.exports) app.route("/v1", importRoutes(queue, sql, deps.exports.storage));
 

@@ -4,6 +4,7 @@
  */
 import { type Context, Hono } from "hono";
 import { z } from "zod";
+import { email } from "../jobs/fields";
 import type { SqlClient } from "../ports";
 import type { Queue } from "../queue/queue";
 import { WebhookEndpoints } from "../webhooks/endpoints";
@@ -12,14 +13,19 @@ import { type ApiEnv, tenantOf } from "./auth";
 import { readJson } from "./body";
 import { ApiError, zodFieldErrors } from "./problem";
 
+const eventTypes = z.array(z.string().min(1).max(128).regex(/^[a-z0-9_.-]+$/, "lowercase letters, digits and _ . - only")).max(100);
+/** Told by email when the platform disables the endpoint (410 Gone, or failing for days); null: nobody. */
+const notifyEmail = email.nullable();
+
 const schemas = {
   create: z.strictObject({
     url: z.string().min(1).max(2_000),
-    event_types: z
-      .array(z.string().min(1).max(128).regex(/^[a-z0-9_.-]+$/, "lowercase letters, digits and _ . - only"))
-      .max(100)
-      .default([]),
+    event_types: eventTypes.default([]),
+    notify_email: notifyEmail.optional(),
   }),
+  update: z
+    .strictObject({ event_types: eventTypes.optional(), notify_email: notifyEmail.optional() })
+    .refine((u) => u.event_types !== undefined || u.notify_email !== undefined, { message: "give event_types or notify_email", path: ["notify_email"] }),
   rotate: z.strictObject({
     /** How long the previous secret keeps signing. Default 24 h; 0 ends it now. */
     previous_secret_ttl_seconds: z.number().int().min(0).max(7 * 24 * 3_600).default(24 * 3_600),
@@ -42,8 +48,14 @@ export function webhookRoutes(queue: Queue, sql: SqlClient, guard: UrlGuard): Ho
   app.post("/webhooks/endpoints", async (c) => {
     const tenantId = tenantOf(c);
     const req = await body(c, schemas.create);
-    const { endpoint, secret } = await endpoints.create(tenantId, { url: req.url, eventTypes: req.event_types });
+    const { endpoint, secret } = await endpoints.create(tenantId, { url: req.url, eventTypes: req.event_types, notifyEmail: req.notify_email });
     return c.json({ ...endpoint, secret }, 201);
+  });
+
+  app.patch("/webhooks/endpoints/:id", async (c) => {
+    const tenantId = tenantOf(c);
+    const req = await body(c, schemas.update);
+    return c.json(await endpoints.update(tenantId, c.req.param("id"), { eventTypes: req.event_types, notifyEmail: req.notify_email }));
   });
 
   app.get("/webhooks/endpoints", async (c) => c.json({ endpoints: await endpoints.list(tenantOf(c)) }));

@@ -4,6 +4,7 @@ import { PermanentError, Snooze } from "../queue/errors";
 import type { JobContext } from "../queue/handler";
 import type { Job } from "../queue/job";
 import type { Queue } from "../queue/queue";
+import { publishCampaignEnds } from "./campaign-events";
 import type { Campaign } from "./campaigns";
 
 export interface FanoutDeps {
@@ -68,6 +69,8 @@ export async function processCampaign(
     if (ctx.signal.aborted) throw ctx.signal.reason;
     if (campaign.status === "paused") throw new Snooze(PAUSED_SNOOZE_MS, "campaign paused");
     if (campaign.status !== "sending" || campaign.fanout_done) {
+      // Also a run after a crash that came between the end and its publication.
+      await publishCampaignEnds(deps.queue, deps.sql, [campaign.id]);
       return { recipients: campaign.recipients, status: campaign.status };
     }
     const { where, params } = segmentFilterSql(filters, 5);
@@ -93,6 +96,8 @@ export async function processCampaign(
         [campaign.id],
       );
       campaign = await load();
+      // Every send had ended before the fan-out did (all skipped, or an empty audience): the campaign ends here.
+      await publishCampaignEnds(deps.queue, deps.sql, [campaign.id]);
       return { recipients: campaign.recipients, status: campaign.status };
     }
     // Members that are not active contacts (or not in the segment) are passed over, not recipients.

@@ -1,6 +1,7 @@
 import type { SqlClient } from "../ports";
 import { ConflictError, NotFoundError } from "../queue/errors";
 import type { Queue } from "../queue/queue";
+import { publishCampaignEnds } from "./campaign-events";
 
 export type CampaignStatus = "draft" | "scheduled" | "sending" | "paused" | "sent" | "cancelled";
 
@@ -32,7 +33,8 @@ const COLUMNS = `id, tenant_id, name, template_id, list_id, segment_id, status, 
  * Campaign lifecycle: draft → scheduled | sending → (paused ⇄ sending) → sent, or cancelled.
  * Starting enqueues one campaign.process job (keyed by the campaign, so starting twice does
  * not fan out twice); pause and cancel are read by the fan-out before every batch and by each
- * send still waiting.
+ * send still waiting. The end (sent or cancelled) is published to the tenant's webhooks once
+ * (see campaign-events.ts).
  */
 export class Campaigns {
   constructor(
@@ -85,11 +87,15 @@ export class Campaigns {
        where id = $1 and status = 'sending' and fanout_done and sent + skipped + failed >= recipients`,
       [id],
     );
+    await publishCampaignEnds(this.queue, this.sql, [id]);
     return this.get(tenantId, id);
   }
 
+  /** Cancels, and publishes campaign.cancelled with the counters as they stand. */
   async cancel(tenantId: string, id: string): Promise<Campaign> {
-    return this.transition(tenantId, id, ["draft", "scheduled", "sending", "paused"], "cancelled");
+    const campaign = await this.transition(tenantId, id, ["draft", "scheduled", "sending", "paused"], "cancelled");
+    await publishCampaignEnds(this.queue, this.sql, [id]);
+    return campaign;
   }
 
   private async transition(tenantId: string, id: string, from: CampaignStatus[], to: CampaignStatus): Promise<Campaign> {

@@ -4,6 +4,8 @@ import type { Clock, Logger, SqlClient } from "../ports";
 import { PermanentError, RetryAfter, Snooze } from "../queue/errors";
 import type { BatchResult } from "../queue/handler";
 import type { Job } from "../queue/job";
+import type { Queue } from "../queue/queue";
+import { publishCampaignEnds } from "./campaign-events";
 import { type OutgoingMessage, ProviderError, type SendResult } from "./mailer";
 import type { ProviderRouter } from "./provider-router";
 import type { RateLimiter } from "./rate-limit";
@@ -26,6 +28,8 @@ export interface SendEmailDeps {
   /** Per provider and per tenant; over the limit a send waits (a Snooze: no attempt spent), never fails. */
   rateLimiter?: RateLimiter;
   limits?: { providerPerSecond?: number; tenantPerSecond?: number };
+  /** With a queue, a campaign whose last send ends here publishes campaign.sent to its tenant's webhooks. */
+  queue?: Queue;
 }
 
 /** How long a send of a paused campaign waits before it looks again. */
@@ -68,11 +72,15 @@ export async function sendEmails(jobs: readonly Job<EmailPayload>[], deps: SendE
 
   // 1. Campaign state: paused sends wait without spending attempts; cancelled ones are skipped.
   const campaignIds = [...new Set(jobs.flatMap((j) => (j.payload.campaign_id ? [j.payload.campaign_id] : [])))];
-  const campaigns = new Map(
-    (
-      await deps.sql.query<{ id: string; status: string }>("select id, status from campaigns where id = any($1::text[])", [campaignIds])
-    ).map((c) => [c.id, c.status]),
+  const campaignRows = await deps.sql.query<{ id: string; status: string; unpublished: boolean }>(
+    "select id, status, (status in ('sent', 'cancelled') and end_event_at is null) as unpublished from campaigns where id = any($1::text[])",
+    [campaignIds],
   );
+  const campaigns = new Map(campaignRows.map((c) => [c.id, c.status]));
+  // Campaigns whose end is still to be published: seen here (a run after a crash that came
+  // between the end and its publication), or ended by this batch's records below.
+  const ended = new Set(campaignRows.filter((c) => c.unpublished).map((c) => c.id));
+  const noteEnded = (ids: string[]) => ids.forEach((id) => ended.add(id));
   let live: Job<EmailPayload>[] = [];
   const cancelled: Job<EmailPayload>[] = [];
   for (const job of jobs) {
@@ -84,7 +92,7 @@ export async function sendEmails(jobs: readonly Job<EmailPayload>[], deps: SendE
 
   // 2. The ledger: one row a message. Rows already sent or skipped mean a repeated run: no-op.
   const ledger = await claimLedger(deps.sql, jobs.filter((j) => !results.has(j.id)));
-  await markSkipped(deps, cancelled, ledger, "campaign cancelled");
+  noteEnded(await markSkipped(deps, cancelled, ledger, "campaign cancelled"));
   for (const job of cancelled) done(job, { ok: true, result: { status: "skipped", reason: "campaign cancelled" } });
   const fresh: Job<EmailPayload>[] = [];
   for (const job of live) {
@@ -102,7 +110,7 @@ export async function sendEmails(jobs: readonly Job<EmailPayload>[], deps: SendE
     const blocked = await deps.suppressions.suppressed(tenantId, list.map((j) => j.payload.recipient));
     for (const job of list) if (blocked.has(job.payload.recipient.toLowerCase())) suppressed.push(job);
   }
-  await markSkipped(deps, suppressed, ledger, "suppressed");
+  noteEnded(await markSkipped(deps, suppressed, ledger, "suppressed"));
   for (const job of suppressed) done(job, { ok: true, result: { status: "skipped", reason: "suppressed" } });
   live = live.filter((j) => !results.has(j.id));
 
@@ -116,7 +124,7 @@ export async function sendEmails(jobs: readonly Job<EmailPayload>[], deps: SendE
       const members = await replayBatch(deps, batchKey, settings);
       // Every member is recorded, not only the jobs in hand: the others then find their
       // message sent and make no request of their own.
-      await finalize(deps, members.map((m) => ({ id: m.rowId, status: "sent" as const, provider: m.provider, messageId: m.result.providerMessageId })));
+      noteEnded(await finalize(deps, members.map((m) => ({ id: m.rowId, status: "sent" as const, provider: m.provider, messageId: m.result.providerMessageId }))));
       for (const job of mine) {
         const m = members.find((x) => x.jobId === job.id);
         done(job, m ? { ok: true, result: { status: "sent", provider: m.provider, message_id: m.result.providerMessageId, replayed: true } } : { ok: false, error: new Error(`batch ${batchKey} did not include job ${job.id}`) });
@@ -179,11 +187,14 @@ export async function sendEmails(jobs: readonly Job<EmailPayload>[], deps: SendE
   }
 
   // 7. Record: ledger, analytics events and campaign counters, one statement each.
-  await recordSent(deps, sent, ledger);
-  await recordFailed(deps, failedForGood, ledger);
+  noteEnded(await recordSent(deps, sent, ledger));
+  noteEnded(await recordFailed(deps, failedForGood, ledger));
   for (const { job, provider, result } of sent) {
     done(job, { ok: true, result: { status: "sent", provider, message_id: result.providerMessageId } });
   }
+  // 8. campaign.sent for the campaigns that ended. A failure here fails the batch: its retry
+  //    finds every message recorded (nothing is sent again) and the end unpublished, and publishes.
+  if (deps.queue) await publishCampaignEnds(deps.queue, deps.sql, [...ended]);
   return jobs.map((j) => results.get(j.id) ?? { ok: false, error: new Error("email.send produced no outcome") });
 }
 
@@ -318,14 +329,15 @@ const contactIdOf = (job: Job<EmailPayload>): string | null => {
 /**
  * Moves ledger rows to a final status and adds the campaign counters and events for the rows
  * that really moved (a repeated run moves nothing, so nothing is counted twice); then marks
- * campaigns whose every send has ended as sent.
+ * campaigns whose every send has ended as sent. Returns the campaigns that are now sent and
+ * whose end is not published yet.
  */
 async function finalize(
   deps: SendEmailDeps,
   rows: { id: string; status: "sent" | "skipped" | "failed"; provider?: string; messageId?: string; detail?: string }[],
-): Promise<void> {
-  if (rows.length === 0) return;
-  await deps.sql.query(
+): Promise<string[]> {
+  if (rows.length === 0) return [];
+  const campaigns = await deps.sql.query<{ id: string; unpublished: boolean }>(
     `with prev as (
        -- The statuses before this statement (its snapshot). Not FOR UPDATE: rows locked by one
        -- sub-statement are invisible to another's update in the same statement.
@@ -359,7 +371,8 @@ async function finalize(
        finished_at = case when c.status = 'sending' and c.fanout_done
                       and c.sent + c.skipped + c.failed + d.sent + d.skipped + d.failed >= c.recipients
                      then $6::timestamptz else c.finished_at end
-     from deltas d where c.id = d.campaign_id`,
+     from deltas d where c.id = d.campaign_id
+     returning c.id, (c.status = 'sent' and c.end_event_at is null) as unpublished`,
     [
       rows.map((r) => r.id),
       rows.map((r) => r.status),
@@ -369,17 +382,18 @@ async function finalize(
       deps.clock.now().toISOString(),
     ],
   );
+  return campaigns.filter((c) => c.unpublished).map((c) => c.id);
 }
 
 async function markSkipped(deps: SendEmailDeps, jobs: readonly Job<EmailPayload>[], ledger: Map<string, LedgerRow>, reason: string) {
-  await finalize(
+  return finalize(
     deps,
     jobs.map((j) => ({ id: ledger.get(sendKey(j))!.id, status: "skipped" as const, detail: reason })),
   );
 }
 
 async function recordSent(deps: SendEmailDeps, sent: { job: Job<EmailPayload>; provider: string; result: SendResult }[], ledger: Map<string, LedgerRow>) {
-  await finalize(
+  return finalize(
     deps,
     sent.map(({ job, provider, result }) => ({
       id: ledger.get(sendKey(job))!.id,
@@ -391,7 +405,7 @@ async function recordSent(deps: SendEmailDeps, sent: { job: Job<EmailPayload>; p
 }
 
 async function recordFailed(deps: SendEmailDeps, failed: { job: Job<EmailPayload>; detail: string }[], ledger: Map<string, LedgerRow>) {
-  await finalize(
+  return finalize(
     deps,
     failed.map(({ job, detail }) => ({ id: ledger.get(sendKey(job))!.id, status: "failed" as const, detail: detail.slice(0, 500) })),
   );

@@ -1,7 +1,8 @@
 /**
- * A tenant's webhook endpoints: register (the URL passes the SSRF guard first), list, rotate
- * the secret, disable, send a test event, read the delivery log. A secret leaves this module
- * only in the result of create and rotate (shown to the customer once); views never carry it.
+ * A tenant's webhook endpoints: register (the URL passes the SSRF guard first), list, change
+ * the event types or the owner's address, rotate the secret, disable, send a test event, read
+ * the delivery log. A secret leaves this module only in the result of create and rotate (shown
+ * to the customer once); views never carry it.
  */
 import type { Clock, SqlClient } from "../ports";
 import { NotFoundError, ValidationError } from "../queue/errors";
@@ -23,7 +24,9 @@ export interface EndpointRow {
   previous_secret_expires_at: Date | null;
   status: "active" | "disabled";
   disabled_reason: string | null;
+  disabled_at: Date | null;
   failing_since: Date | null;
+  notify_email: string | null;
   created_at: Date;
 }
 
@@ -33,7 +36,10 @@ export interface EndpointView {
   event_types: string[];
   status: "active" | "disabled";
   disabled_reason: string | null;
+  disabled_at: Date | null;
   failing_since: Date | null;
+  /** Who is told by email when the platform disables this endpoint; null: nobody (the webhook.endpoint.disabled event still goes out). */
+  notify_email: string | null;
   /** Until when the previous secret still signs (a rotation in progress), else null. */
   previous_secret_expires_at: Date | null;
   created_at: Date;
@@ -47,7 +53,9 @@ export function endpointView(row: EndpointRow, now: Date): EndpointView {
     event_types: row.event_types,
     status: row.status,
     disabled_reason: row.disabled_reason,
+    disabled_at: row.disabled_at,
     failing_since: row.failing_since,
+    notify_email: row.notify_email,
     previous_secret_expires_at: rotating,
     created_at: row.created_at,
   };
@@ -74,9 +82,11 @@ export async function recordDelivery(sql: SqlClient, d: DeliveryRecord): Promise
   );
 }
 
+/** Disables an endpoint (again, when it already is: the reason is replaced, the time kept). */
 export async function disableEndpoint(sql: SqlClient, tenantId: string, id: string, reason: string): Promise<EndpointRow | undefined> {
   const [row] = await sql.query<EndpointRow>(
-    `update webhook_endpoints set status = 'disabled', disabled_reason = $3 where id = $1 and tenant_id = $2 returning *`,
+    `update webhook_endpoints set status = 'disabled', disabled_reason = $3, disabled_at = coalesce(disabled_at, now())
+     where id = $1 and tenant_id = $2 returning *`,
     [id, tenantId, reason],
   );
   return row;
@@ -89,6 +99,16 @@ export async function getEndpoint(sql: SqlClient, tenantId: string, id: string):
 
 const EVENT_TYPE = /^[a-z0-9_.-]+$/;
 
+function eventTypesOf(input: readonly string[] | undefined): string[] {
+  const types = [...new Set(input ?? [])];
+  types.forEach((t, i) => {
+    if (!EVENT_TYPE.test(t) || t.length > 128) {
+      throw new ValidationError("invalid event type", [{ path: ["event_types", i], message: "lowercase letters, digits and _ . - only" }]);
+    }
+  });
+  return types;
+}
+
 export class WebhookEndpoints {
   constructor(
     private readonly sql: SqlClient,
@@ -98,21 +118,32 @@ export class WebhookEndpoints {
   ) {}
 
   /** Registers an endpoint; a URL the SSRF guard refuses is a ValidationError on `url`. */
-  async create(tenantId: string, input: { url: string; eventTypes?: readonly string[] }): Promise<{ endpoint: EndpointView; secret: string }> {
+  async create(
+    tenantId: string,
+    input: { url: string; eventTypes?: readonly string[]; notifyEmail?: string | null },
+  ): Promise<{ endpoint: EndpointView; secret: string }> {
     const check = await checkUrl(input.url, this.guard);
     if (!check.ok) throw new ValidationError("the webhook URL is not allowed", [{ path: ["url"], message: check.reason }]);
-    const types = [...new Set(input.eventTypes ?? [])];
-    types.forEach((t, i) => {
-      if (!EVENT_TYPE.test(t) || t.length > 128) {
-        throw new ValidationError("invalid event type", [{ path: ["event_types", i], message: "lowercase letters, digits and _ . - only" }]);
-      }
-    });
+    const types = eventTypesOf(input.eventTypes);
     const secret = generateSecret();
     const [row] = await this.sql.query<EndpointRow>(
-      `insert into webhook_endpoints (id, tenant_id, url, event_types, secret) values ($1, $2, $3, $4::text[], $5) returning *`,
-      [webhookId("whe"), tenantId, check.url.toString(), types, secret],
+      `insert into webhook_endpoints (id, tenant_id, url, event_types, secret, notify_email) values ($1, $2, $3, $4::text[], $5, $6) returning *`,
+      [webhookId("whe"), tenantId, check.url.toString(), types, secret, input.notifyEmail ?? null],
     );
     return { endpoint: endpointView(row!, this.clock.now()), secret };
+  }
+
+  /** Changes what an endpoint receives or who is told when it is disabled; a field left undefined stays. */
+  async update(tenantId: string, id: string, input: { eventTypes?: readonly string[]; notifyEmail?: string | null }): Promise<EndpointView> {
+    const types = input.eventTypes === undefined ? null : eventTypesOf(input.eventTypes);
+    const [row] = await this.sql.query<EndpointRow>(
+      `update webhook_endpoints set event_types = coalesce($3::text[], event_types),
+         notify_email = case when $4 then $5 else notify_email end
+       where id = $1 and tenant_id = $2 returning *`,
+      [id, tenantId, types, input.notifyEmail !== undefined, input.notifyEmail ?? null],
+    );
+    if (!row) throw new NotFoundError(`no webhook endpoint ${id}`);
+    return endpointView(row, this.clock.now());
   }
 
   async list(tenantId: string): Promise<EndpointView[]> {

@@ -47,3 +47,40 @@ export async function signedHeaders(
   const signatures = await Promise.all(secrets.map((s) => sign(s, id, timestampSeconds, body)));
   return { "webhook-id": id, "webhook-timestamp": String(timestampSeconds), "webhook-signature": signatures.join(" ") };
 }
+
+/** How far a message's timestamp may be from now, either way, before it is refused (replays). */
+export const DEFAULT_TOLERANCE_SECONDS = 5 * 60;
+
+export type Verification = { ok: true } | { ok: false; reason: string };
+
+/**
+ * Checks a Standard Webhooks message as a receiver: the timestamp within the tolerance of now,
+ * and one of the "v1,<base64>" signatures in the header made with the secret over the exact
+ * body. crypto.subtle.verify compares in constant time, so a guess learns nothing from timing.
+ */
+export async function verifySignature(
+  secret: string,
+  message: { id: string; timestamp: string; signature: string; body: string },
+  nowSeconds: number,
+  toleranceSeconds = DEFAULT_TOLERANCE_SECONDS,
+): Promise<Verification> {
+  if (!/^\d{1,12}$/.test(message.timestamp)) return { ok: false, reason: "the timestamp is not a number of seconds" };
+  const timestamp = Number(message.timestamp);
+  if (Math.abs(nowSeconds - timestamp) > toleranceSeconds) {
+    return { ok: false, reason: `the timestamp is more than ${toleranceSeconds} seconds away from now` };
+  }
+  const key = await crypto.subtle.importKey("raw", secretBytes(secret), { name: "HMAC", hash: "SHA-256" }, false, ["verify"]);
+  const signed = new TextEncoder().encode(`${message.id}.${timestamp}.${message.body}`);
+  for (const part of message.signature.split(" ")) {
+    const [version, value] = part.split(",", 2);
+    if (version !== "v1" || !value) continue;
+    let mac: Uint8Array<ArrayBuffer>;
+    try {
+      mac = fromBase64(value);
+    } catch {
+      continue;
+    }
+    if (await crypto.subtle.verify("HMAC", key, mac, signed)) return { ok: true };
+  }
+  return { ok: false, reason: "no signature matches" };
+}

@@ -4,8 +4,8 @@ import { storageEnvShape, storageSettingsProblem } from "../../shared/storage/co
 /**
  * The Worker's settings: wrangler.toml [vars] and secrets, checked by zod on each invocation
  * (an error names the variable). Secrets: DATABASE_URL, UPSTASH_REDIS_REST_TOKEN, API_KEY_PEPPER,
- * ADMIN_API_KEY, S3_SECRET_ACCESS_KEY. Bindings: JOBS_QUEUE (optional Cloudflare Queue producer for
- * wake-ups), FILES (optional R2 bucket: STORAGE_URL's bucket without S3 keys).
+ * ADMIN_API_KEY, RESEND_API_KEY, RESEND_WEBHOOK_SECRET, S3_SECRET_ACCESS_KEY. Bindings: JOBS_QUEUE (optional
+ * Cloudflare Queue producer for wake-ups), FILES (optional R2 bucket: STORAGE_URL's bucket without S3 keys).
  */
 const intFrom = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
 const bool = z.enum(["true", "false", "1", "0"]).transform((v) => v === "true" || v === "1");
@@ -35,6 +35,8 @@ export const edgeEnvSchema = z.object({
   /** Resend API key (a secret): mail goes through Resend; without it, into the outbox table. */
   RESEND_API_KEY: z.string().min(1).optional(),
   RESEND_BASE_URL: z.url({ protocol: /^https?$/ }).optional(),
+  /** Signing secret ("whsec_…", a secret) of the Resend webhook reporting bounces and complaints; unset: POST /providers/resend/events answers 404. */
+  RESEND_WEBHOOK_SECRET: z.string().regex(/^whsec_[A-Za-z0-9+/]+={0,2}$/, "expected the webhook's signing secret, whsec_ and base64").optional(),
   MAIL_FROM: z.string().min(3).default("PenguinMails <no-reply@penguinmails.local>"),
   /** Public base URL of the API, for unsubscribe links. */
   PUBLIC_URL: z.url({ protocol: /^https?$/ }).default("http://localhost:8787"),

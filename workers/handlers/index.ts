@@ -32,7 +32,7 @@ export function createHandlers(deps: HandlerDeps): Handler[] {
   const handlers: Handler[] = [maintenanceCleanupHandler({ ...deps, exportStorage: deps.exports?.storage })];
   if (deps.email) {
     const { queue, logger, send } = deps.email;
-    handlers.push(emailSendHandler({ ...send, sql: deps.sql, clock: deps.clock, logger }));
+    handlers.push(emailSendHandler({ ...send, sql: deps.sql, clock: deps.clock, logger, queue }));
     handlers.push(campaignProcessHandler({ sql: deps.sql, queue, logger }));
   }
   if (deps.imports) handlers.push(importContactsHandler({ ...deps.imports, sql: deps.sql }));

@@ -5,15 +5,18 @@
  *
  * 2xx: delivered. 410: the receiver is gone, the endpoint is disabled. 429, 5xx, other 4xx,
  * redirects (never followed) and network errors: retried (Retry-After honoured), unless the
- * endpoint has been failing for longer than `disableAfterDays`, which disables it. A URL the
- * SSRF guard refuses fails at once and is never connected to.
+ * endpoint has been failing for longer than `disableAfterDays`, which disables it. Either way
+ * the owner is told (shared/webhooks/auto-disable.ts). A URL the SSRF guard refuses fails at
+ * once and is never connected to.
  */
 import type { z } from "zod";
 import type { webhookDispatch } from "../../shared/jobs/webhook-dispatch";
-import { type Clock, type Logger, silentLogger, type SqlClient } from "../../shared/ports";
+import { type Clock, type Logger, silentLogger, type Sql } from "../../shared/ports";
 import { PermanentError, RetryAfter } from "../../shared/queue/errors";
 import type { Handler } from "../../shared/queue/handler";
-import { disableEndpoint, getEndpoint, recordDelivery } from "../../shared/webhooks/endpoints";
+import type { Queue } from "../../shared/queue/queue";
+import { autoDisableEndpoint } from "../../shared/webhooks/auto-disable";
+import { getEndpoint, recordDelivery } from "../../shared/webhooks/endpoints";
 import { signedHeaders } from "../../shared/webhooks/signature";
 import { checkUrl, type AllowList, type Resolver } from "../../shared/webhooks/ssrf";
 
@@ -40,9 +43,11 @@ export const defaultWebhookSettings: WebhookSettings = {
 };
 
 export interface WebhookDeps {
-  sql: SqlClient;
+  sql: Sql;
   clock: Clock;
   logger?: Logger;
+  /** With a queue, disabling an endpoint tells its owner: an event to the tenant's other endpoints, an email to its notify_email. */
+  queue?: Queue;
   resolver: Resolver;
   allow?: AllowList;
   settings?: Partial<WebhookSettings>;
@@ -93,6 +98,8 @@ export function retryAfterMs(header: string | null, now: Date): number | undefin
 export function webhookDispatchHandler(deps: WebhookDeps): Handler<Payload> {
   const settings = { ...defaultWebhookSettings, ...deps.settings };
   const logger = deps.logger ?? silentLogger;
+  const disable = (tenantId: string, endpointId: string, reason: string) =>
+    autoDisableEndpoint({ sql: deps.sql, clock: deps.clock, logger, queue: deps.queue }, tenantId, endpointId, reason);
   const doFetch = deps.fetch ?? ((input: RequestInfo | URL, init?: RequestInit) => fetch(input, init));
 
   return {
@@ -130,8 +137,7 @@ export function webhookDispatchHandler(deps: WebhookDeps): Handler<Payload> {
         const limitMs = settings.disableAfterDays * 24 * 3_600_000;
         if (row && now.getTime() - new Date(row.failing_since).getTime() > limitMs) {
           const reason = `failing continuously for more than ${settings.disableAfterDays} days`;
-          await disableEndpoint(deps.sql, tenantId, endpointId, reason);
-          logger.warn("webhook endpoint disabled", { endpoint_id: endpointId, reason });
+          await disable(tenantId, endpointId, reason);
           throw new PermanentError(`${error}; the endpoint was disabled: ${reason}`);
         }
         throw retry;
@@ -178,8 +184,7 @@ export function webhookDispatchHandler(deps: WebhookDeps): Handler<Payload> {
       if (status === 410) {
         const reason = "the receiver answered 410 Gone";
         await log({ outcome: "failed", error: reason, statusCode: status, durationMs, responseBody });
-        await disableEndpoint(deps.sql, tenantId, endpointId, reason);
-        logger.info("webhook endpoint disabled", { endpoint_id: endpointId, reason });
+        await disable(tenantId, endpointId, reason);
         throw new PermanentError(`${reason}; the endpoint was disabled`);
       }
       if (status >= 300 && status < 400) {

@@ -66,6 +66,11 @@ const envSchema = z.object({
   RESEND_API_KEY: z.string().min(1).optional(),
   /** Another Resend-compatible base URL (a local stand-in in tests). Defaults to Resend's own. */
   RESEND_BASE_URL: z.url({ protocol: /^https?$/, error: "expected an http(s) URL" }).optional(),
+  /**
+   * Signing secret ("whsec_…") of the Resend webhook that reports bounces and complaints to
+   * POST /providers/resend/events. Unset: that route answers 404 and bounces are not recorded.
+   */
+  RESEND_WEBHOOK_SECRET: z.string().regex(/^whsec_[A-Za-z0-9+/]+={0,2}$/, "expected the webhook's signing secret, whsec_ and base64").optional(),
   /** An SMTP relay, smtp://user:pass@host:port or smtps://… (the internal relay). */
   SMTP_URL: z.url({ protocol: /^smtps?$/, error: "expected an smtp:// or smtps:// URL" }).optional(),
   /** Providers in order of preference, comma-separated (resend, smtp, outbox). Defaults to the configured ones; the outbox alone when none is. */

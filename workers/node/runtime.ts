@@ -84,7 +84,7 @@ export async function startNodeRuntime(
         clock: engine.clock,
         retention: retentionOf(config),
         email: { queue: engine.queue, logger, send: mail.send },
-        webhooks: { ...guard, logger },
+        webhooks: { ...guard, logger, queue: engine.queue },
         exports: { storage, queue: engine.queue, links: exportLinks },
         imports: { storage, queue: engine.queue, logger },
       });
@@ -155,6 +155,7 @@ export async function startNodeRuntime(
       unsubscribe: mail.unsubscribe,
       webhookGuard: guard,
       exports: { storage, links: exportLinks },
+      resendWebhookSecret: config.RESEND_WEBHOOK_SECRET,
       scaling: { queueDepth: config.SCALE_QUEUE_DEPTH, importMemoryRatio: config.SCALE_IMPORT_MEMORY_RATIO },
     });
     await new Promise<void>((ready) => {

@@ -17,7 +17,9 @@ import { Resend, type CreateBatchOptions, type CreateEmailOptions, type ErrorRes
 import { ProviderError, type Mailer, type OutgoingMessage, type SendResult } from "../mailer";
 
 export const RESEND_MAX_BATCH = 100;
-const PROVIDER = "resend";
+/** The provider's name in the send ledger (email_sends.provider), which its webhook reports are matched against. */
+export const RESEND_PROVIDER = "resend";
+const PROVIDER = RESEND_PROVIDER;
 /** Resend accepts idempotency keys of 1-256 characters. */
 const MAX_KEY_LENGTH = 256;
 

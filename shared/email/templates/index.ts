@@ -24,6 +24,7 @@ export {
   type Resolver,
 } from "./tenant";
 export { TransactionalEmail, transactional, transactionalVariables, type TransactionalVariables } from "./transactional";
+export { WebhookDisabledEmail, webhookDisabled, webhookDisabledVariables, type WebhookDisabledVariables } from "./webhook-disabled";
 export {
   escapeHtml,
   interpolate,

@@ -4,11 +4,13 @@ import { importFinished } from "./import-finished";
 import type { LayoutOptions } from "./layout";
 import { type RenderedEmail, renderEmail } from "./render";
 import { transactional } from "./transactional";
+import { webhookDisabled } from "./webhook-disabled";
 
 /** PenguinMails' own templates, by id. Each has its variables schema (zod), subject and component. */
 export const systemTemplates = {
   sys_transactional: transactional,
   sys_import_finished: importFinished,
+  sys_webhook_disabled: webhookDisabled,
 } as const;
 
 export type SystemTemplateId = keyof typeof systemTemplates;
