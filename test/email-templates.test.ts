@@ -145,8 +145,24 @@ describe("system templates", () => {
     expect(bad.issues.map((i: { path: string }) => i.path)).toEqual(["disabled_at"]);
   });
 
+  it("sys_export_ready gives the size, the download link and its expiry", async () => {
+    const out = await renderSystemTemplate("sys_export_ready", {
+      source: "list",
+      rows: 12_345,
+      bytes: 2_500_000,
+      download_url: "https://jobs.example.com/files/abc.def",
+      expires_at: "2026-05-08T09:30:00.000Z",
+    });
+    expect(out.subject).toBe("Your export is ready: 12,345 rows");
+    expect(out.text).toContain("The list export has 12,345 rows (2.4 MB, CSV).");
+    expect(out.text).toContain("until 8 May 2026");
+    expect(out.html).toContain('href="https://jobs.example.com/files/abc.def"');
+    const bad = await renderSystemTemplate("sys_export_ready", { source: "list", rows: 1, bytes: 1, download_url: "javascript:alert(1)", expires_at: "2026-05-08T09:30:00Z" }).catch((e) => e);
+    expect(bad.issues.map((i: { path: string }) => i.path)).toEqual(["download_url"]);
+  });
+
   it("checks variables with the template's schema and names the offending paths", async () => {
-    expect(Object.keys(systemTemplates).sort()).toEqual(["sys_import_finished", "sys_transactional", "sys_webhook_disabled"]);
+    expect(Object.keys(systemTemplates).sort()).toEqual(["sys_export_ready", "sys_import_finished", "sys_transactional", "sys_webhook_disabled"]);
     const bad = await renderSystemTemplate("sys_import_finished", { rows_read: -1, created: 1, updated: 0, invalid: 0 }).catch((e) => e);
     expect(bad).toBeInstanceOf(TemplateError);
     expect(bad.code).toBe("invalid_variables");

@@ -259,8 +259,18 @@ describe("export.data", () => {
       `insert into segments (id, tenant_id, name, list_id, filters) values ('seg_pro', 'acme', 'pro', $1, '[{"attribute":"plan","op":"eq","value":"pro"}]') returning id`,
       [listId],
     );
-    const { view } = await exportAndWait({ source: "segment", segment_id: seg!.id });
+    const { id, view } = await exportAndWait({ source: "segment", segment_id: seg!.id, notify_email: "owner@acme.test" });
     expect(view.rows).toBe(9);
+    // The owner gets the link by email (sys_export_ready through email.send), once.
+    const notices = await engine.queue.list({ tenantId: "acme", type: "email.send", limit: 10 });
+    expect(notices).toHaveLength(1);
+    expect(notices[0]!.payload).toMatchObject({
+      recipient: "owner@acme.test",
+      template_id: "sys_export_ready",
+      variables: { source: "segment", rows: 9, download_url: expect.stringMatching(/^http:\/\/jobs\.test\/files\//) },
+    });
+    expect(notices[0]!.idempotencyKey).toBe(`export-ready:${id}`);
+    expect((await api("POST", "/v1/exports", { source: "list", list_id: listId, notify_email: "not an address" })).status).toBe(422);
     const records = parseCsv(await (await download(view.download_url)).text()).slice(1);
     expect(records.map((r) => r[1]).sort()).toEqual([1, 2, 3, 4, 5, 6, 7, 8, 9].map((k) => `p${k * 1000}@example.com`).sort());
   });

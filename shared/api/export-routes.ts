@@ -9,7 +9,7 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import type { ExportLinks } from "../exports/links";
-import { entityId } from "../jobs/fields";
+import { email, entityId } from "../jobs/fields";
 import type { Clock, SqlClient } from "../ports";
 import type { Queue } from "../queue/queue";
 import { type Storage, StorageNotFound } from "../storage/storage";
@@ -25,9 +25,9 @@ export interface ExportRouteDeps {
 }
 
 const createSchema = z.discriminatedUnion("source", [
-  z.strictObject({ source: z.literal("list"), list_id: entityId }),
-  z.strictObject({ source: z.literal("segment"), segment_id: entityId }),
-  z.strictObject({ source: z.literal("campaign"), campaign_id: entityId }),
+  z.strictObject({ source: z.literal("list"), list_id: entityId, notify_email: email.optional() }),
+  z.strictObject({ source: z.literal("segment"), segment_id: entityId, notify_email: email.optional() }),
+  z.strictObject({ source: z.literal("campaign"), campaign_id: entityId, notify_email: email.optional() }),
 ]);
 
 const TABLE_OF = { list: "lists", segment: "segments", campaign: "campaigns" } as const;

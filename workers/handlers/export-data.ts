@@ -64,6 +64,20 @@ export function exportDataHandler(deps: ExportDeps): Handler<Payload> {
           },
         });
       }
+      if (payload.notify_email && deps.queue && downloadUrl) {
+        // The link by email, keyed by the export so a retry sends it once.
+        await deps.queue.enqueue({
+          type: "email.send",
+          tenantId: payload.tenant_id,
+          payload: {
+            recipient: payload.notify_email,
+            template_id: "sys_export_ready",
+            variables: { source: result.source, rows: result.rows, bytes: result.bytes, download_url: downloadUrl, expires_at: result.expires_at },
+          },
+          idempotencyKey: `export-ready:${job.id}`,
+          parentId: job.id,
+        });
+      }
       return { export_id: job.id, rows: result.rows, bytes: result.bytes, expires_at: result.expires_at };
     },
   };

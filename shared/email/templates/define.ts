@@ -33,3 +33,7 @@ export const layoutVariables = {
 /** Numbers for people: 1,234. */
 const numberFormat = new Intl.NumberFormat("en-US");
 export const formatCount = (n: number): string => numberFormat.format(n);
+
+/** "1 May 2026, 09:30 UTC": one unambiguous form, whatever the reader's locale. */
+const dateFormat = new Intl.DateTimeFormat("en-GB", { dateStyle: "long", timeStyle: "short", timeZone: "UTC" });
+export const formatTime = (iso: string): string => `${dateFormat.format(new Date(iso))} UTC`;

@@ -1,5 +1,6 @@
 import type { SystemTemplate } from "./define";
 import { TemplateError, issuesOf } from "./errors";
+import { exportReady } from "./export-ready";
 import { importFinished } from "./import-finished";
 import type { LayoutOptions } from "./layout";
 import { type RenderedEmail, renderEmail } from "./render";
@@ -10,6 +11,7 @@ import { webhookDisabled } from "./webhook-disabled";
 export const systemTemplates = {
   sys_transactional: transactional,
   sys_import_finished: importFinished,
+  sys_export_ready: exportReady,
   sys_webhook_disabled: webhookDisabled,
 } as const;
 

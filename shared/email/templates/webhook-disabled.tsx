@@ -2,7 +2,7 @@
 import { Heading } from "@react-email/heading";
 import { Text } from "@react-email/text";
 import { z } from "zod";
-import { defineSystemTemplate, layoutVariables } from "./define";
+import { defineSystemTemplate, formatTime, layoutVariables } from "./define";
 import { blockStyles, EmailLayout, type LayoutOptions } from "./layout";
 
 export const webhookDisabledVariables = z.object({
@@ -15,10 +15,6 @@ export const webhookDisabledVariables = z.object({
   ...layoutVariables,
 });
 export type WebhookDisabledVariables = z.output<typeof webhookDisabledVariables>;
-
-/** "1 May 2026, 09:30 UTC": one unambiguous form, whatever the reader's locale. */
-const dateFormat = new Intl.DateTimeFormat("en-GB", { dateStyle: "long", timeStyle: "short", timeZone: "UTC" });
-const formatTime = (iso: string): string => `${dateFormat.format(new Date(iso))} UTC`;
 
 export const webhookDisabledSubject = (v: WebhookDisabledVariables): string => `Webhook endpoint disabled: ${v.endpoint_url}`.slice(0, 998);
 
