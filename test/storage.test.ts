@@ -7,6 +7,7 @@ import { createHttpsStorage } from "../shared/storage/https";
 import { createS3Storage, S3Error } from "../shared/storage/s3";
 import { type Storage, StorageNotFound } from "../shared/storage/storage";
 import { parseAllowList, type Resolver } from "../shared/webhooks/ssrf";
+import { createGuardedFetch } from "../workers/node/guarded-fetch";
 import { cleanupProcesses, startWorker } from "./support/processes";
 import { S3_KEYS, S3_REGION, startS3Server, type S3Server } from "./support/s3-server";
 import { createTestDatabase, waitFor } from "./support/services";
@@ -284,5 +285,33 @@ describe("imports and exports on S3 in a real runtime", () => {
     expect(lines.filter((l) => l.includes(",s3-1999@example.com,Person 1999,"))).toHaveLength(1);
     expect(s3.stats.refused).toBe(0);
     expect(worker.output()).not.toContain(S3_KEYS.secretAccessKey);
+  });
+});
+
+describe("customers' URLs on Node: the guard again at connect time", () => {
+  let server: Server;
+  let port: number;
+  beforeAll(async () => {
+    server = createServer((_req, res) => res.end("inside"));
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    port = (server.address() as AddressInfo).port;
+  });
+  afterAll(async () => {
+    await new Promise((r) => server.close(r));
+  });
+
+  it("refuses a name that resolves to a private address when the socket connects (what a rebinding DNS would do after the check)", async () => {
+    const guarded = createGuardedFetch();
+    const err = (await guarded(`http://localhost:${port}/`).catch((e: unknown) => e)) as Error;
+    expect(err).toBeInstanceOf(Error);
+    expect(String((err.cause as Error)?.message)).toMatch(/refused at connect: localhost resolves to (127\.0\.0\.1|::1), .*loopback/);
+    // The same through the https store, whose own check was fooled by a resolver that answered a public address.
+    const fooled = createHttpsStorage({ resolver: { resolve: async () => ["93.184.216.34"] }, allow: parseAllowList(["localhost"]), fetch: guarded });
+    await expect(fooled.read(`http://localhost:${port}/`)).rejects.toThrow(/refused at connect/);
+  });
+
+  it("lets allow-listed destinations through", async () => {
+    expect(await (await createGuardedFetch(parseAllowList(["127.0.0.1", "::1"]))(`http://localhost:${port}/`)).text()).toBe("inside");
+    expect(await (await createGuardedFetch(parseAllowList(["localhost"]))(`http://localhost:${port}/`)).text()).toBe("inside");
   });
 });

@@ -58,9 +58,9 @@ const bucketAndPrefix = (url: string) => {
  */
 export function createStorage(
   settings: StorageSettings,
-  options: { guard: UrlGuard; local?: Storage; r2?: R2BucketBinding; partSize?: number },
+  options: { guard: UrlGuard; local?: Storage; r2?: R2BucketBinding; partSize?: number; fetch?: typeof fetch },
 ): StorageRouter | undefined {
-  const web = createHttpsStorage(options.guard);
+  const web = createHttpsStorage({ ...options.guard, fetch: options.fetch });
   let bucketStore: Storage | undefined;
   if (settings.STORAGE_URL) {
     const { bucket, prefix } = bucketAndPrefix(settings.STORAGE_URL);

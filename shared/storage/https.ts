@@ -37,7 +37,8 @@ export function createHttpsStorage(options: HttpsStorageOptions): Storage {
         try {
           res = await doFetch(check.url, { redirect: "manual", signal: signal ? AbortSignal.any([signal, waiting.signal]) : waiting.signal });
         } catch (err) {
-          const why = waiting.signal.aborted ? String((waiting.signal.reason as Error).message) : err instanceof Error ? err.message : String(err);
+          const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : "";
+          const why = waiting.signal.aborted ? String((waiting.signal.reason as Error).message) : `${err instanceof Error ? err.message : String(err)}${cause}`;
           throw new Error(`${shown(current)}: ${why}`);
         } finally {
           clearTimeout(timer);

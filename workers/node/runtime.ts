@@ -19,6 +19,7 @@ import { MemoryIntake } from "./memory-intake";
 import { memoryLimitBytes, memoryReader } from "./memory";
 import { createIoRedis } from "./redis";
 import { nodeDnsResolver } from "./dns-resolver";
+import { createGuardedFetch } from "./guarded-fetch";
 import { createLocalStorage } from "./local-storage";
 import { createStorage } from "../../shared/storage/config";
 
@@ -61,7 +62,9 @@ export async function startNodeRuntime(
   // Files: the bucket of STORAGE_URL when set, else the local folder DATA_DIR/files (which stays
   // readable for exports written before a bucket was configured); https:// imports behind the guard.
   const guard = { resolver: nodeDnsResolver, allow: config.WEBHOOK_ALLOW };
-  const storage = createStorage(config, { guard, local: createLocalStorage(join(config.DATA_DIR, "files")) })!;
+  // Customers' URLs are fetched with the guard applied again at connect time (DNS rebinding).
+  const guardedFetch = createGuardedFetch(config.WEBHOOK_ALLOW);
+  const storage = createStorage(config, { guard, fetch: guardedFetch, local: createLocalStorage(join(config.DATA_DIR, "files")) })!;
   // Download links are signed with their own key derived from the unsubscribe secret (or pepper).
   // With PORT=0 the address is known only once listening: the base is read when a link is made.
   let url: string | undefined;
@@ -84,7 +87,7 @@ export async function startNodeRuntime(
         clock: engine.clock,
         retention: retentionOf(config),
         email: { queue: engine.queue, logger, send: mail.send },
-        webhooks: { ...guard, logger, queue: engine.queue },
+        webhooks: { ...guard, fetch: guardedFetch, logger, queue: engine.queue },
         exports: { storage, queue: engine.queue, links: exportLinks },
         imports: { storage, queue: engine.queue, logger },
       });
