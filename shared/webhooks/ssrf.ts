@@ -261,7 +261,8 @@ export type UrlCheck =
  * allowed. Run at registration and again right before each delivery (DNS answers change).
  *
  * fetch() cannot be told which address to connect to, so it resolves the name again itself:
- * a DNS answer that changes between this check and the connection (rebinding) is not covered.
+ * a DNS answer that changes between this check and the connection (rebinding) is not covered
+ * here. On Node, workers/node/guarded-fetch.ts checks again at connect time; the edge keeps the gap.
  * Running the check right before each request keeps that window as small as fetch allows.
  */
 export async function checkUrl(raw: string, guard: UrlGuard): Promise<UrlCheck> {
