@@ -9,6 +9,7 @@ import { silentLogger } from "../shared/ports";
 import { createEngine, type Engine } from "../shared/queue/engine";
 import { WorkerPool } from "../shared/queue/worker";
 import { createHandlers } from "../workers/handlers";
+import { maintenanceCleanupHandler } from "../workers/handlers/maintenance-cleanup";
 import { createLocalStorage } from "../workers/node/local-storage";
 import { fastCatalog } from "./support/engine";
 import { createTestDatabase, waitFor } from "./support/services";
@@ -161,6 +162,9 @@ describe("export then import", () => {
       "3,invalid email,not-an-address",
       "4,duplicate email in file,new1@example.com",
     ]);
+    // The job goes first (its retention is 24 hours); the import's row still answers.
+    await db.sql.query("delete from jobs where id = $1", [id]);
+    expect(await (await app.request(`/v1/imports/${id}`, { headers: { authorization: `Bearer ${acme}` } })).json()).toMatchObject({ status: "completed", job_state: null, created: 1 });
     expect((await app.request(`/v1/imports/${id}`, { headers: { authorization: `Bearer ${beta}` } })).status).toBe(404);
     expect((await app.request(`/v1/imports/${id}/report`, { headers: { authorization: `Bearer ${beta}` } })).status).toBe(404);
     // An upload over the limit is refused with 413 and leaves no file behind (nor does a refused list).
@@ -189,5 +193,20 @@ describe("export then import", () => {
       body: JSON.stringify({ file_url: `file://${folder}/acme/imports/x.csv`, mapping: { email: "email" } }),
     });
     expect(stolen.status).toBe(422);
+
+    // Past the imports' retention, cleanup deletes the rows, the uploads and the reports, but
+    // not files it did not store for the import (acme's export, imported back in the first test).
+    const [kept] = await db.sql.query<{ file_url: string }>("select file_url from imports where file_url like '%/exports/%' limit 1");
+    const [mine] = await db.sql.query<{ file_url: string; report_url: string }>("select file_url, report_url from imports where id = $1", [id]);
+    const cleanup = maintenanceCleanupHandler({ sql: db.sql, clock: engine.clock, storage, retention: { importsMs: 0 } });
+    const result = (await cleanup.run!({ tenant_id: "system" } as never, {} as never, { signal: new AbortController().signal, logger: silentLogger, progress: () => {} })) as {
+      imports_deleted: number;
+    };
+    expect(result.imports_deleted).toBeGreaterThanOrEqual(3);
+    expect(await db.sql.query("select id from imports where status <> 'running'")).toEqual([]);
+    await expect(storage.read(mine!.file_url)).rejects.toThrow(/no file/);
+    await expect(storage.read(mine!.report_url)).rejects.toThrow(/no file/);
+    expect(await new Response(await storage.read(kept!.file_url)).text()).toContain("email");
+    expect((await app.request(`/v1/imports/${id}`, { headers: { authorization: `Bearer ${acme}` } })).status).toBe(404);
   });
 });

@@ -75,7 +75,7 @@ export function importRoutes(queue: Queue, sql: SqlClient, storage: Storage): Ho
     const tenantId = tenantOf(c);
     const id = c.req.param("id");
     const job = /^\d{1,18}$/.test(id) ? await queue.ledger.get(id, tenantId) : null;
-    if (!job || job.type !== importContacts.type) throw new ApiError(404, `no import ${id}`);
+    if (job && job.type !== importContacts.type) throw new ApiError(404, `no import ${id}`);
     const [row] = await sql.query<{ report_url: string | null }>(
       `select status, list_id, rows_read::float8 as rows_read, created::float8 as created, updated::float8 as updated,
               invalid::float8 as invalid, duplicate::float8 as duplicate, list_added::float8 as list_added,
@@ -83,10 +83,12 @@ export function importRoutes(queue: Queue, sql: SqlClient, storage: Storage): Ho
        from imports where id = $1 and tenant_id = $2`,
       [id, tenantId],
     );
-    if (!row) return c.json({ id, job_state: job.state, attempt: job.attempt, status: "waiting" });
+    if (!row && !job) throw new ApiError(404, `no import ${id}`);
+    if (!row) return c.json({ id, job_state: job!.state, attempt: job!.attempt, status: "waiting" });
     // The report's storage URL stays inside: a local path or bucket name is not the tenant's business.
+    // The job may be gone (its retention is shorter than the import's): the row still tells.
     const { report_url: stored, ...rest } = row;
-    return c.json({ id, job_state: job.state, attempt: job.attempt, ...rest, report_url: stored ? `/v1/imports/${id}/report` : null });
+    return c.json({ id, job_state: job?.state ?? null, attempt: job?.attempt ?? null, ...rest, report_url: stored ? `/v1/imports/${id}/report` : null });
   });
 
   /** The error report: every rejected row with its row number and reason, as CSV. */

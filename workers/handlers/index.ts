@@ -29,7 +29,7 @@ export interface HandlerDeps {
  * handler here still accepts jobs; they wait in their lane until a worker that has one runs.
  */
 export function createHandlers(deps: HandlerDeps): Handler[] {
-  const handlers: Handler[] = [maintenanceCleanupHandler({ ...deps, exportStorage: deps.exports?.storage })];
+  const handlers: Handler[] = [maintenanceCleanupHandler({ ...deps, storage: deps.exports?.storage ?? deps.imports?.storage })];
   if (deps.email) {
     const { queue, logger, send } = deps.email;
     handlers.push(emailSendHandler({ ...send, sql: deps.sql, clock: deps.clock, logger, queue }));

@@ -2,7 +2,7 @@ import type { z } from "zod";
 import type { maintenanceCleanup } from "../../shared/jobs/maintenance-cleanup";
 import type { Clock, SqlClient } from "../../shared/ports";
 import type { Handler, JobContext } from "../../shared/queue/handler";
-import type { Storage } from "../../shared/storage/storage";
+import { type Storage, tenantKeyPrefix } from "../../shared/storage/storage";
 import { Ledger } from "../../shared/queue/ledger";
 import { WorkerRegistry } from "../../shared/queue/registry";
 import { StatsRollup } from "../../shared/queue/statements";
@@ -18,6 +18,8 @@ export interface RetentionConfig {
   batchSize: number;
   /** Per-minute job_stats rows older than this fold into all-time totals. Defaults to 48 hours. */
   statsMs: number;
+  /** Finished imports (their row, uploaded file and error report) are kept this long. Defaults to 7 days. */
+  importsMs: number;
 }
 
 export const defaultRetention: RetentionConfig = {
@@ -25,6 +27,7 @@ export const defaultRetention: RetentionConfig = {
   failedMs: 7 * 24 * 3_600_000,
   batchSize: 5_000,
   statsMs: 48 * 3_600_000,
+  importsMs: 7 * 24 * 3_600_000,
 };
 
 /**
@@ -36,8 +39,8 @@ export function maintenanceCleanupHandler(deps: {
   sql: SqlClient;
   clock: Clock;
   retention?: Partial<RetentionConfig>;
-  /** Where export files live; with it, expired exports (file and row) are deleted too. */
-  exportStorage?: Storage;
+  /** Where files live; with it, expired exports and old imports (files and rows) are deleted too. */
+  storage?: Storage;
 }): Handler<Payload> {
   const ledger = new Ledger(deps.sql);
   return {
@@ -67,8 +70,9 @@ export function maintenanceCleanupHandler(deps: {
       await deps.sql.query(StatsRollup, [new Date(now - cfg.statsMs).toISOString()]);
       // Workers silent for a day are gone for good (edge drains leave one row each).
       const workersPruned = await new WorkerRegistry(deps.sql, deps.clock).prune(24 * 3_600_000);
-      const exportsDeleted = deps.exportStorage ? await deleteExpiredExports(deps.sql, deps.exportStorage, new Date(now), batch, ctx) : 0;
-      return { deleted, workers_pruned: workersPruned, exports_deleted: exportsDeleted };
+      const exportsDeleted = deps.storage ? await deleteExpiredExports(deps.sql, deps.storage, new Date(now), batch, ctx) : 0;
+      const importsDeleted = deps.storage ? await deleteOldImports(deps.sql, deps.storage, new Date(now - cfg.importsMs), batch, ctx) : 0;
+      return { deleted, workers_pruned: workersPruned, exports_deleted: exportsDeleted, imports_deleted: importsDeleted };
     },
   };
 }
@@ -99,6 +103,42 @@ async function deleteExpiredExports(sql: SqlClient, storage: Storage, now: Date,
     if (gone.length > 0) await sql.query("delete from exports where id = any($1::bigint[])", [gone]);
     total += gone.length;
     ctx.progress({ exports_deleted: total });
+    after = rows[rows.length - 1]!.id;
+    if (rows.length < batch) break;
+  }
+  return total;
+}
+
+/**
+ * Finished imports past their retention: the error report and the uploaded file go, then the
+ * row. Only files this system stored for the tenant are deleted (an upload under
+ * "<tenant>/imports/"); a file named by URL elsewhere (the customer's server, an export that was
+ * imported back) is not ours to delete. A file that cannot be deleted keeps its row for next time.
+ */
+async function deleteOldImports(sql: SqlClient, storage: Storage, before: Date, batch: number, ctx: JobContext): Promise<number> {
+  let total = 0;
+  let after = "";
+  for (;;) {
+    if (ctx.signal.aborted) throw ctx.signal.reason;
+    const rows = await sql.query<{ id: string; tenant_id: string; file_url: string; report_url: string | null }>(
+      `select id, tenant_id, file_url, report_url from imports
+       where status <> 'running' and finished_at <= $1 and id > $2 order by id limit $3`,
+      [before.toISOString(), after, batch],
+    );
+    if (rows.length === 0) break;
+    const gone: string[] = [];
+    for (const row of rows) {
+      const upload = storage.keyOf(row.file_url)?.startsWith(`${tenantKeyPrefix(row.tenant_id)}imports/`) ? row.file_url : null;
+      try {
+        for (const url of [row.report_url, upload]) if (url) await storage.delete(url);
+        gone.push(row.id);
+      } catch (err) {
+        ctx.logger.warn("could not delete an old import's files", { import_id: row.id, err: err instanceof Error ? err.message : String(err) });
+      }
+    }
+    if (gone.length > 0) await sql.query("delete from imports where id = any($1::text[])", [gone]);
+    total += gone.length;
+    ctx.progress({ imports_deleted: total });
     after = rows[rows.length - 1]!.id;
     if (rows.length < batch) break;
   }
