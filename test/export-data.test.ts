@@ -262,6 +262,8 @@ describe("export.data", () => {
     const { id, view } = await exportAndWait({ source: "segment", segment_id: seg!.id, notify_email: "owner@acme.test" });
     expect(view.rows).toBe(9);
     // The owner gets the link by email (sys_export_ready through email.send), once.
+    // (The export shows ready a moment before its job has enqueued the notice.)
+    await waitFor(async () => (await engine.queue.get(id, "acme")).state === "completed", { what: "the export job" });
     const notices = await engine.queue.list({ tenantId: "acme", type: "email.send", limit: 10 });
     expect(notices).toHaveLength(1);
     expect(notices[0]!.payload).toMatchObject({
