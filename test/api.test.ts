@@ -5,6 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiKeys, type CreatedApiKey, parseApiKey } from "../shared/api/api-keys";
 import { createApp } from "../shared/api/app";
+import { ExportLinks } from "../shared/exports/links";
 import { enqueueSchemaName } from "../shared/api/openapi";
 import { catalog } from "../shared/jobs/catalog";
 import type { Logger, LogFields, Sql, SqlClient } from "../shared/ports";
@@ -382,6 +383,24 @@ describe("documents and health", () => {
     expect(doc.paths["/v1/jobs"].post.responses["422"]).toEqual({ $ref: "#/components/responses/ValidationFailed" });
     expect(doc.components.responses.ValidationFailed.content["application/problem+json"]).toBeDefined();
     expect(JSON.stringify(doc)).not.toContain('"$ref":"#/$defs');
+  });
+
+  it("documents every job, queue, import, export, file, webhook and provider route the app serves", async () => {
+    const full = createApp({
+      queue: createEngine({ sql }).queue,
+      sql,
+      apiKeys,
+      resendWebhookSecret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+      exports: { storage: { schemes: [], read: async () => new ReadableStream(), write: async () => ({ url: "", bytes: 0 }), delete: async () => {}, keyOf: () => null }, links: new ExportLinks(PEPPER, "http://t") },
+    });
+    const doc = (await (await full.request("/openapi.json")).json()) as { paths: Record<string, Record<string, unknown>> };
+    const documented = new Set(Object.entries(doc.paths).flatMap(([p, ops]) => Object.keys(ops).map((m) => `${m.toUpperCase()} ${p}`)));
+    const served = full.routes
+      .filter((r) => r.method !== "ALL" && /^\/(v1\/(jobs|queues|imports|exports|webhooks)|files|providers)\b/.test(r.path))
+      .map((r) => `${r.method} ${r.path.replace(/:(\w+)/g, "{$1}")}`);
+    expect(served.length).toBeGreaterThan(20);
+    expect(served.filter((r) => !documented.has(r))).toEqual([]);
+    expect(doc.paths["/v1/exports"]!.post).toMatchObject({ requestBody: { content: { "application/json": { schema: { oneOf: expect.any(Array) } } } } });
   });
 
   it("reports health without a key", async () => {

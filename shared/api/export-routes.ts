@@ -24,7 +24,7 @@ export interface ExportRouteDeps {
   clock?: Clock;
 }
 
-const createSchema = z.discriminatedUnion("source", [
+export const exportRequestSchema = z.discriminatedUnion("source", [
   z.strictObject({ source: z.literal("list"), list_id: entityId, notify_email: email.optional() }),
   z.strictObject({ source: z.literal("segment"), segment_id: entityId, notify_email: email.optional() }),
   z.strictObject({ source: z.literal("campaign"), campaign_id: entityId, notify_email: email.optional() }),
@@ -54,7 +54,7 @@ export function exportRoutes(queue: Queue, sql: SqlClient, deps: ExportRouteDeps
 
   app.post("/v1/exports", async (c) => {
     const tenantId = tenantOf(c);
-    const parsed = createSchema.safeParse(await readJson(c));
+    const parsed = exportRequestSchema.safeParse(await readJson(c));
     if (!parsed.success) throw new ApiError(422, "invalid request body", zodFieldErrors(parsed.error));
     const req = parsed.data;
     const sourceId = req.source === "list" ? req.list_id : req.source === "segment" ? req.segment_id : req.campaign_id;

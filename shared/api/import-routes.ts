@@ -16,7 +16,7 @@ import { type ApiEnv, tenantOf } from "./auth";
 import { readJson } from "./body";
 import { ApiError, zodFieldErrors } from "./problem";
 
-const request = z.strictObject({
+export const importRequestSchema = z.strictObject({
   file_url: z.string().min(1).max(2048),
   mapping: z.record(z.string(), z.string()),
   list_id: z.string().min(1).max(64).optional(),
@@ -33,7 +33,7 @@ export function importRoutes(queue: Queue, sql: SqlClient, storage: Storage): Ho
     if (owned.length === 0) throw new ApiError(404, `no list ${listId}`);
   };
 
-  const enqueue = async (c: Context<ApiEnv>, tenantId: string, body: z.infer<typeof request>) => {
+  const enqueue = async (c: Context<ApiEnv>, tenantId: string, body: z.infer<typeof importRequestSchema>) => {
     const { job } = await queue.enqueue({ type: importContacts.type, tenantId, payload: body });
     return c.json({ id: job.id, state: job.state, status_url: `/v1/imports/${job.id}` }, 202);
   };
@@ -48,7 +48,7 @@ export function importRoutes(queue: Queue, sql: SqlClient, storage: Storage): Ho
       } catch {
         throw new ApiError(422, "invalid mapping", [{ path: "mapping", message: 'pass ?mapping= as JSON, e.g. {"col_0":"email"}' }]);
       }
-      const parsed = request.omit({ file_url: true }).safeParse({
+      const parsed = importRequestSchema.omit({ file_url: true }).safeParse({
         mapping,
         list_id: c.req.query("list_id"),
         has_header: c.req.query("has_header") === undefined ? undefined : c.req.query("has_header") !== "false",
@@ -62,7 +62,7 @@ export function importRoutes(queue: Queue, sql: SqlClient, storage: Storage): Ho
       });
       return enqueue(c, tenantId, { ...parsed.data, file_url: stored.url });
     }
-    const parsed = request.safeParse(await readJson(c));
+    const parsed = importRequestSchema.safeParse(await readJson(c));
     if (!parsed.success) throw new ApiError(422, "invalid import", zodFieldErrors(parsed.error));
     await checkList(tenantId, parsed.data.list_id);
     // A stored file is only importable by the tenant it was stored for (the handler checks again).

@@ -6,6 +6,7 @@ import { z } from "zod";
 import type { JobType } from "../jobs/definition";
 import { enqueueRequestSchema, MAX_BATCH } from "../queue/queue";
 import { jobErrorViewSchema, jobViewSchema } from "./job-view";
+import { dataPaths } from "./openapi-data";
 import { PROBLEM_CONTENT_TYPE, problemSchema } from "./problem";
 import { PROMETHEUS_CONTENT_TYPE } from "./prometheus";
 import {
@@ -219,6 +220,27 @@ export function buildOpenApiDocument(options: { catalog: ReadonlyMap<string, Job
           responses: { 200: json(ref("RetryFailedResult"), "How many jobs run again"), ...responseRefs("Unauthorized", "Forbidden", "NotFound") },
         },
       },
+      ...Object.fromEntries(
+        (["pause", "resume"] as const).map((action) => [
+          `/v1/queues/{type}/${action}`,
+          {
+            post: {
+              summary: `${action === "pause" ? "Pause" : "Resume"} a job type, or one tenant's jobs of it (admin)`,
+              operationId: `${action}Queue`,
+              tags: ["queues"],
+              parameters: [{ name: "type", in: "path", required: true, schema: { type: "string", enum: [...options.catalog.keys()] } }],
+              requestBody: {
+                required: false,
+                content: { "application/json": { schema: { type: "object", properties: { tenant_id: { type: "string", description: "Only this tenant's jobs" } } } } },
+              },
+              responses: {
+                200: json({ type: "object", properties: { type: { type: "string" }, tenant_id: { type: ["string", "null"] }, paused: { type: "boolean" }, jobs: { type: "integer" } } }, "The lane's new state and how many jobs it moved"),
+                ...responseRefs("Unauthorized", "Forbidden", "NotFound", "ValidationFailed"),
+              },
+            },
+          },
+        ]),
+      ),
       "/healthz": {
         get: {
           summary: "Liveness and database reachability",
@@ -240,6 +262,7 @@ export function buildOpenApiDocument(options: { catalog: ReadonlyMap<string, Job
           },
         },
       },
+      ...dataPaths({ json, problems: responseRefs }),
       "/openapi.json": {
         get: {
           summary: "This document",

@@ -17,7 +17,7 @@ const eventTypes = z.array(z.string().min(1).max(128).regex(/^[a-z0-9_.-]+$/, "l
 /** Told by email when the platform disables the endpoint (410 Gone, or failing for days); null: nobody. */
 const notifyEmail = email.nullable();
 
-const schemas = {
+export const webhookSchemas = {
   create: z.strictObject({
     url: z.string().min(1).max(2_000),
     event_types: eventTypes.default([]),
@@ -47,14 +47,14 @@ export function webhookRoutes(queue: Queue, sql: SqlClient, guard: UrlGuard): Ho
 
   app.post("/webhooks/endpoints", async (c) => {
     const tenantId = tenantOf(c);
-    const req = await body(c, schemas.create);
+    const req = await body(c, webhookSchemas.create);
     const { endpoint, secret } = await endpoints.create(tenantId, { url: req.url, eventTypes: req.event_types, notifyEmail: req.notify_email });
     return c.json({ ...endpoint, secret }, 201);
   });
 
   app.patch("/webhooks/endpoints/:id", async (c) => {
     const tenantId = tenantOf(c);
-    const req = await body(c, schemas.update);
+    const req = await body(c, webhookSchemas.update);
     return c.json(await endpoints.update(tenantId, c.req.param("id"), { eventTypes: req.event_types, notifyEmail: req.notify_email }));
   });
 
@@ -64,7 +64,7 @@ export function webhookRoutes(queue: Queue, sql: SqlClient, guard: UrlGuard): Ho
 
   app.post("/webhooks/endpoints/:id/rotate", async (c) => {
     const tenantId = tenantOf(c);
-    const req = await body(c, schemas.rotate, true);
+    const req = await body(c, webhookSchemas.rotate, true);
     const { endpoint, secret } = await endpoints.rotate(tenantId, c.req.param("id"), req.previous_secret_ttl_seconds * 1_000);
     return c.json({ ...endpoint, secret });
   });

@@ -1,0 +1,164 @@
+/**
+ * The OpenAPI paths of the data and integration routes (imports, exports and their files,
+ * webhook endpoints, the Resend inbound hook). Request bodies come from the zod schemas the
+ * routes parse with, so they cannot drift; answers are described in words and loose shapes.
+ */
+import { z } from "zod";
+import { exportRequestSchema } from "./export-routes";
+import { importRequestSchema } from "./import-routes";
+import { webhookSchemas } from "./webhook-routes";
+
+type Json = Record<string, unknown>;
+type ProblemName = "BadRequest" | "Unauthorized" | "Forbidden" | "NotFound" | "Conflict" | "PayloadTooLarge" | "UnsupportedMediaType" | "ValidationFailed";
+
+export interface OpenApiHelpers {
+  json: (schema: Json, description: string) => Json;
+  problems: (...names: ProblemName[]) => Json;
+}
+
+const input = (schema: z.ZodType): Json => {
+  const { $schema: _s, ...rest } = z.toJSONSchema(schema, { io: "input", unrepresentable: "any" }) as Json;
+  return rest;
+};
+const body = (schema: z.ZodType) => ({ required: true, content: { "application/json": { schema: input(schema) } } });
+const object = { type: "object" };
+const path = (name: string, description: string) => ({ name, in: "path", required: true, schema: { type: "string" }, description });
+const tenantParam = {
+  name: "tenant_id",
+  in: "query",
+  required: false,
+  schema: { type: "string" },
+  description: "Admin keys: the tenant to act for (tenant keys act for their own)",
+};
+
+export function dataPaths({ json, problems }: OpenApiHelpers): Record<string, Json> {
+  const op = (tag: string, summary: string, extra: Json) => ({ summary, tags: [tag], parameters: [tenantParam], ...extra });
+  const endpointId = path("id", "Endpoint id (whe_…)");
+  return {
+    "/v1/imports": {
+      post: op("imports", "Start a contact import: a file_url (s3://, https://) as JSON, or the CSV itself as text/csv", {
+        operationId: "startImport",
+        description:
+          "With Content-Type text/csv the body is the file (up to UPLOAD_LIMIT_BYTES, streamed to storage) and mapping, list_id and has_header come as query parameters (mapping as JSON).",
+        requestBody: {
+          required: true,
+          content: { "application/json": { schema: input(importRequestSchema) }, "text/csv": { schema: { type: "string" } } },
+        },
+        responses: {
+          202: json({ type: "object", properties: { id: { type: "string" }, state: { type: "string" }, status_url: { type: "string" } } }, "Queued; the id is the import's (and its job's)"),
+          ...problems("BadRequest", "Unauthorized", "NotFound", "PayloadTooLarge", "UnsupportedMediaType", "ValidationFailed"),
+        },
+      }),
+    },
+    "/v1/imports/{id}": {
+      get: op("imports", "An import's status and counters: rows read, created, updated, invalid, duplicate, list_added", {
+        operationId: "getImport",
+        parameters: [tenantParam, path("id", "Import id")],
+        responses: { 200: json(object, "Status, counters and report_url once there is a report"), ...problems("Unauthorized", "NotFound") },
+      }),
+    },
+    "/v1/imports/{id}/report": {
+      get: op("imports", "The error report: every rejected row with its row number and reason (CSV)", {
+        operationId: "getImportReport",
+        parameters: [tenantParam, path("id", "Import id")],
+        responses: { 200: { description: "row,reason,email", content: { "text/csv": { schema: { type: "string" } } } }, ...problems("Unauthorized", "NotFound") },
+      }),
+    },
+    "/v1/exports": {
+      post: op("exports", "Export a list's or segment's contacts, or a campaign's sends and events, to CSV", {
+        operationId: "startExport",
+        requestBody: body(exportRequestSchema),
+        responses: { 202: json(object, "Queued"), ...problems("BadRequest", "Unauthorized", "NotFound", "UnsupportedMediaType", "ValidationFailed") },
+      }),
+    },
+    "/v1/exports/{id}": {
+      get: op("exports", "An export's status, size and, when ready, its signed download_url", {
+        operationId: "getExport",
+        parameters: [tenantParam, path("id", "Export id")],
+        responses: { 200: json(object, "The export"), ...problems("Unauthorized", "NotFound") },
+      }),
+    },
+    "/files/{token}": {
+      get: {
+        summary: "Download an export (the signed token is the capability; no API key)",
+        operationId: "downloadExport",
+        tags: ["exports"],
+        security: [],
+        parameters: [path("token", "From download_url")],
+        responses: {
+          200: { description: "The CSV, as an attachment", content: { "text/csv": { schema: { type: "string" } } } },
+          404: { description: "A token we did not sign, or an export that is gone" },
+          410: { description: "The link has expired" },
+        },
+      },
+    },
+    "/v1/webhooks/endpoints": {
+      post: op("webhooks", "Register an endpoint; the answer carries its whsec_ secret (shown only here and at rotation)", {
+        operationId: "createWebhookEndpoint",
+        requestBody: body(webhookSchemas.create),
+        responses: { 201: json(object, "The endpoint, with its secret"), ...problems("BadRequest", "Unauthorized", "UnsupportedMediaType", "ValidationFailed") },
+      }),
+      get: op("webhooks", "List endpoints (without secrets)", {
+        operationId: "listWebhookEndpoints",
+        responses: { 200: json(object, "{ endpoints }"), ...problems("Unauthorized") },
+      }),
+    },
+    "/v1/webhooks/endpoints/{id}": {
+      get: op("webhooks", "Get an endpoint (without its secret)", {
+        operationId: "getWebhookEndpoint",
+        parameters: [tenantParam, endpointId],
+        responses: { 200: json(object, "The endpoint"), ...problems("Unauthorized", "NotFound") },
+      }),
+      patch: op("webhooks", "Change an endpoint's event types or notify_email", {
+        operationId: "updateWebhookEndpoint",
+        parameters: [tenantParam, endpointId],
+        requestBody: body(webhookSchemas.update),
+        responses: { 200: json(object, "The endpoint"), ...problems("BadRequest", "Unauthorized", "NotFound", "ValidationFailed") },
+      }),
+    },
+    "/v1/webhooks/endpoints/{id}/rotate": {
+      post: op("webhooks", "Rotate the secret; the previous one keeps signing for previous_secret_ttl_seconds", {
+        operationId: "rotateWebhookSecret",
+        parameters: [tenantParam, endpointId],
+        requestBody: { ...body(webhookSchemas.rotate), required: false },
+        responses: { 200: json(object, "The endpoint, with its new secret"), ...problems("Unauthorized", "NotFound", "ValidationFailed") },
+      }),
+    },
+    "/v1/webhooks/endpoints/{id}/disable": {
+      post: op("webhooks", "Disable an endpoint: no more deliveries", {
+        operationId: "disableWebhookEndpoint",
+        parameters: [tenantParam, endpointId],
+        responses: { 200: json(object, "The endpoint"), ...problems("Unauthorized", "NotFound") },
+      }),
+    },
+    "/v1/webhooks/endpoints/{id}/test": {
+      post: op("webhooks", "Send a webhook.test event to the endpoint", {
+        operationId: "testWebhookEndpoint",
+        parameters: [tenantParam, endpointId],
+        responses: { 202: json(object, "{ event_id, job_id }"), ...problems("Unauthorized", "NotFound", "Conflict") },
+      }),
+    },
+    "/v1/webhooks/endpoints/{id}/deliveries": {
+      get: op("webhooks", "The delivery log, newest first: time, outcome, status code, duration, capped response body", {
+        operationId: "listWebhookDeliveries",
+        parameters: [tenantParam, endpointId, { name: "cursor", in: "query", required: false, schema: { type: "string" } }],
+        responses: { 200: json(object, "{ deliveries, next_cursor }"), ...problems("Unauthorized", "NotFound", "ValidationFailed") },
+      }),
+    },
+    "/providers/resend/events": {
+      post: {
+        summary: "Resend's webhook (bounces, complaints), verified by its Svix signature; no API key",
+        operationId: "resendEvents",
+        tags: ["providers"],
+        security: [],
+        requestBody: { required: true, content: { "application/json": { schema: object } } },
+        responses: {
+          200: json(object, "Recorded, already recorded, or ignored"),
+          400: { description: "A signed body that is not a Resend event" },
+          401: { description: "Unsigned or badly signed" },
+          404: { description: "RESEND_WEBHOOK_SECRET is not set on this server" },
+        },
+      },
+    },
+  };
+}
