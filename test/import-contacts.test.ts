@@ -9,8 +9,11 @@ import { mkdtemp, readFile, rm, mkdir } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
+import { writeFile } from "node:fs/promises";
 import { afterAll, describe, expect, it } from "vitest";
 import { CsvParser, csvRecords, sniffDelimiter } from "../shared/imports/csv";
+import { runImport } from "../shared/imports/import-contacts";
+import { silentLogger } from "../shared/ports";
 import { SeenSet } from "../shared/imports/seen-set";
 import { createEngine, type Engine } from "../shared/queue/engine";
 import { WorkerPool } from "../shared/queue/worker";
@@ -261,6 +264,38 @@ describe("import.contacts through a worker pool", () => {
     },
     180_000,
   );
+});
+
+describe("import.contacts batches", () => {
+  it("folds addresses only Postgres' lower() calls equal, within a batch and across batches", async () => {
+    const { db, dir, engine } = await setup("import_fold");
+    await db.sql.query("insert into lists (id, tenant_id, name) values ('lst_f', 'acme', 'fold')");
+    // JS lowercases İ to "i̇" (two characters); Postgres may fold it to "i" (it does under C.UTF-8).
+    const [{ folds }] = (await db.sql.query<{ folds: boolean }>("select lower('İb@x.io') = lower('ib@x.io') as folds")) as [{ folds: boolean }];
+    // Batches of 2: [a, İb] [ib, c] [İd, id] [e, f] [g]; only [g] (ASCII after ASCII) commits beside the one before.
+    const emails = ["a", "İb", "ib", "c", "İd", "id", "e", "f", "g"].map((e) => `${e}@x.io`);
+    await writeFile(join(dir, "fold.csv"), `email,name\n${emails.map((e, i) => `${e},N${i}`).join("\n")}\n`);
+    const store = createLocalStorage(dir);
+    const result = await runImport(
+      { file_url: pathToFileURL(join(dir, "fold.csv")).toString(), tenant_id: "acme", mapping: { email: "email", name: "name" }, list_id: "lst_f", has_header: true },
+      { id: "fold-1" },
+      { signal: new AbortController().signal, logger: silentLogger, progress: () => {} },
+      { sql: db.sql, queue: engine.queue, storage: new StorageRouter([store], store), logger: silentLogger, batchSize: 2 },
+    );
+    // Folding, "ib" finds İb's contact committed (updated), and "id" meets "İd" in its batch (duplicate).
+    const expected = folds
+      ? { rows_read: 9, created: 7, updated: 1, invalid: 0, duplicate: 1, list_added: 7 }
+      : { rows_read: 9, created: 9, updated: 0, invalid: 0, duplicate: 0, list_added: 9 };
+    expect(result).toMatchObject(expected);
+    expect(await importRow(db, "fold-1")).toMatchObject({ status: "completed", ...expected });
+    const [c] = await db.sql.query<{ n: number; members: number; count: number; ib: string }>(
+      `select (select count(*)::int from contacts where tenant_id = 'acme') as n,
+              (select count(*)::int from list_members where list_id = 'lst_f') as members,
+              (select contact_count from lists where id = 'lst_f') as count,
+              (select name from contacts where tenant_id = 'acme' and lower(email) = lower('ib@x.io') limit 1) as ib`,
+    );
+    expect(c).toEqual({ n: expected.created, members: expected.list_added, count: expected.list_added, ib: "N2" });
+  });
 });
 
 describe("import.contacts in a real runtime", () => {

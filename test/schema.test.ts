@@ -6,7 +6,7 @@ import { migrations } from "../schema/migrations.gen";
 import { renderMigrationsModule } from "../tools/gen-migrations";
 import { createPgliteSql } from "../workers/node/pglite";
 import { createPgSql } from "../workers/node/postgres";
-import { createTestDatabase } from "./support/services";
+import { createTestDatabase, waitFor } from "./support/services";
 
 describe("schema migrations", () => {
   let db: Awaited<ReturnType<typeof createTestDatabase>>;
@@ -93,5 +93,79 @@ describe("a migration merged after a higher one", () => {
     } finally {
       await db.drop();
     }
+  });
+});
+
+describe("list_members references (checked a statement at a time, 0012)", () => {
+  let db: Awaited<ReturnType<typeof createTestDatabase>>;
+  beforeAll(async () => {
+    db = await createTestDatabase("members");
+    await db.sql.query("insert into lists (id, tenant_id, name) values ('l1', 't', 'one'), ('l2', 't', 'two')");
+    await db.sql.query("insert into contacts (tenant_id, email) values ('t', 'a@x.io'), ('t', 'b@x.io'), ('t', 'c@x.io')");
+    await db.sql.query("insert into list_members (list_id, contact_id) select 'l1', id from contacts");
+    await db.sql.query("insert into list_members (list_id, contact_id) select 'l2', id from contacts where email = 'a@x.io'");
+  });
+  afterAll(async () => {
+    await db.drop();
+  });
+
+  const members = async () =>
+    (await db.sql.query<{ m: string }>("select m.list_id || ':' || c.email as m from list_members m join contacts c on c.id = m.contact_id order by 1")).map((r) => r.m);
+  const fkError = { code: "23503" };
+
+  it("refuses a member whose contact or list does not exist, as a foreign key would", async () => {
+    await expect(db.sql.query("insert into list_members (list_id, contact_id) values ('l1', 999999)")).rejects.toMatchObject(fkError);
+    await expect(db.sql.query("insert into list_members (list_id, contact_id) select 'nope', id from contacts limit 1")).rejects.toMatchObject(fkError);
+    // one bad row among good ones fails the whole statement, in either of two CTEs
+    await expect(
+      db.sql.query(
+        `with a as (insert into list_members (list_id, contact_id) select 'l2', id from contacts where email = 'b@x.io' returning 1),
+              b as (insert into list_members (list_id, contact_id) values ('l2', 999999) returning 1)
+         select (select count(*) from a) + (select count(*) from b)`,
+      ),
+    ).rejects.toMatchObject(fkError);
+    await expect(db.sql.query("update list_members set contact_id = 999999 where list_id = 'l2'")).rejects.toMatchObject(fkError);
+    expect(await members()).toEqual(["l1:a@x.io", "l1:b@x.io", "l1:c@x.io", "l2:a@x.io"]);
+  });
+
+  it("refuses to change a referenced id or truncate contacts or lists alone", async () => {
+    await expect(db.sql.query("update lists set id = 'l9' where id = 'l1'")).rejects.toMatchObject(fkError);
+    await expect(db.sql.query("update contacts set id = default where email = 'a@x.io'")).rejects.toMatchObject(fkError);
+    await expect(db.sql.query("truncate contacts")).rejects.toMatchObject(fkError);
+    await db.sql.query("update lists set contact_count = 3 where id = 'l1'"); // other columns change freely
+    expect(await members()).toHaveLength(4);
+  });
+
+  it("deletes the members of a deleted contact or list (on delete cascade)", async () => {
+    await db.sql.query("delete from contacts where email = 'b@x.io'");
+    expect(await members()).toEqual(["l1:a@x.io", "l1:c@x.io", "l2:a@x.io"]);
+    await db.sql.query("delete from lists where id = 'l2'");
+    expect(await members()).toEqual(["l1:a@x.io", "l1:c@x.io"]);
+  });
+
+  it("makes a delete of a contact wait for a transaction adding it to a list, then removes that member too", async () => {
+    await db.sql.query("insert into contacts (tenant_id, email) values ('t', 'd@x.io')");
+    let release!: () => void;
+    const released = new Promise<void>((r) => (release = r));
+    let added!: () => void;
+    const isAdded = new Promise<void>((r) => (added = r));
+    const adding = db.sql.begin(async (tx) => {
+      await tx.query("insert into list_members (list_id, contact_id) select 'l1', id from contacts where email = 'd@x.io'");
+      added();
+      await released;
+    });
+    await isAdded;
+    const deleting = db.sql.query("delete from contacts where email = 'd@x.io'");
+    // The delete is blocked on the member's key-share lock until the adding transaction ends.
+    await waitFor(async () => {
+      const [r] = await db.sql.query<{ n: number }>(
+        "select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and query like 'delete from contacts%'",
+      );
+      return r!.n === 1;
+    });
+    release();
+    await adding;
+    await deleting;
+    expect(await members()).toEqual(["l1:a@x.io", "l1:c@x.io"]);
   });
 });
