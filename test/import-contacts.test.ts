@@ -274,10 +274,11 @@ describe("import.contacts batches", () => {
     const [{ folds }] = (await db.sql.query<{ folds: boolean }>("select lower('İb@x.io') = lower('ib@x.io') as folds")) as [{ folds: boolean }];
     // Batches of 2: [a, İb] [ib, c] [İd, id] [e, f] [g]; only [g] (ASCII after ASCII) commits beside the one before.
     const emails = ["a", "İb", "ib", "c", "İd", "id", "e", "f", "g"].map((e) => `${e}@x.io`);
-    await writeFile(join(dir, "fold.csv"), `email,name\n${emails.map((e, i) => `${e},N${i}`).join("\n")}\n`);
+    await mkdir(join(dir, "acme"), { recursive: true });
+    await writeFile(join(dir, "acme", "fold.csv"), `email,name\n${emails.map((e, i) => `${e},N${i}`).join("\n")}\n`);
     const store = createLocalStorage(dir);
     const result = await runImport(
-      { file_url: pathToFileURL(join(dir, "fold.csv")).toString(), tenant_id: "acme", mapping: { email: "email", name: "name" }, list_id: "lst_f", has_header: true },
+      { file_url: pathToFileURL(join(dir, "acme", "fold.csv")).toString(), tenant_id: "acme", mapping: { email: "email", name: "name" }, list_id: "lst_f", has_header: true },
       { id: "fold-1" },
       { signal: new AbortController().signal, logger: silentLogger, progress: () => {} },
       { sql: db.sql, queue: engine.queue, storage: new StorageRouter([store], store), logger: silentLogger, batchSize: 2 },
