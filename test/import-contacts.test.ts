@@ -12,7 +12,7 @@ import { fileURLToPath, pathToFileURL } from "node:url";
 import { writeFile } from "node:fs/promises";
 import { afterAll, describe, expect, it } from "vitest";
 import { CsvParser, csvRecords, sniffDelimiter } from "../shared/imports/csv";
-import { runImport } from "../shared/imports/import-contacts";
+import { type ImportCounts, runImport } from "../shared/imports/import-contacts";
 import { silentLogger } from "../shared/ports";
 import { SeenSet } from "../shared/imports/seen-set";
 import { createEngine, type Engine } from "../shared/queue/engine";
@@ -100,14 +100,8 @@ afterAll(async () => {
 
 const ROWS = 100_000;
 
-interface ImportRow {
+interface ImportRow extends ImportCounts {
   status: string;
-  rows_read: number;
-  created: number;
-  updated: number;
-  invalid: number;
-  duplicate: number;
-  list_added: number;
   report_url: string | null;
 }
 

@@ -78,69 +78,76 @@ export function maintenanceCleanupHandler(deps: {
 }
 
 /**
- * Expired exports: each batch deletes the files, then the rows whose files are gone. A file that
- * cannot be deleted (store unreachable) keeps its row, to be tried again by the next run.
+ * Rows with files, in keyset pages: each page deletes the rows' files, then the rows whose files
+ * are gone. A file that cannot be deleted (store unreachable) keeps its row, to be tried again by
+ * the next run.
  */
-async function deleteExpiredExports(sql: SqlClient, storage: Storage, now: Date, batch: number, ctx: JobContext): Promise<number> {
+async function sweepWithFiles<R extends { id: string }>(
+  storage: Storage,
+  ctx: JobContext,
+  batch: number,
+  what: "exports" | "imports",
+  page: (after: string | null, limit: number) => Promise<R[]>,
+  filesOf: (row: R) => (string | null)[],
+  remove: (ids: string[]) => Promise<unknown>,
+): Promise<number> {
   let total = 0;
-  let after = "0";
+  let after: string | null = null;
   for (;;) {
     if (ctx.signal.aborted) throw ctx.signal.reason;
-    const rows = await sql.query<{ id: string; url: string | null }>(
-      "select id::text, url from exports where expires_at <= $1 and id > $2::bigint order by id limit $3",
-      [now.toISOString(), after, batch],
-    );
+    const rows = await page(after, batch);
     if (rows.length === 0) break;
     const gone: string[] = [];
     for (const row of rows) {
       try {
-        if (row.url) await storage.delete(row.url);
+        for (const url of filesOf(row)) if (url) await storage.delete(url);
         gone.push(row.id);
       } catch (err) {
-        ctx.logger.warn("could not delete an expired export's file", { export_id: row.id, err: err instanceof Error ? err.message : String(err) });
+        ctx.logger.warn(`could not delete the files of one of the ${what}`, { id: row.id, err: err instanceof Error ? err.message : String(err) });
       }
     }
-    if (gone.length > 0) await sql.query("delete from exports where id = any($1::bigint[])", [gone]);
+    if (gone.length > 0) await remove(gone);
     total += gone.length;
-    ctx.progress({ exports_deleted: total });
+    ctx.progress({ [`${what}_deleted`]: total });
     after = rows[rows.length - 1]!.id;
     if (rows.length < batch) break;
   }
   return total;
 }
 
+/** Expired exports: the file, then the row. */
+const deleteExpiredExports = (sql: SqlClient, storage: Storage, now: Date, batch: number, ctx: JobContext): Promise<number> =>
+  sweepWithFiles(
+    storage,
+    ctx,
+    batch,
+    "exports",
+    (after, limit) =>
+      sql.query<{ id: string; url: string | null }>(
+        "select id::text, url from exports where expires_at <= $1 and id > $2::bigint order by id limit $3",
+        [now.toISOString(), after ?? "0", limit],
+      ),
+    (row) => [row.url],
+    (ids) => sql.query("delete from exports where id = any($1::bigint[])", [ids]),
+  );
+
 /**
- * Finished imports past their retention: the error report and the uploaded file go, then the
- * row. Only files this system stored for the tenant are deleted (an upload under
- * "<tenant>/imports/"); a file named by URL elsewhere (the customer's server, an export that was
- * imported back) is not ours to delete. A file that cannot be deleted keeps its row for next time.
+ * Finished imports past their retention: the error report and the uploaded file, then the row.
+ * Only files this system stored for the tenant are deleted (an upload under "<tenant>/imports/");
+ * a file named by URL elsewhere (the customer's server, an export imported back) is not ours.
  */
-async function deleteOldImports(sql: SqlClient, storage: Storage, before: Date, batch: number, ctx: JobContext): Promise<number> {
-  let total = 0;
-  let after = "";
-  for (;;) {
-    if (ctx.signal.aborted) throw ctx.signal.reason;
-    const rows = await sql.query<{ id: string; tenant_id: string; file_url: string; report_url: string | null }>(
-      `select id, tenant_id, file_url, report_url from imports
-       where status <> 'running' and finished_at <= $1 and id > $2 order by id limit $3`,
-      [before.toISOString(), after, batch],
-    );
-    if (rows.length === 0) break;
-    const gone: string[] = [];
-    for (const row of rows) {
-      const upload = storage.keyOf(row.file_url)?.startsWith(`${tenantKeyPrefix(row.tenant_id)}imports/`) ? row.file_url : null;
-      try {
-        for (const url of [row.report_url, upload]) if (url) await storage.delete(url);
-        gone.push(row.id);
-      } catch (err) {
-        ctx.logger.warn("could not delete an old import's files", { import_id: row.id, err: err instanceof Error ? err.message : String(err) });
-      }
-    }
-    if (gone.length > 0) await sql.query("delete from imports where id = any($1::text[])", [gone]);
-    total += gone.length;
-    ctx.progress({ imports_deleted: total });
-    after = rows[rows.length - 1]!.id;
-    if (rows.length < batch) break;
-  }
-  return total;
-}
+const deleteOldImports = (sql: SqlClient, storage: Storage, before: Date, batch: number, ctx: JobContext): Promise<number> =>
+  sweepWithFiles(
+    storage,
+    ctx,
+    batch,
+    "imports",
+    (after, limit) =>
+      sql.query<{ id: string; tenant_id: string; file_url: string; report_url: string | null }>(
+        `select id, tenant_id, file_url, report_url from imports
+         where status <> 'running' and finished_at <= $1 and id > $2 order by id limit $3`,
+        [before.toISOString(), after ?? "", limit],
+      ),
+    (row) => [row.report_url, storage.keyOf(row.file_url)?.startsWith(`${tenantKeyPrefix(row.tenant_id)}imports/`) ? row.file_url : null],
+    (ids) => sql.query("delete from imports where id = any($1::text[])", [ids]),
+  );
