@@ -119,23 +119,13 @@ function parseRecords(s: string, d: number, final: boolean, out: string[][]): nu
           break;
         }
         // Lenient: characters after the closing quote belong to the field.
-        let k = i;
-        while (k < n) {
-          const c = s.charCodeAt(k);
-          if (c === d || c === LF || c === CR) break;
-          k++;
-        }
+        const k = fieldEnd(s, i, n, d);
         if (k >= n && !final) break outer;
         if (k > i) value += s.slice(i, k);
         i = k;
         field = value;
       } else {
-        let k = i;
-        while (k < n) {
-          const c = s.charCodeAt(k);
-          if (c === d || c === LF || c === CR) break;
-          k++;
-        }
+        const k = fieldEnd(s, i, n, d);
         if (k >= n && !final) break outer;
         field = s.slice(i, k);
         i = k;
@@ -197,4 +187,15 @@ export async function* csvRecords(stream: ReadableStream<Uint8Array>, options: C
     if (!done) await reader.cancel().catch(() => {});
     else reader.releaseLock();
   }
+}
+
+/** Where an unquoted run of a field ends: at the delimiter, a line break, or n. */
+function fieldEnd(s: string, i: number, n: number, d: number): number {
+  let k = i;
+  while (k < n) {
+    const c = s.charCodeAt(k);
+    if (c === d || c === LF || c === CR) break;
+    k++;
+  }
+  return k;
 }
