@@ -24,6 +24,7 @@ import { startResendMock, type ResendMock } from "../tools/resend-mock-server";
 import { DRIVERS, type DriverName } from "./support/engine";
 import { cleanupProcesses, startRedisServer, startWorker, takeOutputs } from "./support/processes";
 import { createTestDatabase, randomId, waitFor } from "./support/services";
+import { jsonApi } from "./support/api";
 
 type TestDatabase = Awaited<ReturnType<typeof createTestDatabase>>;
 
@@ -62,16 +63,7 @@ describe("email.send run twice for one job (a crash right after the provider acc
     const apiKeys = new ApiKeys(db.sql, { pepper: PEPPER });
     const key = (await apiKeys.create({ tenantId: TENANT, admin: false, name: TENANT })).key;
     const app = createApp({ queue: engine.queue, sql: db.sql, apiKeys, unsubscribe: mail.unsubscribe });
-    api = async (method, path, body) => {
-      const res = await app.request(path, {
-        method,
-        headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
-        body: body === undefined ? undefined : JSON.stringify(body),
-      });
-      const json = res.status === 204 ? null : await res.json();
-      if (res.status >= 400) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
-      return json;
-    };
+    api = jsonApi((path, init) => app.request(path, init), key).ok;
     const template = await api("POST", "/v1/templates", {
       name: "receipt",
       subject: "Receipt for {{name}}",
@@ -300,16 +292,7 @@ async function campaignOnRuntime(driver: DriverName, contacts: number, log: (wha
   const a = await startRuntime("runtime A", env);
   log("runtime A ready");
 
-  const api = async (method: string, path: string, body?: unknown) => {
-    const res = await fetch(`${a.url}${path}`, {
-      method,
-      headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const json = res.status === 204 ? null : await res.json();
-    if (res.status >= 400) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
-    return json as any;
-  };
+  const api = jsonApi((path, init) => fetch(`${a.url}${path}`, init), key).ok;
   const list = await api("POST", "/v1/lists", { name: "everyone" });
   for (let b = 0; b < contacts; b += 1_000) {
     const batch = Array.from({ length: Math.min(1_000, contacts - b) }, (_, i) => ({ email: `c${b + i}@example.com`, name: `Person ${b + i}` }));

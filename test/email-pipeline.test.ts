@@ -14,6 +14,7 @@ import { createHandlers } from "../workers/handlers";
 import { createSmtpMailer } from "../workers/node/smtp";
 import { fastCatalog } from "./support/engine";
 import { createTestDatabase, waitFor } from "./support/services";
+import { jsonApi } from "./support/api";
 
 const CONTACTS = Number(process.env.EMAIL_TEST_CONTACTS ?? 10_000);
 const PEPPER = "email-test-pepper-0123456789";
@@ -87,16 +88,7 @@ describe("the email pipeline: a 10,000-contact campaign", () => {
     await db.drop();
   });
 
-  const api = async (method: string, path: string, body?: unknown) => {
-    const res = await app.request(path, {
-      method,
-      headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    const json = res.status === 204 ? null : await res.json();
-    if (res.status >= 400) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(json)}`);
-    return json as any;
-  };
+  const api = (method: string, path: string, body?: unknown) => jsonApi((p, init) => app.request(p, init), key).ok(method, path, body);
 
   /** A list of 10,000 contacts: every 50th suppressed, every 100th (offset 7) with an invalid address. */
   async function audience(tag: string) {

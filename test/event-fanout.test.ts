@@ -28,6 +28,7 @@ import { nodeDnsResolver } from "../workers/node/dns-resolver";
 import { fastCatalog } from "./support/engine";
 import { createTestDatabase, randomId, waitFor } from "./support/services";
 import { headersOf, type Received, startReceiver, type WebhookReceiver } from "./support/webhook-receiver";
+import { jsonApi } from "./support/api";
 
 const PEPPER = "event-fanout-pepper-0123456789";
 const RESEND_SECRET = generateSecret();
@@ -94,19 +95,8 @@ describe("events from the other jobs, delivered to tenants' webhooks", () => {
     await db?.drop();
   });
 
-  const api = async (method: string, path: string, body?: unknown) => {
-    const res = await app.request(path, {
-      method,
-      headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return { status: res.status, json: (await res.json()) as any };
-  };
-  const ok = async (method: string, path: string, body?: unknown) => {
-    const res = await api(method, path, body);
-    if (res.status >= 400) throw new Error(`${method} ${path}: ${res.status} ${JSON.stringify(res.json)}`);
-    return res.json;
-  };
+  const api = (method: string, path: string, body?: unknown) => jsonApi((p, init) => app.request(p, init), key).call(method, path, body);
+  const ok = (method: string, path: string, body?: unknown) => jsonApi((p, init) => app.request(p, init), key).ok(method, path, body);
   /** An endpoint on the receiver; every one in this file names its event types, so counts stay exact. */
   const endpoint = async (path: string, eventTypes: string[], notifyEmail?: string) =>
     (await ok("POST", "/v1/webhooks/endpoints", { url: `${receiver.url}${path}`, event_types: eventTypes, notify_email: notifyEmail })) as {

@@ -15,6 +15,7 @@ import { createHandlers } from "../workers/handlers";
 import { createLocalStorage } from "../workers/node/local-storage";
 import { fastCatalog } from "./support/engine";
 import { createTestDatabase, waitFor } from "./support/services";
+import { jsonApi } from "./support/api";
 
 const PEPPER = "export-test-pepper-0123456789";
 const DAY = 24 * 3_600_000;
@@ -154,14 +155,7 @@ describe("export.data", () => {
     if (folder) await rm(folder, { recursive: true, force: true });
   });
 
-  const api = async (method: string, path: string, body?: unknown) => {
-    const res = await app.request(path, {
-      method,
-      headers: { authorization: `Bearer ${key}`, ...(body === undefined ? {} : { "content-type": "application/json" }) },
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    return { status: res.status, json: (await res.json()) as any };
-  };
+  const api = (method: string, path: string, body?: unknown) => jsonApi((p, init) => app.request(p, init), key).call(method, path, body);
 
   async function exportAndWait(body: unknown): Promise<{ id: string; view: any }> {
     const created = await api("POST", "/v1/exports", body);
