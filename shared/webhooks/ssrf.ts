@@ -139,8 +139,7 @@ export function embeddedIPv4(b: readonly number[]): { v4: number[]; form: string
   if (inPrefix(b, NAT64, 96)) return { v4: b.slice(12), form: "NAT64" };
   if (b[0] === 0x20 && b[1] === 0x02) return { v4: b.slice(2, 6), form: "6to4" };
   // IPv4-compatible ::a.b.c.d (deprecated); :: and ::1 are themselves, judged below.
-  if (inPrefix(b, ZERO_96, 96) && (b[12]! | b[13]! | b[14]!) !== 0) return { v4: b.slice(12), form: "IPv4-compatible" };
-  if (inPrefix(b, ZERO_96, 96) && b[15]! > 1) return { v4: b.slice(12), form: "IPv4-compatible" };
+  if (inPrefix(b, ZERO_96, 96) && ((b[12]! | b[13]! | b[14]!) !== 0 || b[15]! > 1)) return { v4: b.slice(12), form: "IPv4-compatible" };
   return null;
 }
 
