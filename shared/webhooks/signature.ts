@@ -30,10 +30,15 @@ export function secretBytes(secret: string): Uint8Array<ArrayBuffer> {
   return fromBase64(secret.startsWith(PREFIX) ? secret.slice(PREFIX.length) : secret);
 }
 
+const hmacKey = (secret: string, usage: "sign" | "verify") =>
+  crypto.subtle.importKey("raw", secretBytes(secret), { name: "HMAC", hash: "SHA-256" }, false, [usage]);
+
+/** What a signature covers: "<webhook-id>.<webhook-timestamp>.<body>". */
+const signedContent = (id: string, timestampSeconds: number, body: string) => new TextEncoder().encode(`${id}.${timestampSeconds}.${body}`);
+
 /** One signature, "v1,<base64>". */
 export async function sign(secret: string, id: string, timestampSeconds: number, body: string): Promise<string> {
-  const key = await crypto.subtle.importKey("raw", secretBytes(secret), { name: "HMAC", hash: "SHA-256" }, false, ["sign"]);
-  const mac = await crypto.subtle.sign("HMAC", key, new TextEncoder().encode(`${id}.${timestampSeconds}.${body}`));
+  const mac = await crypto.subtle.sign("HMAC", await hmacKey(secret, "sign"), signedContent(id, timestampSeconds, body));
   return `v1,${toBase64(new Uint8Array(mac))}`;
 }
 
@@ -69,8 +74,8 @@ export async function verifySignature(
   if (Math.abs(nowSeconds - timestamp) > toleranceSeconds) {
     return { ok: false, reason: `the timestamp is more than ${toleranceSeconds} seconds away from now` };
   }
-  const key = await crypto.subtle.importKey("raw", secretBytes(secret), { name: "HMAC", hash: "SHA-256" }, false, ["verify"]);
-  const signed = new TextEncoder().encode(`${message.id}.${timestamp}.${message.body}`);
+  const key = await hmacKey(secret, "verify");
+  const signed = signedContent(message.id, timestamp, message.body);
   for (const part of message.signature.split(" ")) {
     const [version, value] = part.split(",", 2);
     if (version !== "v1" || !value) continue;
