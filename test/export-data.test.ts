@@ -273,7 +273,10 @@ describe("export.data", () => {
 
   it("exports a campaign's sends and events", async () => {
     await db.sql.query(`insert into templates (id, tenant_id, name, subject, blocks) values ('tpl_1', 'acme', 't', 's', '[]')`);
-    await db.sql.query(`insert into campaigns (id, tenant_id, name, template_id, list_id, status) values ('camp_1', 'acme', 'c', 'tpl_1', $1, 'sent')`, [listId]);
+    await db.sql.query(
+      `insert into campaigns (id, tenant_id, name, template_id, list_id, status) values ('camp_1', 'acme', 'c', 'tpl_1', $1, 'sent'), ('camp_other', 'acme', 'o', 'tpl_1', $1, 'sent')`,
+      [listId],
+    );
     const sends = await db.sql.query<{ id: string }>(
       `insert into email_sends (tenant_id, idempotency_key, campaign_id, recipient, provider, provider_message_id, status, detail, sent_at)
        values ('acme', 'k1', 'camp_1', 'p1@example.com', 'resend', 'msg_1', 'sent', null, now()),

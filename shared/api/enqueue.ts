@@ -63,7 +63,10 @@ export function prepareEnqueue(
     maxAttempts: req.max_attempts,
   };
   try {
-    return { row: queue.validate(input, at) };
+    const row = queue.validate(input, at);
+    const refused = def.clientRules?.(row.payload) ?? [];
+    if (refused.length > 0) return { errors: refused.map((i) => ({ path: joinPath([...at, "payload", ...i.path]), message: i.message })) };
+    return { row };
   } catch (err) {
     if (err instanceof ValidationError) {
       return { errors: err.issues.map((i) => ({ path: joinPath(i.path), message: i.message })) };

@@ -42,7 +42,7 @@ export async function processCampaign(
     const [c] = await deps.sql.query<Campaign & { filters: SegmentFilter[] | null; segment_list: string | null }>(
       `select c.id, c.tenant_id, c.status, c.template_id, c.list_id, c.segment_id, c.fanout_cursor::text, c.fanout_upper::text,
               c.fanout_done, c.recipients, s.filters, s.list_id as segment_list
-       from campaigns c left join segments s on s.id = c.segment_id
+       from campaigns c left join segments s on s.tenant_id = c.tenant_id and s.id = c.segment_id
        where c.id = $1 and c.tenant_id = $2`,
       [payload.campaign_id, payload.tenant_id],
     );
@@ -58,8 +58,8 @@ export async function processCampaign(
     await deps.sql.query(
       `update campaigns set status = 'sending', started_at = coalesce(started_at, now()),
          fanout_upper = coalesce(fanout_upper, (select coalesce(max(contact_id), 0) from list_members where list_id = $2))
-       where id = $1 and status in ('scheduled', 'sending')`,
-      [campaign.id, listId],
+       where id = $1 and tenant_id = $3 and status in ('scheduled', 'sending')`,
+      [campaign.id, listId, campaign.tenant_id],
     );
     campaign = await load();
   }
@@ -92,8 +92,8 @@ export async function processCampaign(
         `update campaigns set fanout_done = true,
            status = case when sent + skipped + failed >= recipients then 'sent' else status end,
            finished_at = case when sent + skipped + failed >= recipients then now() else finished_at end
-         where id = $1 and status = 'sending'`,
-        [campaign.id],
+         where id = $1 and tenant_id = $2 and status = 'sending'`,
+        [campaign.id, campaign.tenant_id],
       );
       campaign = await load();
       // Every send had ended before the fan-out did (all skipped, or an empty audience): the campaign ends here.
@@ -128,16 +128,17 @@ export async function processCampaign(
              insert into email_sends (idempotency_key, tenant_id, campaign_id, contact_id, recipient, status, detail)
              select 'camp:' || $1 || ':' || lower(u.email), $2, $1, u.id, u.email, 'skipped', 'invalid address'
              from unnest($3::bigint[], $4::text[]) as u(id, email)
-             on conflict (idempotency_key) do nothing returning id
+             on conflict (tenant_id, idempotency_key) do nothing returning id
            )
-           update campaigns set skipped = skipped + (select count(*) from ins) where id = $1`,
+           update campaigns set skipped = skipped + (select count(*) from ins) where id = $1 and tenant_id = $2`,
           [campaign.id, campaign.tenant_id, invalid.map((c) => c.id), invalid.map((c) => c.email)],
         );
       }
-      await tx.query("update campaigns set fanout_cursor = $2::bigint, recipients = recipients + $3 where id = $1", [
+      await tx.query("update campaigns set fanout_cursor = $2::bigint, recipients = recipients + $3 where id = $1 and tenant_id = $4", [
         campaign.id,
         last,
         contacts.length,
+        campaign.tenant_id,
       ]);
     });
     campaign = await load();

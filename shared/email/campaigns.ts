@@ -84,8 +84,8 @@ export class Campaigns {
     // Every send may have ended while paused: the campaign is then sent.
     await this.sql.query(
       `update campaigns set status = 'sent', finished_at = now()
-       where id = $1 and status = 'sending' and fanout_done and sent + skipped + failed >= recipients`,
-      [id],
+       where id = $1 and tenant_id = $2 and status = 'sending' and fanout_done and sent + skipped + failed >= recipients`,
+      [id, tenantId],
     );
     await publishCampaignEnds(this.queue, this.sql, [id]);
     return this.get(tenantId, id);

@@ -58,6 +58,10 @@ interface LedgerRow {
 export const sendKey = (job: Job<EmailPayload>): string =>
   job.payload.campaign_id ? `camp:${job.payload.campaign_id}:${job.payload.recipient.toLowerCase()}` : `job:${job.id}`;
 
+/** Keys are unique within a tenant (the ledger's unique index is on both): maps key on both too. */
+const tenantScoped = (tenantId: string, key: string): string => `${tenantId}\u0000${key}`;
+const ledgerKey = (job: Job<EmailPayload>): string => tenantScoped(job.tenantId, sendKey(job));
+
 /**
  * email.send, for a batch of jobs at once (one job is a batch of one), following the source
  * document's steps: render, check suppressions, pick the provider, send, record. Each step is
@@ -71,12 +75,15 @@ export async function sendEmails(jobs: readonly Job<EmailPayload>[], deps: SendE
   const done = (job: Job<EmailPayload>, r: BatchResult) => results.set(job.id, r);
 
   // 1. Campaign state: paused sends wait without spending attempts; cancelled ones are skipped.
-  const campaignIds = [...new Set(jobs.flatMap((j) => (j.payload.campaign_id ? [j.payload.campaign_id] : [])))];
-  const campaignRows = await deps.sql.query<{ id: string; status: string; unpublished: boolean }>(
-    "select id, status, (status in ('sent', 'cancelled') and end_event_at is null) as unpublished from campaigns where id = any($1::text[])",
-    [campaignIds],
+  //    A campaign is looked up within the job's own tenant: a job naming another tenant's
+  //    campaign finds none and fails for good, before it touches the ledger.
+  const named = jobs.filter((j) => j.payload.campaign_id);
+  const campaignRows = await deps.sql.query<{ id: string; tenant_id: string; status: string; unpublished: boolean }>(
+    `select c.id, c.tenant_id, c.status, (c.status in ('sent', 'cancelled') and c.end_event_at is null) as unpublished
+     from campaigns c join (select distinct * from unnest($1::text[], $2::text[]) as u(tenant_id, id)) u using (tenant_id, id)`,
+    [named.map((j) => j.tenantId), named.map((j) => j.payload.campaign_id!)],
   );
-  const campaigns = new Map(campaignRows.map((c) => [c.id, c.status]));
+  const campaigns = new Map(campaignRows.map((c) => [tenantScoped(c.tenant_id, c.id), c.status]));
   // Campaigns whose end is still to be published: seen here (a run after a crash that came
   // between the end and its publication), or ended by this batch's records below.
   const ended = new Set(campaignRows.filter((c) => c.unpublished).map((c) => c.id));
@@ -84,19 +91,21 @@ export async function sendEmails(jobs: readonly Job<EmailPayload>[], deps: SendE
   let live: Job<EmailPayload>[] = [];
   const cancelled: Job<EmailPayload>[] = [];
   for (const job of jobs) {
-    const status = job.payload.campaign_id ? campaigns.get(job.payload.campaign_id) : undefined;
-    if (status === "paused") done(job, { ok: false, error: new Snooze(PAUSED_SNOOZE_MS, "campaign paused") });
+    const status = job.payload.campaign_id ? campaigns.get(tenantScoped(job.tenantId, job.payload.campaign_id)) : undefined;
+    if (job.payload.campaign_id && status === undefined) {
+      done(job, { ok: false, error: new PermanentError(`tenant ${job.tenantId} has no campaign ${job.payload.campaign_id}`) });
+    } else if (status === "paused") done(job, { ok: false, error: new Snooze(PAUSED_SNOOZE_MS, "campaign paused") });
     else if (status === "cancelled") cancelled.push(job);
     else live.push(job);
   }
 
   // 2. The ledger: one row a message. Rows already sent or skipped mean a repeated run: no-op.
-  const ledger = await claimLedger(deps.sql, jobs.filter((j) => !results.has(j.id)));
+  const ledger = await claimLedger(deps.sql, [...live, ...cancelled]);
   noteEnded(await markSkipped(deps, cancelled, ledger, "campaign cancelled"));
   for (const job of cancelled) done(job, { ok: true, result: { status: "skipped", reason: "campaign cancelled" } });
   const fresh: Job<EmailPayload>[] = [];
   for (const job of live) {
-    const row = ledger.get(sendKey(job))!;
+    const row = ledger.get(ledgerKey(job))!;
     if (row.status === "sent" || row.status === "skipped") {
       done(job, { ok: true, result: { status: row.status, message_id: row.provider_message_id, repeated: true } });
     } else fresh.push(job);
@@ -117,9 +126,9 @@ export async function sendEmails(jobs: readonly Job<EmailPayload>[], deps: SendE
   // 4. A message whose batch request may have reached the provider before a crash is sent
   //    again only inside that same batch (same members, same order: the same Idempotency-Key).
   const settings = await tenantSettings(deps.sql, [...new Set(live.map((j) => j.tenantId))]);
-  const inFlight = live.filter((j) => ledger.get(sendKey(j))!.batch_key !== null);
-  for (const batchKey of new Set(inFlight.map((j) => ledger.get(sendKey(j))!.batch_key!))) {
-    const mine = inFlight.filter((j) => ledger.get(sendKey(j))!.batch_key === batchKey);
+  const inFlight = live.filter((j) => ledger.get(ledgerKey(j))!.batch_key !== null);
+  for (const batchKey of new Set(inFlight.map((j) => ledger.get(ledgerKey(j))!.batch_key!))) {
+    const mine = inFlight.filter((j) => ledger.get(ledgerKey(j))!.batch_key === batchKey);
     try {
       const members = await replayBatch(deps, batchKey, settings);
       // Every member is recorded, not only the jobs in hand: the others then find their
@@ -165,7 +174,7 @@ export async function sendEmails(jobs: readonly Job<EmailPayload>[], deps: SendE
           const size = mailer.maxBatch ?? 100;
           for (let i = 0; i < batch.length; i += size) {
             const chunk = list.slice(i, i + size);
-            await recordBatch(deps.sql, mailer.name, chunk.map((j) => ledger.get(sendKey(j))!.id));
+            await recordBatch(deps.sql, mailer.name, chunk.map((j) => ledger.get(ledgerKey(j))!.id));
             out.push(...(await mailer.sendBatch(batch.slice(i, i + size), signal)));
           }
           return out;
@@ -238,7 +247,7 @@ async function replayBatch(
 ): Promise<{ rowId: string; jobId: string; provider: string; result: SendResult }[]> {
   const members = await deps.sql.query<{ id: string; job_id: string; provider: string; tenant_id: string; payload: EmailPayload }>(
     `select s.id::text, s.job_id::text, s.provider, j.tenant_id, j.payload
-     from email_sends s left join jobs j on j.id = s.job_id
+     from email_sends s left join jobs j on j.id = s.job_id and j.tenant_id = s.tenant_id
      where s.batch_key = $1 order by s.batch_position`,
     [batchKey],
   );
@@ -301,10 +310,14 @@ async function rateLimited(deps: SendEmailDeps, tenantId: string, tenant: Tenant
 async function claimLedger(sql: SqlClient, jobs: readonly Job<EmailPayload>[]): Promise<Map<string, LedgerRow>> {
   if (jobs.length === 0) return new Map();
   const keys = jobs.map(sendKey);
+  // contact_id comes from the job's variables: kept only when it names the tenant's own contact.
   await sql.query(
     `insert into email_sends (idempotency_key, tenant_id, job_id, campaign_id, contact_id, recipient, status)
-     select u.*, 'sending' from unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[]) as u
-     on conflict (idempotency_key) do nothing`,
+     select u.key, u.tenant_id, u.job_id, u.campaign_id, c.id, u.recipient, 'sending'
+     from unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[])
+       as u(key, tenant_id, job_id, campaign_id, contact_id, recipient)
+     left join contacts c on c.tenant_id = u.tenant_id and c.id = u.contact_id
+     on conflict (tenant_id, idempotency_key) do nothing`,
     [
       keys,
       jobs.map((j) => j.tenantId),
@@ -314,11 +327,13 @@ async function claimLedger(sql: SqlClient, jobs: readonly Job<EmailPayload>[]): 
       jobs.map((j) => j.payload.recipient),
     ],
   );
-  const rows = await sql.query<LedgerRow>(
-    "select id::text as id, idempotency_key, status, provider_message_id, batch_key, provider from email_sends where idempotency_key = any($1::text[])",
-    [keys],
+  const rows = await sql.query<LedgerRow & { tenant_id: string }>(
+    `select s.id::text as id, s.tenant_id, s.idempotency_key, s.status, s.provider_message_id, s.batch_key, s.provider
+     from email_sends s join unnest($1::text[], $2::text[]) as u(tenant_id, key)
+       on s.tenant_id = u.tenant_id and s.idempotency_key = u.key`,
+    [jobs.map((j) => j.tenantId), keys],
   );
-  return new Map(rows.map((r) => [r.idempotency_key, r]));
+  return new Map(rows.map((r) => [tenantScoped(r.tenant_id, r.idempotency_key), r]));
 }
 
 const contactIdOf = (job: Job<EmailPayload>): string | null => {
@@ -357,11 +372,11 @@ async function finalize(
      ),
      deltas as (
        -- A send retried by hand out of 'failed' moves from the failed count to its new one.
-       select m.campaign_id,
+       select m.tenant_id, m.campaign_id,
               count(*) filter (where m.status = 'sent') as sent,
               count(*) filter (where m.status = 'skipped') as skipped,
               count(*) filter (where m.status = 'failed') - count(*) filter (where p.old = 'failed') as failed
-       from moved m join prev p using (id) where m.campaign_id is not null group by m.campaign_id
+       from moved m join prev p using (id) where m.campaign_id is not null group by m.tenant_id, m.campaign_id
      )
      update campaigns c set
        sent = c.sent + d.sent, skipped = c.skipped + d.skipped, failed = c.failed + d.failed,
@@ -371,7 +386,7 @@ async function finalize(
        finished_at = case when c.status = 'sending' and c.fanout_done
                       and c.sent + c.skipped + c.failed + d.sent + d.skipped + d.failed >= c.recipients
                      then $6::timestamptz else c.finished_at end
-     from deltas d where c.id = d.campaign_id
+     from deltas d where c.tenant_id = d.tenant_id and c.id = d.campaign_id
      returning c.id, (c.status = 'sent' and c.end_event_at is null) as unpublished`,
     [
       rows.map((r) => r.id),
@@ -388,7 +403,7 @@ async function finalize(
 async function markSkipped(deps: SendEmailDeps, jobs: readonly Job<EmailPayload>[], ledger: Map<string, LedgerRow>, reason: string) {
   return finalize(
     deps,
-    jobs.map((j) => ({ id: ledger.get(sendKey(j))!.id, status: "skipped" as const, detail: reason })),
+    jobs.map((j) => ({ id: ledger.get(ledgerKey(j))!.id, status: "skipped" as const, detail: reason })),
   );
 }
 
@@ -396,7 +411,7 @@ async function recordSent(deps: SendEmailDeps, sent: { job: Job<EmailPayload>; p
   return finalize(
     deps,
     sent.map(({ job, provider, result }) => ({
-      id: ledger.get(sendKey(job))!.id,
+      id: ledger.get(ledgerKey(job))!.id,
       status: "sent" as const,
       provider,
       messageId: result.providerMessageId,
@@ -407,6 +422,6 @@ async function recordSent(deps: SendEmailDeps, sent: { job: Job<EmailPayload>; p
 async function recordFailed(deps: SendEmailDeps, failed: { job: Job<EmailPayload>; detail: string }[], ledger: Map<string, LedgerRow>) {
   return finalize(
     deps,
-    failed.map(({ job, detail }) => ({ id: ledger.get(sendKey(job))!.id, status: "failed" as const, detail: detail.slice(0, 500) })),
+    failed.map(({ job, detail }) => ({ id: ledger.get(ledgerKey(job))!.id, status: "failed" as const, detail: detail.slice(0, 500) })),
   );
 }

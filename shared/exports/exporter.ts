@@ -18,6 +18,7 @@
 import { type SegmentFilter, segmentFilterSql } from "../email/segment-filters";
 import type { Clock, SqlClient } from "../ports";
 import { PermanentError } from "../queue/errors";
+import { isForeignKeyViolation } from "../sql-errors";
 import type { Storage, StoredObject } from "../storage/storage";
 import { type CsvValue, csvRow } from "./csv";
 
@@ -113,7 +114,7 @@ export async function* exportPages(
       check();
       const page = await sql.query<{ id: string; send_id: string | null; recipient: string | null; type: string; data: string; created_at: Date }>(
         `select e.id::text, e.send_id::text, s.recipient, e.type, e.data::text as data, e.created_at
-         from email_events e left join email_sends s on s.id = e.send_id
+         from email_events e left join email_sends s on s.tenant_id = e.tenant_id and s.id = e.send_id
          where e.campaign_id = $1 and e.tenant_id = $2 and e.id > $3::bigint order by e.id limit ${pageSize}`,
         [payload.campaign_id, tenantId, after],
       );
@@ -219,11 +220,17 @@ export async function runExport(
   ctx: { signal: AbortSignal; progress(value: unknown): void },
 ): Promise<ExportResult> {
   const sourceId = sourceIdOf(payload);
-  await deps.sql.query(
-    `insert into exports (id, tenant_id, source, source_id, status) values ($1::bigint, $2, $3, $4, 'running')
-     on conflict (id) do update set status = 'running', rows = 0, error = null`,
-    [exportId, payload.tenant_id, payload.source, sourceId],
-  );
+  await deps.sql
+    .query(
+      `insert into exports (id, tenant_id, source, source_id, status) values ($1::bigint, $2, $3, $4, 'running')
+       on conflict (id) do update set status = 'running', rows = 0, error = null`,
+      [exportId, payload.tenant_id, payload.source, sourceId],
+    )
+    .catch((err: unknown) => {
+      // The schema refuses a source that is not the tenant's own (migration 0013): no retry can help.
+      if (isForeignKeyViolation(err)) throw new PermanentError(`no ${payload.source} ${sourceId} for tenant ${payload.tenant_id}`, { cause: err });
+      throw err;
+    });
   let rows = 0;
   const pages = exportPages(deps.sql, payload, {
     pageSize: deps.pageSize,

@@ -5,6 +5,9 @@ import type { Job } from "../queue/job";
 import type { Queue } from "../queue/queue";
 import { type Storage, StorageNotFound, tenantFileProblem } from "../storage/storage";
 import { publishEvent } from "../webhooks/events";
+// The exports' cell writer: an invalid row's raw text is the file's author's, so a report
+// opened in a spreadsheet must not run it as a formula (`=HYPERLINK(…)`, `+cmd|…`, `@SUM(1)`).
+import { csvCell } from "../exports/csv";
 import { csvRecords } from "./csv";
 import { SeenSet } from "./seen-set";
 
@@ -121,9 +124,9 @@ const CHECKPOINT = `
   with moved as (
     update imports set rows_read = rows_read + $3, created = created + $4, updated = updated + $5, invalid = invalid + $6,
       duplicate = duplicate + $7, list_added = list_added + $8, updated_at = now()
-    where id = $1 and rows_read = $2 and status = 'running' returning 1
+    where id = $1 and tenant_id = $10 and rows_read = $2 and status = 'running' returning 1
   ),
-  counted as (update lists set contact_count = contact_count + $8 where id = $9 and exists (select from moved))
+  counted as (update lists set contact_count = contact_count + $8 where id = $9 and tenant_id = $10 and exists (select from moved))
   select count(*)::int as moved from moved`;
 
 /**
@@ -151,8 +154,6 @@ interface Batch {
   /** Every address is ASCII (see UPSERT). */
   ascii: boolean;
 }
-
-const csvCell = (s: string) => (/[",\r\n]/.test(s) ? `"${s.replaceAll('"', '""')}"` : s);
 
 /**
  * import.contacts, as the source document has it: stream the CSV, validate each address, upsert
@@ -275,7 +276,7 @@ export async function runImport(payload: ImportPayload, job: Pick<Job, "id">, ct
       // Addresses equal only under Postgres' lower() (not JS's) were folded by the statement.
       const duplicate = b.duplicate + (b.emails.length - created - updated);
       const [moved] = await tx.query<{ moved: number }>(CHECKPOINT, [
-        importId, expected, b.rows, created, updated, b.invalid, duplicate, added, listId,
+        importId, expected, b.rows, created, updated, b.invalid, duplicate, added, listId, payload.tenant_id,
       ]);
       if (!moved?.moved) throw new Error(`import ${importId} moved on elsewhere (another run holds it)`);
       return { created, updated, added, duplicate };
@@ -419,7 +420,9 @@ async function finish(deps: ImportDeps, payload: ImportPayload, importId: string
 
 async function markFailed(sql: Sql, importId: string, payload: ImportPayload, error: string) {
   await sql.query(
-    `insert into imports (id, tenant_id, list_id, file_url, status, error, finished_at) values ($1, $2, $3, $4, 'failed', $5, now())
+    // The list is kept only when it is the tenant's own (it may be the reason for the failure).
+    `insert into imports (id, tenant_id, list_id, file_url, status, error, finished_at)
+     values ($1, $2, (select id from lists where tenant_id = $2 and id = $3), $4, 'failed', $5, now())
      on conflict (id) do update set status = 'failed', error = excluded.error, finished_at = now(), updated_at = now()
      where imports.status = 'running'`,
     [importId, payload.tenant_id, payload.list_id ?? null, payload.file_url, error],

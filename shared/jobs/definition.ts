@@ -36,6 +36,16 @@ export interface JobType<S extends z.ZodType = z.ZodType> {
   cron?: { schedule: string; payload: z.input<S> };
   /** Payload fields never shown in listings or logs. */
   secretFields?: readonly string[];
+  /**
+   * Rules for payloads that come from clients (the API) on top of the schema: what only the
+   * system itself may enqueue. Returns the offending fields, paths relative to the payload.
+   */
+  clientRules?: (payload: z.infer<S>) => PayloadIssue[];
+}
+
+export interface PayloadIssue {
+  path: (string | number)[];
+  message: string;
 }
 
 export const defineJobType = <S extends z.ZodType>(def: JobType<S>): JobType<S> => def;

@@ -18,4 +18,18 @@ export const emailSend = defineJobType({
   maxAttempts: 8,
   backoff: { baseMs: 5_000, maxMs: 60 * 60_000 },
   timeoutMs: 30_000,
+  clientRules: (p) =>
+    isPlatformTemplate(p.template_id)
+      ? [{ path: ["template_id"], message: "is one of PenguinMails' own notices, which only the system sends; use sys_transactional or a template of your own" }]
+      : [],
 });
+
+/**
+ * System templates a tenant may send. Every other `sys_` id is PenguinMails' own notice ("your
+ * export is ready", "your webhook was disabled"): sent in the platform's name, so a tenant that
+ * could fill in its own link would have a phishing kit. New notices are refused by default.
+ */
+export const TENANT_SYSTEM_TEMPLATES: ReadonlySet<string> = new Set(["sys_transactional"]);
+
+export const isPlatformTemplate = (templateId: string): boolean =>
+  templateId.startsWith("sys_") && !TENANT_SYSTEM_TEMPLATES.has(templateId);

@@ -41,7 +41,11 @@ export function exportDataHandler(deps: ExportDeps): Handler<Payload> {
       } catch (err) {
         if (err instanceof PermanentError || job.attempt >= job.maxAttempts) {
           await deps.sql
-            .query("update exports set status = 'failed', error = $2 where id = $1::bigint", [job.id, err instanceof Error ? err.message : String(err)])
+            .query("update exports set status = 'failed', error = $2 where id = $1::bigint and tenant_id = $3", [
+              job.id,
+              err instanceof Error ? err.message : String(err),
+              payload.tenant_id,
+            ])
             .catch(() => {});
         }
         throw err;

@@ -178,7 +178,7 @@ export function webhookDispatchHandler(deps: WebhookDeps): Handler<Payload> {
 
       if (status >= 200 && status < 300) {
         await log({ outcome: "ok", error: null, statusCode: status, durationMs, responseBody });
-        await deps.sql.query("update webhook_endpoints set failing_since = null where id = $1 and failing_since is not null", [endpointId]);
+        await deps.sql.query("update webhook_endpoints set failing_since = null where id = $1 and tenant_id = $2 and failing_since is not null", [endpointId, tenantId]);
         return { status, duration_ms: durationMs };
       }
       if (status === 410) {
