@@ -68,8 +68,9 @@ describe("CSV reader", () => {
     expect(rows).toEqual([["email", "name"], ["zoë@example.com", "Ünïcødé, 日本"], ["last@x.io", "end"]]);
   });
 
-  it("is lenient with text after a closing quote and an unclosed quote at the end", () => {
-    expect(parseAll('"ab"cd,e\n"open', 2)).toEqual([["abcd", "e"], ["open"]]);
+  it("is lenient with text after a closing quote, not with an unclosed quote at the end (test/csv-reader.test.ts)", () => {
+    expect(parseAll('"ab"cd,e\n', 2)).toEqual([["abcd", "e"]]);
+    expect(() => parseAll('"ab"cd,e\n"open', 2)).toThrow(/^CSV row 2 \(line 2\): .*\(CSV_QUOTE_NOT_CLOSED\)$/);
     expect(parseAll("a,b,\n", 1)).toEqual([["a", "b", ""]]);
   });
 
