@@ -49,7 +49,10 @@ export interface AppDeps {
   scaling?: ScalingPolicy;
   /** Signs and checks one-click unsubscribe links; /u/:token answers 404 without it. */
   unsubscribe?: UnsubscribeLinks;
-  /** The SSRF guard for webhook URLs at registration. Default: DNS-over-HTTPS, no allow-list. */
+  /**
+   * The SSRF guard for customers' URLs: webhook endpoints at registration, import files at
+   * POST /v1/imports and POST /v1/jobs. Default: DNS-over-HTTPS, no allow-list.
+   */
   webhookGuard?: UrlGuard;
   /** The export store and download-link signer; /v1/exports and /files/:token exist only with it. */
   exports?: ExportRouteDeps;
@@ -96,18 +99,20 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
     c.header("cache-control", "no-store");
   });
 
-  app.route("/v1/jobs", jobsRoutes(queue));
+  // One SSRF guard for every customer URL the API takes (webhook endpoints, import files).
+  const urlGuard = deps.webhookGuard ?? { resolver: createDohResolver() };
+  app.route("/v1/jobs", jobsRoutes(queue, urlGuard));
   app.route("/v1/queues", queuesRoutes(queue, sql));
   const registry = deps.registry ?? new WorkerRegistry(sql, queue.clock);
   const policy = deps.scaling ?? defaultScalingPolicy;
   app.route("/v1", operationsRoutes(queue, registry, policy));
   app.route("/dashboard", dashboardRoutes({ queue, sql, apiKeys, registry, scaling: policy, logger }));
   app.route("/v1", emailRoutes(queue, sql));
-  app.route("/v1", webhookRoutes(queue, sql, deps.webhookGuard ?? { resolver: createDohResolver() }));
+  app.route("/v1", webhookRoutes(queue, sql, urlGuard));
   if (deps.unsubscribe) app.route("/u", unsubscribeRoutes(sql, deps.unsubscribe));
   app.route("/providers", providerRoutes({ sql, queue, logger, resendWebhookSecret: deps.resendWebhookSecret }));
   if (deps.exports) app.route("/", exportRoutes(queue, sql, deps.exports));
-  if (deps.exports) app.route("/v1", importRoutes(queue, sql, deps.exports.storage));
+  if (deps.exports) app.route("/v1", importRoutes(queue, sql, deps.exports.storage, urlGuard));
 
   app.get("/healthz", async (c) => {
     try {

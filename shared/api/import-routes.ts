@@ -8,22 +8,44 @@
  */
 import { type Context, Hono } from "hono";
 import { z } from "zod";
+import { bigintId, entityId } from "../jobs/fields";
 import { importContacts } from "../jobs/import-contacts";
 import type { SqlClient } from "../ports";
-import type { Queue } from "../queue/queue";
+import { ValidationError } from "../queue/errors";
+import type { NewJob } from "../queue/ledger";
+import type { Enqueued, Queue } from "../queue/queue";
+import { redactText } from "../redact";
 import { type Storage, tenantFileProblem, tenantKeyPrefix } from "../storage/storage";
+import type { UrlGuard } from "../webhooks/ssrf";
 import { type ApiEnv, tenantOf } from "./auth";
 import { readJson } from "./body";
-import { ApiError, zodFieldErrors } from "./problem";
+import { parseParam, parseQuery } from "./request-input";
+import { tenantQuerySchema } from "./schemas";
+import { assertJsonText } from "./text-rule";
+import { webFileUrlProblem } from "./file-url-check";
+import { ApiError, joinPath, zodFieldErrors } from "./problem";
+
+/** The query of a CSV upload carries what a JSON body would (the mapping as JSON). */
+const uploadQuerySchema = tenantQuerySchema.extend({
+  mapping: z.string().optional(),
+  list_id: z.string().optional(),
+  has_header: z.string().optional(),
+});
+
+/** An import's :id is its job's, a bigint; anything else names no import. */
+const importId = (c: Context) => parseParam(c, "id", bigintId, (id) => `no import ${id}`);
 
 export const importRequestSchema = z.strictObject({
   file_url: z.string().min(1).max(2048),
-  mapping: z.record(z.string(), z.string()),
-  list_id: z.string().min(1).max(64).optional(),
+  mapping: z.record(z.string().min(1).max(256), z.string().max(256)),
+  list_id: entityId.optional(),
   has_header: z.boolean().optional(),
 });
 
-export function importRoutes(queue: Queue, sql: SqlClient, storage: Storage): Hono<ApiEnv> {
+/** What an upload is validated with before it is written: any URL the payload schema takes (the real one is known only after the write). */
+const UPLOAD_PENDING_URL = "file:///upload-pending.csv";
+
+export function importRoutes(queue: Queue, sql: SqlClient, storage: Storage, guard: UrlGuard): Hono<ApiEnv> {
   const app = new Hono<ApiEnv>();
 
   /** The list must be the tenant's: checked before an upload is stored, so a refused request leaves nothing behind. */
@@ -33,14 +55,30 @@ export function importRoutes(queue: Queue, sql: SqlClient, storage: Storage): Ho
     if (owned.length === 0) throw new ApiError(404, `no list ${listId}`);
   };
 
-  const enqueue = async (c: Context<ApiEnv>, tenantId: string, body: z.infer<typeof importRequestSchema>) => {
-    const { job } = await queue.enqueue({ type: importContacts.type, tenantId, payload: body });
+  /**
+   * The request as the job will take it, through the job type's own schema (the mapping must
+   * name an email column, no credentials in file_url, …), so everything the job would refuse is
+   * a 422 here, named by the request's field (`mapping`, not `payload.mapping`).
+   */
+  const prepare = (tenantId: string, body: z.infer<typeof importRequestSchema>): NewJob => {
+    try {
+      return queue.validate({ type: importContacts.type, tenantId, payload: body });
+    } catch (err) {
+      if (!(err instanceof ValidationError)) throw err;
+      const errors = err.issues.map((i) => ({ path: joinPath(i.path[0] === "payload" ? i.path.slice(1) : i.path), message: i.message }));
+      throw new ApiError(422, "invalid import", errors);
+    }
+  };
+
+  const enqueue = async (c: Context<ApiEnv>, row: NewJob) => {
+    const [{ job }] = (await queue.enqueueValidated([row])) as [Enqueued];
     return c.json({ id: job.id, state: job.state, status_url: `/v1/imports/${job.id}` }, 202);
   };
 
   app.post("/imports", async (c) => {
-    const tenantId = tenantOf(c);
     const type = c.req.header("content-type")?.split(";")[0]?.trim().toLowerCase();
+    parseQuery(c, type === "text/csv" ? uploadQuerySchema : tenantQuerySchema);
+    const tenantId = tenantOf(c);
     if (type === "text/csv") {
       let mapping: unknown;
       try {
@@ -48,35 +86,47 @@ export function importRoutes(queue: Queue, sql: SqlClient, storage: Storage): Ho
       } catch {
         throw new ApiError(422, "invalid mapping", [{ path: "mapping", message: 'pass ?mapping= as JSON, e.g. {"col_0":"email"}' }]);
       }
+      assertJsonText(mapping, ["mapping"]);
       const parsed = importRequestSchema.omit({ file_url: true }).safeParse({
         mapping,
         list_id: c.req.query("list_id"),
         has_header: c.req.query("has_header") === undefined ? undefined : c.req.query("has_header") !== "false",
       });
       if (!parsed.success) throw new ApiError(422, "invalid import", zodFieldErrors(parsed.error));
+      // Everything that can be refused is refused before the file is written.
+      prepare(tenantId, { ...parsed.data, file_url: UPLOAD_PENDING_URL });
       await checkList(tenantId, parsed.data.list_id);
       const body = c.req.raw.body;
       if (!body) throw new ApiError(400, "the request has no CSV body");
       const stored = await storage.write(`${tenantKeyPrefix(tenantId)}imports/upload-${crypto.randomUUID()}.csv`, body, {
         contentType: "text/csv",
       });
-      return enqueue(c, tenantId, { ...parsed.data, file_url: stored.url });
+      // From here a refusal (or a failed insert) must take the file with it: no imports row would
+      // ever point at it, so cleanup could not find it.
+      try {
+        return await enqueue(c, prepare(tenantId, { ...parsed.data, file_url: stored.url }));
+      } catch (err) {
+        await storage.delete(stored.url).catch(() => undefined);
+        throw err;
+      }
     }
     const parsed = importRequestSchema.safeParse(await readJson(c));
     if (!parsed.success) throw new ApiError(422, "invalid import", zodFieldErrors(parsed.error));
+    const row = prepare(tenantId, parsed.data);
     await checkList(tenantId, parsed.data.list_id);
     // A stored file is only importable by the tenant it was stored for (the handler checks again).
-    const refused = tenantFileProblem(storage, parsed.data.file_url, tenantId);
+    const refused = tenantFileProblem(storage, parsed.data.file_url, tenantId) ?? (await webFileUrlProblem(parsed.data.file_url, guard));
     if (refused) throw new ApiError(422, "invalid file_url", [{ path: "file_url", message: refused }]);
-    return enqueue(c, tenantId, parsed.data);
+    return enqueue(c, row);
   });
 
   app.get("/imports/:id", async (c) => {
+    parseQuery(c, tenantQuerySchema);
     const tenantId = tenantOf(c);
-    const id = c.req.param("id");
-    const job = /^\d{1,18}$/.test(id) ? await queue.ledger.get(id, tenantId) : null;
+    const id = importId(c);
+    const job = await queue.ledger.get(id, tenantId);
     if (job && job.type !== importContacts.type) throw new ApiError(404, `no import ${id}`);
-    const [row] = await sql.query<{ report_url: string | null }>(
+    const [row] = await sql.query<{ report_url: string | null; error: string | null }>(
       `select status, list_id, rows_read::float8 as rows_read, created::float8 as created, updated::float8 as updated,
               invalid::float8 as invalid, duplicate::float8 as duplicate, list_added::float8 as list_added,
               report_url, error, created_at, finished_at
@@ -87,14 +137,23 @@ export function importRoutes(queue: Queue, sql: SqlClient, storage: Storage): Ho
     if (!row) return c.json({ id, job_state: job!.state, attempt: job!.attempt, status: "waiting" });
     // The report's storage URL stays inside: a local path or bucket name is not the tenant's business.
     // The job may be gone (its retention is shorter than the import's): the row still tells.
-    const { report_url: stored, ...rest } = row;
-    return c.json({ id, job_state: job?.state ?? null, attempt: job?.attempt ?? null, ...rest, report_url: stored ? `/v1/imports/${id}/report` : null });
+    // The error can quote the file's URL or a server's answer: redacted like every output.
+    const { report_url: stored, error, ...rest } = row;
+    return c.json({
+      id,
+      job_state: job?.state ?? null,
+      attempt: job?.attempt ?? null,
+      ...rest,
+      error: error === null ? null : redactText(error),
+      report_url: stored ? `/v1/imports/${id}/report` : null,
+    });
   });
 
   /** The error report: every rejected row with its row number and reason, as CSV. */
   app.get("/imports/:id/report", async (c) => {
+    parseQuery(c, tenantQuerySchema);
     const [row] = await sql.query<{ report_url: string | null }>("select report_url from imports where id = $1 and tenant_id = $2", [
-      c.req.param("id"),
+      importId(c),
       tenantOf(c),
     ]);
     if (!row?.report_url) throw new ApiError(404, `no report for import ${c.req.param("id")}`);

@@ -1,15 +1,14 @@
 /**
- * How a Job is shown over HTTP: snake_case, ISO times, secrets in the payload redacted, and
- * error stacks (which can name internals) only for admin keys.
+ * How a Job is shown over HTTP (and on the dashboard): snake_case, ISO times, secrets redacted
+ * in the payload, progress, result and last error (shared/redact.ts: by field name and by
+ * value), and error stacks (which can name internals) only for admin keys.
  */
 import { z } from "zod";
 import type { JobType } from "../jobs/definition";
 import { JOB_STATES, type Job } from "../queue/job";
+import { REDACTED, redact, redactText } from "../redact";
 
-export const REDACTED = "[redacted]";
-
-/** Field names that look like credentials wherever they appear in a payload. */
-const SECRET_NAME = /secret|password|token|api[_-]?key/i;
+export { REDACTED };
 
 const isoTime = z.iso.datetime({ offset: true });
 
@@ -30,9 +29,9 @@ export const jobViewSchema = z.object({
   state: z.enum(JOB_STATES as [string, ...string[]]),
   attempt: z.number().int().describe("Runs started so far"),
   max_attempts: z.number().int(),
-  payload: z.unknown().describe(`The payload; credential-like fields read "${REDACTED}"`),
-  progress: z.unknown(),
-  result: z.unknown(),
+  payload: z.unknown().describe(`The payload; credential-like fields read "${REDACTED}", URL credentials and signatures "***"`),
+  progress: z.unknown().describe("Redacted like the payload"),
+  result: z.unknown().describe("Redacted like the payload"),
   last_error: jobErrorViewSchema.nullable(),
   run_at: isoTime,
   created_at: isoTime,
@@ -46,15 +45,13 @@ export const jobViewSchema = z.object({
 export type JobView = z.infer<typeof jobViewSchema>;
 export type JobErrorView = z.infer<typeof jobErrorViewSchema>;
 
-/** Replaces secret fields at any depth; the input is left untouched. */
+/**
+ * Replaces secret fields at any depth and masks secrets inside strings (a presigned file_url's
+ * signature, URL credentials, our key formats); the input is left untouched. Payloads are
+ * nested at most as deep as the API lets them be, so no depth cap cuts a real one.
+ */
 export function redactPayload(value: unknown, secretFields: ReadonlySet<string>): unknown {
-  if (Array.isArray(value)) return value.map((v) => redactPayload(v, secretFields));
-  if (value === null || typeof value !== "object") return value;
-  const out: Record<string, unknown> = {};
-  for (const [key, v] of Object.entries(value)) {
-    out[key] = secretFields.has(key) || SECRET_NAME.test(key) ? REDACTED : redactPayload(v, secretFields);
-  }
-  return out;
+  return redact(value, { names: secretFields, maxDepth: 64 });
 }
 
 const iso = (d: Date | null): string | null => (d === null ? null : d.toISOString());
@@ -63,14 +60,16 @@ export function toJobView(job: Job, options: { def?: JobType; admin: boolean }):
   const e = job.lastError;
   const lastError: JobErrorView | null = e
     ? {
-        message: e.message,
+        // Errors are redacted when stored; again here for rows stored before that was so.
+        message: redactText(e.message),
         name: e.name,
         attempt: e.attempt,
         at: e.at,
         retryable: e.retryable,
-        ...(options.admin && e.stack ? { stack: e.stack } : {}),
+        ...(options.admin && e.stack ? { stack: redactText(e.stack) } : {}),
       }
     : null;
+  const secrets = new Set(options.def?.secretFields ?? []);
   return {
     id: job.id,
     tenant_id: job.tenantId,
@@ -79,9 +78,10 @@ export function toJobView(job: Job, options: { def?: JobType; admin: boolean }):
     state: job.state,
     attempt: job.attempt,
     max_attempts: job.maxAttempts,
-    payload: redactPayload(job.payload, new Set(options.def?.secretFields ?? [])),
-    progress: job.progress,
-    result: job.result,
+    payload: redactPayload(job.payload, secrets),
+    // A handler may report a credential in its progress or result too.
+    progress: redactPayload(job.progress, secrets),
+    result: redactPayload(job.result, secrets),
     last_error: lastError,
     run_at: job.runAt.toISOString(),
     created_at: job.createdAt.toISOString(),

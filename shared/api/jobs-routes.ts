@@ -9,7 +9,9 @@ import type { Principal } from "./api-keys";
 import type { ApiEnv } from "./auth";
 import { readJson } from "./body";
 import { decodeCursor, encodeCursor } from "./cursor";
+import type { UrlGuard } from "../webhooks/ssrf";
 import { prepareEnqueueAll } from "./enqueue";
+import { assertImportFileUrls } from "./file-url-check";
 import { toJobView } from "./job-view";
 import { ApiError, zodFieldErrors } from "./problem";
 import { batchRequestSchema, listQuerySchema } from "./schemas";
@@ -25,7 +27,8 @@ function idempotencyHeader(value: string | undefined): string | undefined {
   return value;
 }
 
-export function jobsRoutes(queue: Queue): Hono<ApiEnv> {
+/** `urlGuard`: the SSRF guard import.contacts file URLs pass before the job is stored. */
+export function jobsRoutes(queue: Queue, urlGuard: UrlGuard): Hono<ApiEnv> {
   const app = new Hono<ApiEnv>();
   const view = (job: Job, principal: Principal) =>
     toJobView(job, { def: queue.catalog.get(job.type), admin: principal.admin });
@@ -35,6 +38,7 @@ export function jobsRoutes(queue: Queue): Hono<ApiEnv> {
     const headerKey = idempotencyHeader(c.req.header("idempotency-key"));
     const body = await readJson(c);
     const rows = prepareEnqueueAll(queue, principal, [{ body, at: [], idempotencyKey: headerKey }], "invalid job");
+    await assertImportFileUrls(rows, urlGuard);
     const [{ job, created }] = (await queue.enqueueValidated(rows)) as [{ job: Job; created: boolean }];
     c.header("location", `/v1/jobs/${job.id}`);
     if (!created) c.header("idempotent-replayed", "true");
@@ -52,6 +56,7 @@ export function jobsRoutes(queue: Queue): Hono<ApiEnv> {
     if (!parsed.success) throw new ApiError(422, "invalid batch", zodFieldErrors(parsed.error));
     const items = parsed.data.jobs.map((body, i) => ({ body, at: ["jobs", i] }));
     const rows = prepareEnqueueAll(queue, principal, items, "invalid jobs in the batch; none were stored");
+    await assertImportFileUrls(rows, urlGuard, (i) => items[i]!.at);
     const results = await queue.enqueueValidated(rows);
     const created = results.filter((r) => r.created).length;
     return c.json({ jobs: results.map((r) => view(r.job, principal)), created, existing: results.length - created }, 201);

@@ -2,6 +2,14 @@ import { z } from "zod";
 import { defineJobType } from "./definition";
 import { email, entityId, tenantId } from "./fields";
 
+/** Whether a URL's authority carries `user@` or `user:password@` (the part before the first / ? #). */
+function hasUserinfo(url: string): boolean {
+  const afterScheme = url.indexOf("://");
+  if (afterScheme < 0) return false;
+  const authority = url.slice(afterScheme + 3).split(/[/?#\\]/, 1)[0] ?? "";
+  return authority.includes("@");
+}
+
 /** Where a contact column goes: email, name, or attributes.<key>. */
 const target = z.union([
   z.literal("email"),
@@ -17,7 +25,10 @@ export const importContacts = defineJobType({
       .string()
       .max(2048)
       // http:// passes here; the store reads it only from allow-listed hosts (self-hosters' servers).
-      .regex(/^(s3|https?|file):\/\/.+/, "expected an s3://, https:// or file:// URL"),
+      .regex(/^(s3|https?|file):\/\/.+/, "expected an s3://, https:// or file:// URL")
+      // A password in the URL would be stored with the job and shown wherever the URL is (job
+      // listings, errors, logs); refused here so neither POST /v1/imports nor POST /v1/jobs takes it.
+      .refine((url) => !hasUserinfo(url), "credentials in the URL are not allowed; use a presigned https:// link or upload the file"),
     tenant_id: tenantId,
     /** Column to field: keys are col_N (0-based) or header names. */
     mapping: z.record(z.string().min(1).max(256), target).refine((m) => Object.values(m).includes("email"), {

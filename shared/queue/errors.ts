@@ -1,9 +1,13 @@
 /**
- * Control flow a handler can say. Anything else a handler throws is retryable.
+ * Control flow a handler can say. Anything else a handler throws is retried, unless it declares
+ * itself not retryable (`retryable: false` or `permanent: true`, on it or on its `cause`):
+ * see declaredRetryable in outcome.ts.
  */
 
 /** The job cannot succeed however often it runs (bad data, a 4xx from a provider): fail now. */
 export class PermanentError extends Error {
+  /** The declaration the engine reads (also when this error is another's `cause`). */
+  readonly permanent = true;
   constructor(message: string, options?: { cause?: unknown }) {
     super(message, options);
     this.name = "PermanentError";

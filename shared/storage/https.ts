@@ -1,4 +1,5 @@
-import { allowedByList, checkUrl, type UrlGuard } from "../webhooks/ssrf";
+import { redactUrl } from "../redact";
+import { allowedByList, checkUrl, type UrlCheck, type UrlGuard } from "../webhooks/ssrf";
 import { type Storage, StorageNotFound } from "./storage";
 
 /**
@@ -25,11 +26,8 @@ export function createHttpsStorage(options: HttpsStorageOptions): Storage {
     async read(url, signal) {
       let current = url;
       for (let hop = 0; ; hop++) {
-        const check = await checkUrl(current, options);
+        const check = await checkWebFileUrl(current, options);
         if (!check.ok) throw new StorageNotFound(`${shown(current)}: ${check.reason}`);
-        if (check.url.protocol === "http:" && !allowListed(check.url.hostname, options)) {
-          throw new StorageNotFound(`${shown(current)}: only https:// URLs can be read (http:// only from allow-listed hosts)`);
-        }
         // Aborts only while waiting for the headers: the body may take as long as the file is big.
         const waiting = new AbortController();
         const timer = setTimeout(() => waiting.abort(new Error(`no answer within ${headersTimeoutMs} ms`)), headersTimeoutMs);
@@ -66,13 +64,31 @@ export function createHttpsStorage(options: HttpsStorageOptions): Storage {
   };
 }
 
+/**
+ * Whether a web file URL may be read: the SSRF guard (http or https, no credentials, every
+ * address of the host public unless allow-listed) and plain http:// only from allow-listed
+ * hosts. The same check runs at the API when an import names the URL and here before every
+ * request and redirect, so a URL the API accepted is refused later only if DNS changed.
+ */
+export async function checkWebFileUrl(url: string, guard: UrlGuard): Promise<UrlCheck> {
+  const check = await checkUrl(url, guard);
+  if (check.ok && check.url.protocol === "http:" && !allowListed(check.url.hostname, guard)) {
+    return { ok: false, reason: "only https:// URLs can be read (http:// only from allow-listed hosts)", retryable: false };
+  }
+  return check;
+}
+
 function allowListed(hostname: string, guard: UrlGuard): boolean {
   const host = hostname.toLowerCase().replace(/^\[(.*)\]$/, "$1");
   return !!guard.allow && (guard.allow.hosts.has(host) || allowedByList(host, guard.allow));
 }
 
-/** A URL as errors show it: the query string dropped, since a presigned URL's signature is a credential. */
+/**
+ * A URL as errors show it: credentials and the query string dropped (a presigned URL's
+ * signature is a credential as much as a password is).
+ */
 export function shown(url: string): string {
   const q = url.search(/[?#]/);
-  return q < 0 ? url : `${url.slice(0, q)}?…`;
+  const bare = q < 0 ? url : `${url.slice(0, q)}?…`;
+  return redactUrl(bare);
 }

@@ -1,20 +1,16 @@
 import type { LogFields, Logger } from "../../shared/ports";
+import { redact, redactText } from "../../shared/redact";
 
-const SECRET_KEY = /pass(word)?|secret|token|authorization|api[_-]?key|pepper|database_?url/i;
-
-/** Drops values of secret-looking fields at any depth; Workers' logs are plain console lines. */
-function redact(value: unknown, depth = 0): unknown {
-  if (depth > 4 || value === null || typeof value !== "object") return value;
-  if (Array.isArray(value)) return value.map((v) => redact(v, depth + 1));
-  return Object.fromEntries(
-    Object.entries(value).map(([k, v]) => [k, SECRET_KEY.test(k) ? "[redacted]" : redact(v, depth + 1)]),
-  );
-}
-
-/** JSON lines on the Workers console (Workers Logs / `wrangler tail` index them). */
+/**
+ * JSON lines on the Workers console (Workers Logs / `wrangler tail` index them). The message,
+ * the fields and the child bindings pass through shared/redact.ts, the same rules as the Node
+ * logger: secret field names at any depth, and secrets by value (URL credentials, presigned
+ * query strings, bearer tokens, `pmk_`/`whsec_` values).
+ */
 export function createConsoleLogger(base: LogFields = {}, level: "debug" | "info" = "info"): Logger {
   const write = (lvl: string, msg: string, fields?: LogFields) => {
-    const line = JSON.stringify({ level: lvl, time: new Date().toISOString(), msg, ...(redact({ ...base, ...fields }) as object) });
+    const safe = redact({ ...base, ...fields }) as LogFields;
+    const line = JSON.stringify({ level: lvl, time: new Date().toISOString(), msg: redactText(msg), ...safe });
     if (lvl === "error") console.error(line);
     else if (lvl === "warn") console.warn(line);
     else console.log(line);

@@ -1,9 +1,13 @@
 /**
  * The Logger port on pino: one JSON object per line on stdout, for whatever ships the
- * container's output. Secrets are masked here, once, rather than trusted to every caller.
+ * container's output. Secrets are masked here, once, rather than trusted to every caller: the
+ * message, every field and every child binding pass through shared/redact.ts (by field name at
+ * any depth, and by value: URL credentials, presigned query strings, bearer tokens, our key
+ * formats), the same rules as the edge logger and every view.
  */
 import pino from "pino";
 import type { LogFields, Logger } from "../../shared/ports";
+import { redact, redactText } from "../../shared/redact";
 
 export interface LoggerOptions {
   /** pino level name (trace, debug, info, warn, error, fatal, silent); "info" by default. */
@@ -12,40 +16,16 @@ export interface LoggerOptions {
   destination?: pino.DestinationStream;
 }
 
-/**
- * Field names masked at the top level and one level down (e.g. `headers.authorization`).
- * Bare `key` stays visible on purpose: at the top level it is a Redis key or job key, which is
- * what one greps logs for; nested under a credential object (`*.key`) it is a secret.
- */
-export const REDACT_PATHS = [
-  "authorization",
-  "*.authorization",
-  "password",
-  "*.password",
-  "apiKey",
-  "*.apiKey",
-  "api_key",
-  "*.api_key",
-  "token",
-  "*.token",
-  "secret",
-  "*.secret",
-  "*.key",
-  "databaseUrl",
-  "*.databaseUrl",
-  "redisUrl",
-  "*.redisUrl",
-];
-
 export function createLogger(opts: LoggerOptions = {}): Logger {
   const options: pino.LoggerOptions = {
     level: opts.level ?? "info",
-    redact: { paths: REDACT_PATHS, censor: "[redacted]" },
     // Level names read better than pino's numbers in log search, and every shipper maps them.
     formatters: { level: (label) => ({ level: label }) },
     timestamp: pino.stdTimeFunctions.isoTime,
-    // Callers write both `err` and `error`; an Error through JSON.stringify would be `{}`.
-    serializers: { err: pino.stdSerializers.err, error: pino.stdSerializers.err },
+    // redact() has already turned every Error (under `err`, `error` or any name) into
+    // { type, message, stack, cause } with the message and stack redacted; pino's default `err`
+    // serializer would rename that plain object's type to "Object".
+    serializers: { err: (value: unknown) => value },
   };
   return wrap(opts.destination ? pino(options, opts.destination) : pino(options));
 }
@@ -55,14 +35,16 @@ function wrap(log: pino.Logger): Logger {
   const at =
     (level: "debug" | "info" | "warn" | "error") =>
     (msg: string, fields?: LogFields): void => {
-      if (fields) log[level](fields, msg);
-      else log[level](msg);
+      // Redaction walks every field: skip it for lines the level drops (debug in production).
+      if (!log.isLevelEnabled(level)) return;
+      if (fields) log[level](redact(fields) as LogFields, redactText(msg));
+      else log[level](redactText(msg));
     };
   return {
     debug: at("debug"),
     info: at("info"),
     warn: at("warn"),
     error: at("error"),
-    child: (fields) => wrap(log.child(fields)),
+    child: (fields) => wrap(log.child(redact(fields) as LogFields)),
   };
 }

@@ -1,5 +1,6 @@
 /** Tables of jobs (newest first, a page at a time) with their one-click actions. */
 import type { Job, JobState } from "../../queue/job";
+import { redactText } from "../../redact";
 import { encodeCursor } from "../cursor";
 import { DASHBOARD_PATH, type Operator } from "./access";
 import { relative, timestamp } from "./format";
@@ -90,9 +91,10 @@ export function JobTable(props: { jobs: readonly Job[]; operator: Operator; now:
                 </td>
                 <td>
                   {job.lastError ? (
-                    <span class="error-msg" title={job.lastError.message}>
+                    // Stored errors are redacted on write; again here for rows older than that.
+                    <span class="error-msg" title={redactText(job.lastError.message)}>
                       {job.lastError.name ? `${job.lastError.name}: ` : ""}
-                      {job.lastError.message}
+                      {redactText(job.lastError.message)}
                     </span>
                   ) : (
                     <span class="muted">—</span>

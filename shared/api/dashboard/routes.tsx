@@ -28,7 +28,7 @@ import type { WorkerRegistry } from "../../queue/registry";
 import { defaultScalingPolicy, type ScalingPolicy } from "../../queue/scaling";
 import type { ApiKeys } from "../api-keys";
 import { decodeCursor } from "../cursor";
-import { redactPayload, toJobView } from "../job-view";
+import { toJobView } from "../job-view";
 import { ApiError } from "../problem";
 import {
   type AccessDeps,
@@ -273,12 +273,8 @@ export function dashboardRoutes(options: DashboardOptions): Hono<DashboardEnv> {
   app.get("/jobs/:id", guard, async (c) => {
     const job = await queue.get(c.req.param("id"), null);
     const children = await queue.ledger.children(job.id, CHILDREN_SHOWN);
-    const def = queue.catalog.get(job.type);
-    const secrets = new Set(def?.secretFields ?? []);
-    const view = toJobView(job, { def, admin: true });
-    // A handler may report a credential in its progress or result too: the same redaction applies.
-    view.progress = redactPayload(view.progress, secrets);
-    view.result = redactPayload(view.result, secrets);
+    // toJobView redacts the payload, progress, result and last error (shared/redact.ts).
+    const view = toJobView(job, { def: queue.catalog.get(job.type), admin: true });
     const page = (
       <JobPage
         job={job}
