@@ -1,7 +1,9 @@
 /**
  * One-click unsubscribe (RFC 8058): mail clients POST to the List-Unsubscribe URL; people who
  * click the link get a page with a button that POSTs. A GET never unsubscribes by itself (link
- * scanners and previews follow links). No API key: the signed token is the authority.
+ * scanners and previews follow links). No API key: the token is the authority, and a token
+ * that is not exactly one we issued (see UnsubscribeLinks.verify) is a 404 before anything is
+ * read or written.
  */
 import { Hono } from "hono";
 import type { SqlClient } from "../ports";
@@ -58,7 +60,9 @@ export function unsubscribeRoutes(sql: SqlClient, links: UnsubscribeLinks): Hono
          where tenant_id = $1 and lower(email) = lower($2) and status = 'active' returning id
        )
        insert into email_events (tenant_id, campaign_id, type, data)
-       values ($1, $3, 'unsubscribed', jsonb_build_object('email', lower($2), 'contact_updated', (select count(*) from c)))`,
+       -- The campaign through the tenant's own rows: a link outlives what it names (no 5xx then).
+       values ($1, (select id from campaigns where tenant_id = $1 and id = $3), 'unsubscribed',
+               jsonb_build_object('email', lower($2), 'contact_updated', (select count(*) from c)))`,
       [claim.tenantId, claim.email, claim.campaignId],
     );
     return c.html(<Page title="You are unsubscribed">{claim.email} will not get these emails any more.</Page>);
