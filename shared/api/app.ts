@@ -29,6 +29,8 @@ import { buildOpenApiDocument } from "./openapi";
 import { ApiError, joinPath, problemResponse } from "./problem";
 import { PROMETHEUS_CONTENT_TYPE } from "./prometheus";
 import { queuesRoutes } from "./queues";
+import { assertHeaderText, assertUrlText } from "./text-rule";
+import { sqlState } from "../sql-errors";
 
 export interface AppDeps {
   queue: Queue;
@@ -60,6 +62,21 @@ export interface AppDeps {
   resendWebhookSecret?: string;
 }
 
+/**
+ * Postgres refusing a value it was sent: text it cannot store (22P05, 22021), a date, number or
+ * literal out of range (22008, 22003, 22P02), a document nested past its stack (54001). The
+ * text, id, date and depth rules refuse these before any query; this is the backstop, so a rule
+ * that misses a case still answers the client's mistake with a 4xx (logged, to close the gap).
+ */
+const INPUT_SQLSTATES: Record<string, string> = {
+  "22P05": "a value holds a character that cannot be stored",
+  "22021": "a value is not valid UTF-8 text or holds a NUL character",
+  "22008": "a date or time is out of range",
+  "22003": "a number is out of range",
+  "22P02": "a value is not in the expected format",
+  "54001": "a value is nested too deeply",
+};
+
 /** Engine and API errors as problems; anything else is a 500 that says nothing about internals. */
 function toResponse(err: unknown, c: Context, logger: Logger): Response {
   if (err instanceof ApiError) return problemResponse(err.status, err.detail, err.errors, err.headers);
@@ -70,6 +87,17 @@ function toResponse(err: unknown, c: Context, logger: Logger): Response {
   if (err instanceof ConflictError) return problemResponse(409, err.message);
   if (err instanceof ForbiddenError) return problemResponse(403, err.message);
   if (err instanceof HTTPException && err.status < 500) return problemResponse(err.status, err.message || "request rejected");
+  const state = sqlState(err);
+  const refused = state === undefined ? undefined : INPUT_SQLSTATES[state];
+  if (refused) {
+    logger.warn("request refused by the database: an input rule let it through", {
+      method: c.req.method,
+      path: c.req.path,
+      sqlstate: state,
+      err: err instanceof Error ? err.message : String(err),
+    });
+    return problemResponse(422, `the request cannot be stored: ${refused}`);
+  }
   logger.error("request failed", {
     method: c.req.method,
     path: c.req.path,
@@ -87,6 +115,14 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
 
   app.onError((err, c) => toResponse(err, c, logger));
   app.notFound((c) => problemResponse(404, `no route for ${c.req.method} ${c.req.path}`));
+
+  // The text rule for every path segment, query value and stored header, before any route
+  // (and before authentication: it reads no body and touches nothing).
+  app.use("*", async (c, next) => {
+    assertUrlText(c.req.url);
+    assertHeaderText(c.req.raw.headers);
+    await next();
+  });
 
   // Authenticate before reading a body, so callers without a key cannot make us buffer one.
   app.use("/v1/*", requireKey(apiKeys));

@@ -1,7 +1,10 @@
 /**
  * List cursors. Opaque to clients (base64url of a tagged id), so the keyset behind them can
- * change without breaking anyone who stored a next_cursor.
+ * change without breaking anyone who stored a next_cursor. Ids follow the one id rule
+ * (fields.ts): a cursor beyond 2^63-1 is not one of ours, never a Postgres range error.
  */
+import { bigintId, isBigintId } from "../jobs/fields";
+
 const TAG = "before:";
 
 const toBase64url = (s: string) => btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
@@ -13,7 +16,7 @@ export function encodeCursor(lastId: string): string {
 
 /** The id to continue below, or null when the cursor is not one of ours. */
 export function decodeCursor(cursor: string): string | null {
-  if (!/^[A-Za-z0-9_-]+$/.test(cursor)) return null;
+  if (!/^[A-Za-z0-9_-]{1,200}$/.test(cursor)) return null;
   let text: string;
   try {
     text = atob(cursor.replace(/-/g, "+").replace(/_/g, "/"));
@@ -22,5 +25,8 @@ export function decodeCursor(cursor: string): string | null {
   }
   if (!text.startsWith(TAG)) return null;
   const id = text.slice(TAG.length);
-  return /^\d{1,18}$/.test(id) ? id : null;
+  return isBigintId(id) ? id : null;
 }
+
+/** The plain keyset cursors (contacts, outbox, deliveries): the last id seen, a bigint. */
+export const idCursor = bigintId.describe("next_cursor of the previous page");

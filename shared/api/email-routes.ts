@@ -8,12 +8,14 @@ import { z } from "zod";
 import { newId } from "../email/ids";
 import { Campaigns } from "../email/campaigns";
 import { Suppressions } from "../email/suppressions";
-import { email as emailField } from "../jobs/fields";
+import { email as emailField, entityId, timestamp } from "../jobs/fields";
 import type { SqlClient } from "../ports";
 import type { Queue } from "../queue/queue";
 import { type ApiEnv, tenantOf } from "./auth";
-import { readJson } from "./body";
-import { ApiError, zodFieldErrors } from "./problem";
+import { idCursor } from "./cursor";
+import { ApiError } from "./problem";
+import { parseBody, parseParam, parseQuery } from "./request-input";
+import { tenantQuerySchema } from "./schemas";
 
 const block = z.discriminatedUnion("type", [
   z.strictObject({ type: z.literal("heading"), text: z.string().min(1).max(500) }),
@@ -34,12 +36,12 @@ const schemas = {
       )
       .min(1)
       .max(1_000),
-    list_id: z.string().max(64).optional(),
+    list_id: entityId.optional(),
   }),
   list: z.strictObject({ name: z.string().min(1).max(200) }),
   segment: z.strictObject({
     name: z.string().min(1).max(200),
-    list_id: z.string().min(1).max(64),
+    list_id: entityId,
     filters: z
       .array(
         z.strictObject({
@@ -59,25 +61,36 @@ const schemas = {
   campaign: z
     .strictObject({
       name: z.string().min(1).max(200),
-      template_id: z.string().min(1).max(64),
-      list_id: z.string().min(1).max(64).optional(),
-      segment_id: z.string().min(1).max(64).optional(),
+      template_id: entityId,
+      list_id: entityId.optional(),
+      segment_id: entityId.optional(),
     })
     .refine((c) => (c.list_id === undefined) !== (c.segment_id === undefined), {
       message: "give exactly one of list_id and segment_id",
       path: ["list_id"],
     }),
-  start: z.strictObject({ at: z.iso.datetime({ offset: true }).optional() }),
+  start: z.strictObject({ at: timestamp.optional() }),
   suppression: z.strictObject({ email: emailField, reason: z.enum(["unsubscribe", "hard_bounce", "complaint", "manual"]).default("manual") }),
 };
 
-async function body<S extends z.ZodType>(c: Context, schema: S): Promise<z.infer<S>> {
-  const parsed = schema.safeParse(await readJson(c));
-  if (!parsed.success) throw new ApiError(422, "invalid request body", zodFieldErrors(parsed.error));
-  return parsed.data;
+const queries = {
+  plain: tenantQuerySchema,
+  /** Contacts and the outbox page by id. */
+  byId: tenantQuerySchema.extend({ cursor: idCursor.optional() }),
+  /** Suppressions page by address. */
+  byEmail: tenantQuerySchema.extend({ cursor: z.string().min(1).max(320).optional() }),
+};
+
+/** The tenant a request acts for (the key's own, or an admin's ?tenant_id=), once the query is checked. */
+function tenant(c: Context<ApiEnv>): string {
+  parseQuery(c, queries.plain);
+  return tenantOf(c);
 }
 
-/** The tenant a request acts for: the key's own, or (admin keys) ?tenant_id=. */
+const body = <S extends z.ZodType>(c: Context, schema: S) => parseBody(c, schema);
+
+/** A row's :id: one of our ids, or that row does not exist. */
+const rowId = (c: Context, what: string) => parseParam(c, "id", entityId, (id) => `no ${what} ${id}`);
 
 /** 404 unless the row exists for this tenant (a tenant never learns of another's ids). */
 async function owned(sql: SqlClient, table: "lists" | "templates" | "segments", id: string, tenantId: string): Promise<void> {
@@ -92,7 +105,7 @@ export function emailRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
 
   // Contacts: upsert by address (case-insensitive), optionally into a list, in one statement.
   app.post("/contacts", async (c) => {
-    const tenantId = tenantOf(c);
+    const tenantId = tenant(c);
     const req = await body(c, schemas.contacts);
     if (req.list_id) await owned(sql, "lists", req.list_id, tenantId);
     const rows = await sql.query<{ id: string; email: string; created: boolean }>(
@@ -112,7 +125,7 @@ export function emailRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
          insert into list_members (list_id, contact_id) select $5, id from up where $5::text is not null
          on conflict do nothing returning 1
        ),
-       counted as (update lists set contact_count = contact_count + (select count(*) from joined) where id = $5)
+       counted as (update lists set contact_count = contact_count + (select count(*) from joined) where id = $5 and tenant_id = $1)
        select id::text, email, created from up`,
       [
         tenantId,
@@ -126,32 +139,34 @@ export function emailRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
   });
 
   app.get("/contacts", async (c) => {
+    const { cursor: after } = parseQuery(c, queries.byId);
     const tenantId = tenantOf(c);
-    const after = c.req.query("cursor");
     const rows = await sql.query(
       `select id::text, email, name, attributes, status, created_at from contacts
        where tenant_id = $1 and ($2::bigint is null or id > $2::bigint) order by id limit 100`,
-      [tenantId, after && /^\d+$/.test(after) ? after : null],
+      [tenantId, after ?? null],
     );
     const last = rows[rows.length - 1] as { id: string } | undefined;
     return c.json({ contacts: rows, next_cursor: rows.length === 100 ? last!.id : null });
   });
 
   app.post("/lists", async (c) => {
-    const tenantId = tenantOf(c);
+    const tenantId = tenant(c);
     const req = await body(c, schemas.list);
     const [row] = await sql.query("insert into lists (id, tenant_id, name) values ($1, $2, $3) returning *", [newId("lst"), tenantId, req.name]);
     return c.json(row, 201);
   });
 
   app.get("/lists/:id", async (c) => {
-    const [row] = await sql.query("select * from lists where id = $1 and tenant_id = $2", [c.req.param("id"), tenantOf(c)]);
-    if (!row) throw new ApiError(404, `no list ${c.req.param("id")}`);
+    const tenantId = tenant(c);
+    const id = rowId(c, "list");
+    const [row] = await sql.query("select * from lists where id = $1 and tenant_id = $2", [id, tenantId]);
+    if (!row) throw new ApiError(404, `no list ${id}`);
     return c.json(row);
   });
 
   app.post("/segments", async (c) => {
-    const tenantId = tenantOf(c);
+    const tenantId = tenant(c);
     const req = await body(c, schemas.segment);
     await owned(sql, "lists", req.list_id, tenantId);
     const [row] = await sql.query(
@@ -162,7 +177,7 @@ export function emailRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
   });
 
   app.post("/templates", async (c) => {
-    const tenantId = tenantOf(c);
+    const tenantId = tenant(c);
     const req = await body(c, schemas.template);
     const [row] = await sql.query(
       "insert into templates (id, tenant_id, name, subject, blocks) values ($1, $2, $3, $4, $5::jsonb) returning *",
@@ -172,13 +187,15 @@ export function emailRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
   });
 
   app.get("/templates/:id", async (c) => {
-    const [row] = await sql.query("select * from templates where id = $1 and tenant_id = $2", [c.req.param("id"), tenantOf(c)]);
-    if (!row) throw new ApiError(404, `no template ${c.req.param("id")}`);
+    const tenantId = tenant(c);
+    const id = rowId(c, "template");
+    const [row] = await sql.query("select * from templates where id = $1 and tenant_id = $2", [id, tenantId]);
+    if (!row) throw new ApiError(404, `no template ${id}`);
     return c.json(row);
   });
 
   app.post("/campaigns", async (c) => {
-    const tenantId = tenantOf(c);
+    const tenantId = tenant(c);
     const req = await body(c, schemas.campaign);
     await owned(sql, "templates", req.template_id, tenantId);
     if (req.list_id) await owned(sql, "lists", req.list_id, tenantId);
@@ -191,42 +208,45 @@ export function emailRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
     return c.json(campaignView(await campaigns.get(tenantId, id)), 201);
   });
 
-  app.get("/campaigns/:id", async (c) => c.json(campaignView(await campaigns.get(tenantOf(c), c.req.param("id")))));
+  app.get("/campaigns/:id", async (c) => c.json(campaignView(await campaigns.get(tenant(c), rowId(c, "campaign")))));
 
   app.post("/campaigns/:id/start", async (c) => {
+    const tenantId = tenant(c);
+    const id = rowId(c, "campaign");
     // The body is optional: none starts now, {"at": "..."} schedules.
-    const raw = (await c.req.text()).trim() ? await readJson(c) : {};
-    const at = schemas.start.safeParse(raw);
-    if (!at.success) throw new ApiError(422, "invalid request body", zodFieldErrors(at.error));
-    const when = at.data.at ? new Date(at.data.at) : undefined;
-    return c.json(campaignView(await campaigns.start(tenantOf(c), c.req.param("id"), when)));
+    const { at } = await parseBody(c, schemas.start, { optional: true });
+    return c.json(campaignView(await campaigns.start(tenantId, id, at ? new Date(at) : undefined)));
   });
   for (const action of ["pause", "resume", "cancel"] as const) {
-    app.post(`/campaigns/:id/${action}`, async (c) => c.json(campaignView(await campaigns[action](tenantOf(c), c.req.param("id")))));
+    app.post(`/campaigns/:id/${action}`, async (c) => c.json(campaignView(await campaigns[action](tenant(c), rowId(c, "campaign")))));
   }
 
   app.post("/suppressions", async (c) => {
-    const tenantId = tenantOf(c);
+    const tenantId = tenant(c);
     const req = await body(c, schemas.suppression);
     await suppressions.add(tenantId, req.email, req.reason);
     return c.json({ email: req.email.toLowerCase(), reason: req.reason }, 201);
   });
   app.get("/suppressions", async (c) => {
-    const rows = await suppressions.list(tenantOf(c), { after: c.req.query("cursor"), limit: 100 });
+    const { cursor } = parseQuery(c, queries.byEmail);
+    const rows = await suppressions.list(tenantOf(c), { after: cursor, limit: 100 });
     return c.json({ suppressions: rows, next_cursor: rows.length === 100 ? rows[rows.length - 1]!.email : null });
   });
   app.delete("/suppressions/:email", async (c) => {
-    if (!(await suppressions.remove(tenantOf(c), c.req.param("email")))) throw new ApiError(404, "no such suppression");
+    const tenantId = tenant(c);
+    const address = parseParam(c, "email", z.string().min(1).max(320), () => "no such suppression");
+    if (!(await suppressions.remove(tenantId, address))) throw new ApiError(404, "no such suppression");
     return c.body(null, 204);
   });
 
   // The outbox provider's messages (the embedded default): what would have been sent, newest first.
   app.get("/outbox", async (c) => {
-    const before = c.req.query("cursor");
+    const { cursor: before } = parseQuery(c, queries.byId);
+    const tenantId = tenantOf(c);
     const rows = await sql.query<{ id: string }>(
       `select id::text, from_address as "from", to_address as "to", subject, text, html, headers, created_at
        from outbox_messages where tenant_id = $1 and ($2::bigint is null or id < $2::bigint) order by id desc limit 50`,
-      [tenantOf(c), before && /^\d+$/.test(before) ? before : null],
+      [tenantId, before ?? null],
     );
     return c.json({ messages: rows, next_cursor: rows.length === 50 ? rows[rows.length - 1]!.id : null });
   });

@@ -9,13 +9,14 @@
 import { Hono } from "hono";
 import { z } from "zod";
 import type { ExportLinks } from "../exports/links";
-import { email, entityId } from "../jobs/fields";
+import { bigintId, email, entityId } from "../jobs/fields";
 import type { Clock, SqlClient } from "../ports";
 import type { Queue } from "../queue/queue";
 import { type Storage, StorageNotFound } from "../storage/storage";
 import { type ApiEnv, tenantOf } from "./auth";
-import { readJson } from "./body";
-import { ApiError, problemResponse, zodFieldErrors } from "./problem";
+import { ApiError, problemResponse } from "./problem";
+import { parseBody, parseParam, parseQuery } from "./request-input";
+import { tenantQuerySchema } from "./schemas";
 
 export interface ExportRouteDeps {
   storage: Storage;
@@ -53,10 +54,9 @@ export function exportRoutes(queue: Queue, sql: SqlClient, deps: ExportRouteDeps
   const clock = deps.clock ?? queue.clock;
 
   app.post("/v1/exports", async (c) => {
+    parseQuery(c, tenantQuerySchema);
     const tenantId = tenantOf(c);
-    const parsed = exportRequestSchema.safeParse(await readJson(c));
-    if (!parsed.success) throw new ApiError(422, "invalid request body", zodFieldErrors(parsed.error));
-    const req = parsed.data;
+    const req = await parseBody(c, exportRequestSchema);
     const sourceId = req.source === "list" ? req.list_id : req.source === "segment" ? req.segment_id : req.campaign_id;
     const found = await sql.query(`select 1 from ${TABLE_OF[req.source]} where id = $1 and tenant_id = $2`, [sourceId, tenantId]);
     if (found.length === 0) throw new ApiError(404, `no ${req.source} ${sourceId}`);
@@ -72,15 +72,14 @@ export function exportRoutes(queue: Queue, sql: SqlClient, deps: ExportRouteDeps
   });
 
   app.get("/v1/exports/:id", async (c) => {
+    parseQuery(c, tenantQuerySchema);
     const tenantId = tenantOf(c);
-    const id = c.req.param("id");
-    const [row] = /^\d{1,18}$/.test(id)
-      ? await sql.query<ExportRow>(
-          `select id::text, tenant_id, source, source_id, status, rows::text, bytes::text, url, error, created_at, completed_at, expires_at
-           from exports where id = $1::bigint and tenant_id = $2`,
-          [id, tenantId],
-        )
-      : [];
+    const id = parseParam(c, "id", bigintId, (raw) => `no export ${raw}`);
+    const [row] = await sql.query<ExportRow>(
+      `select id::text, tenant_id, source, source_id, status, rows::text, bytes::text, url, error, created_at, completed_at, expires_at
+       from exports where id = $1::bigint and tenant_id = $2`,
+      [id, tenantId],
+    );
     if (!row) throw new ApiError(404, `no export ${id}`);
     const expired = row.expires_at.getTime() <= clock.now().getTime();
     const ready = row.status === "ready" && !expired;

@@ -2,7 +2,8 @@
  * /v1/jobs: enqueue (one or a batch), inspect, list, cancel and retry. Every query is scoped by
  * the key's tenant, so another tenant's job is simply "not found" (its existence never leaks).
  */
-import { Hono } from "hono";
+import { type Context, Hono } from "hono";
+import { bigintId } from "../jobs/fields";
 import type { Queue } from "../queue/queue";
 import type { Job, JobState } from "../queue/job";
 import type { Principal } from "./api-keys";
@@ -14,7 +15,8 @@ import { prepareEnqueueAll } from "./enqueue";
 import { assertImportFileUrls } from "./file-url-check";
 import { toJobView } from "./job-view";
 import { ApiError, zodFieldErrors } from "./problem";
-import { batchRequestSchema, listQuerySchema } from "./schemas";
+import { parseParam, parseQuery } from "./request-input";
+import { batchRequestSchema, tenantQuerySchema, listQuerySchema } from "./schemas";
 
 /** The Idempotency-Key header, checked like the body field it stands for. */
 function idempotencyHeader(value: string | undefined): string | undefined {
@@ -27,6 +29,18 @@ function idempotencyHeader(value: string | undefined): string | undefined {
   return value;
 }
 
+/** The :id of a job: a bigint, or no job has it. */
+const jobId = (c: Context) => parseParam(c, "id", bigintId, (id) => `no job ${id}`);
+
+/** The routes of one job and enqueueing take no query of their own (an admin names the tenant in the body). */
+const noQuery = (c: Context) => parseQuery(c, tenantQuerySchema);
+
+/** The :id of a job, after checking the query has nothing unknown. */
+function jobParams(c: Context): string {
+  noQuery(c);
+  return jobId(c);
+}
+
 /** `urlGuard`: the SSRF guard import.contacts file URLs pass before the job is stored. */
 export function jobsRoutes(queue: Queue, urlGuard: UrlGuard): Hono<ApiEnv> {
   const app = new Hono<ApiEnv>();
@@ -35,6 +49,7 @@ export function jobsRoutes(queue: Queue, urlGuard: UrlGuard): Hono<ApiEnv> {
 
   app.post("/", async (c) => {
     const principal = c.get("principal");
+    noQuery(c);
     const headerKey = idempotencyHeader(c.req.header("idempotency-key"));
     const body = await readJson(c);
     const rows = prepareEnqueueAll(queue, principal, [{ body, at: [], idempotencyKey: headerKey }], "invalid job");
@@ -47,6 +62,7 @@ export function jobsRoutes(queue: Queue, urlGuard: UrlGuard): Hono<ApiEnv> {
 
   app.post("/batch", async (c) => {
     const principal = c.get("principal");
+    noQuery(c);
     if (c.req.header("idempotency-key") !== undefined) {
       throw new ApiError(422, "a batch takes idempotency keys per job", [
         { path: "headers.idempotency-key", message: "not supported on batches; set idempotency_key on each job" },
@@ -64,9 +80,7 @@ export function jobsRoutes(queue: Queue, urlGuard: UrlGuard): Hono<ApiEnv> {
 
   app.get("/", async (c) => {
     const principal = c.get("principal");
-    const parsed = listQuerySchema.safeParse(c.req.query());
-    if (!parsed.success) throw new ApiError(422, "invalid query", zodFieldErrors(parsed.error));
-    const q = parsed.data;
+    const q = parseQuery(c, listQuerySchema);
     if (q.type !== undefined && !queue.catalog.has(q.type)) {
       throw new ApiError(422, "invalid query", [{ path: "type", message: "unknown job type" }]);
     }
@@ -91,17 +105,17 @@ export function jobsRoutes(queue: Queue, urlGuard: UrlGuard): Hono<ApiEnv> {
 
   app.get("/:id", async (c) => {
     const principal = c.get("principal");
-    return c.json(view(await queue.get(c.req.param("id"), principal.tenantId), principal));
+    return c.json(view(await queue.get(jobParams(c), principal.tenantId), principal));
   });
 
   app.post("/:id/cancel", async (c) => {
     const principal = c.get("principal");
-    return c.json(view(await queue.cancel(c.req.param("id"), principal.tenantId), principal));
+    return c.json(view(await queue.cancel(jobParams(c), principal.tenantId), principal));
   });
 
   app.post("/:id/retry", async (c) => {
     const principal = c.get("principal");
-    return c.json(view(await queue.retry(c.req.param("id"), principal.tenantId), principal));
+    return c.json(view(await queue.retry(jobParams(c), principal.tenantId), principal));
   });
 
   return app;

@@ -8,7 +8,8 @@
  *
  * Answers: 200 once a report is recorded, already recorded (Resend retries), about a message we
  * never sent, or of a type we do not use; 401 unsigned or badly signed (nothing is recorded);
- * 400 a signed body that is not the JSON Resend sends. A 5xx only when we failed, so that
+ * 400 a signed body that is not the JSON Resend sends (or not valid UTF-8), 422 one holding text
+ * Postgres cannot store (NUL, lone surrogates). A 5xx only when we failed, so that
  * Resend retries.
  */
 import { Hono } from "hono";
@@ -17,6 +18,7 @@ import { readResendEvent } from "../email/providers/resend-events";
 import type { Logger, SqlClient } from "../ports";
 import type { Queue } from "../queue/queue";
 import { verifySignature } from "../webhooks/signature";
+import { readText, parseJsonText } from "./body";
 import { ApiError } from "./problem";
 
 export interface ProviderRouteDeps {
@@ -45,19 +47,15 @@ export function providerRoutes(deps: ProviderRouteDeps): Hono {
     if (!id || !timestamp || !signature) {
       throw new ApiError(401, "the request is not signed: send the svix-id, svix-timestamp and svix-signature headers");
     }
-    const body = await c.req.text();
+    const body = await readText(c);
     const verdict = await verifySignature(secret, { id, timestamp, signature, body }, Math.floor(deps.queue.clock.now().getTime() / 1_000));
     if (!verdict.ok) {
       deps.logger.warn("Resend webhook refused: bad signature", { svix_id: id.slice(0, 100), reason: verdict.reason });
       throw new ApiError(401, `the signature does not verify: ${verdict.reason}`);
     }
     if (!MESSAGE_ID.test(id)) throw new ApiError(400, "the svix-id header is not a message id", [{ path: "svix-id", message: "1-100 letters, digits and _ . : -" }]);
-    let event: unknown;
-    try {
-      event = JSON.parse(body) as unknown;
-    } catch (err) {
-      throw new ApiError(400, `the request body is not valid JSON: ${err instanceof Error ? err.message : "syntax error"}`);
-    }
+    // Signed but unstorable (NUL, lone surrogates, absurd nesting) is still Resend's mistake: a 4xx, which it does not retry.
+    const event = parseJsonText(body);
     const reading = readResendEvent(event);
     if (!reading.ok) throw new ApiError(400, "the body is not a Resend event", reading.errors);
     if (!reading.feedback) return c.json({ status: "ignored", type: reading.type });

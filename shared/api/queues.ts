@@ -13,6 +13,8 @@ import type { Queue } from "../queue/queue";
 import { StatsSince } from "../queue/statements";
 import { type ApiEnv, assertAdmin } from "./auth";
 import { ApiError } from "./problem";
+import { parseBody, parseQuery } from "./request-input";
+import { tenantQuerySchema, laneRequestSchema } from "./schemas";
 
 const HOUR_MS = 3_600_000;
 
@@ -84,6 +86,7 @@ export function queuesRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
 
   app.get("/", async (c) => {
     const principal = c.get("principal");
+    parseQuery(c, tenantQuerySchema);
     const [counts, pausedLanes] = await Promise.all([
       principal.admin ? systemCounts(queue, sql) : tenantCounts(queue, sql, principal.tenantId!),
       queue.pausedLanes(),
@@ -111,6 +114,7 @@ export function queuesRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
 
   app.post("/:type/retry-failed", async (c) => {
     assertAdmin(c.get("principal"));
+    parseQuery(c, tenantQuerySchema);
     const type = c.req.param("type");
     if (!queue.catalog.has(type)) throw new ApiError(404, `no job type "${type}"`);
     return c.json({ type, retried: await queue.retryFailed(type) });
@@ -120,30 +124,15 @@ export function queuesRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
   for (const action of ["pause", "resume"] as const) {
     app.post(`/:type/${action}`, async (c) => {
       assertAdmin(c.get("principal"));
+      parseQuery(c, tenantQuerySchema);
       const type = c.req.param("type");
       if (!queue.catalog.has(type)) throw new ApiError(404, `no job type "${type}"`);
-      const body = await readOptionalJson(c.req.raw);
-      const tenant = body?.tenant_id;
-      if (tenant !== undefined && (typeof tenant !== "string" || tenant === "" || tenant === "*")) {
-        throw new ApiError(422, "invalid tenant_id", [{ path: "tenant_id", message: "expected a tenant id" }]);
-      }
+      const body = await parseBody(c, laneRequestSchema, { optional: true });
+      const tenant = body.tenant_id;
       const { jobs } = action === "pause" ? await queue.pause(type, tenant ?? null) : await queue.resume(type, tenant ?? null);
       return c.json({ type, tenant_id: tenant ?? null, paused: action === "pause", jobs });
     });
   }
 
   return app;
-}
-
-/** A body is optional for pause/resume: none, or a JSON object. */
-async function readOptionalJson(req: Request): Promise<Record<string, unknown> | undefined> {
-  const text = await req.text();
-  if (text.trim() === "") return undefined;
-  try {
-    const value: unknown = JSON.parse(text);
-    if (value && typeof value === "object" && !Array.isArray(value)) return value as Record<string, unknown>;
-  } catch {
-    // fall through to the 400 below
-  }
-  throw new ApiError(400, "the body must be a JSON object (or empty)");
 }

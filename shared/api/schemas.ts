@@ -4,6 +4,7 @@
  */
 import { z } from "zod";
 import { POOLS } from "../jobs/definition";
+import { tenantId } from "../jobs/fields";
 import { JOB_STATES } from "../queue/job";
 import { MAX_BATCH } from "../queue/queue";
 import { jobViewSchema } from "./job-view";
@@ -15,16 +16,30 @@ export const MAX_LIST_LIMIT = 500;
  * The batch envelope. Items are checked one by one afterwards (every bad item reported with
  * its index), so here they are only counted.
  */
+/** The body of pause and resume: none (the whole type) or one tenant's jobs of it. */
+export const laneRequestSchema = z.strictObject({
+  tenant_id: tenantId.optional().describe("Only this tenant's jobs of the type"),
+});
+
 export const batchRequestSchema = z.strictObject({
   jobs: z.array(z.unknown()).min(1).max(MAX_BATCH, `a batch holds at most ${MAX_BATCH} jobs; split it`),
 });
 
 export const jobStateSchema = z.enum(JOB_STATES as [string, ...string[]]);
 
-export const listQuerySchema = z.object({
+/**
+ * The query every /v1 route takes: admin keys name the tenant they act for (?tenant_id=; routes
+ * scoped by id alone ignore it, as clients append it to every call). Routes extend it with their
+ * own fields; all are strict, so a misspelt parameter is a 422 naming it, never ignored.
+ */
+export const tenantQuerySchema = z.strictObject({
+  tenant_id: tenantId.optional().describe("Admin keys: the tenant to act for"),
+});
+
+export const listQuerySchema = z.strictObject({
   type: z.string().min(1).max(128).optional().describe("Only jobs of this type"),
   state: jobStateSchema.optional().describe("Only jobs in this state"),
-  tenant_id: z.string().min(1).max(64).optional().describe("Admin keys: only this tenant's jobs"),
+  tenant_id: tenantId.optional().describe("Admin keys: only this tenant's jobs"),
   limit: z.coerce.number().int().min(1).max(MAX_LIST_LIMIT).default(DEFAULT_LIST_LIMIT),
   cursor: z.string().min(1).max(200).optional().describe("next_cursor of the previous page"),
 });

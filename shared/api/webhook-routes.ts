@@ -4,14 +4,15 @@
  */
 import { type Context, Hono } from "hono";
 import { z } from "zod";
-import { email } from "../jobs/fields";
+import { email, entityId } from "../jobs/fields";
 import type { SqlClient } from "../ports";
 import type { Queue } from "../queue/queue";
 import { WebhookEndpoints } from "../webhooks/endpoints";
 import type { UrlGuard } from "../webhooks/ssrf";
 import { type ApiEnv, tenantOf } from "./auth";
-import { readJson } from "./body";
-import { ApiError, zodFieldErrors } from "./problem";
+import { idCursor } from "./cursor";
+import { parseBody, parseParam, parseQuery } from "./request-input";
+import { tenantQuerySchema } from "./schemas";
 
 const eventTypes = z.array(z.string().min(1).max(128).regex(/^[a-z0-9_.-]+$/, "lowercase letters, digits and _ . - only")).max(100);
 /** Told by email when the platform disables the endpoint (410 Gone, or failing for days); null: nobody. */
@@ -32,52 +33,58 @@ export const webhookSchemas = {
   }),
 };
 
-async function body<S extends z.ZodType>(c: Context, schema: S, optional = false): Promise<z.infer<S>> {
-  const raw = optional && !(await c.req.text()).trim() ? {} : await readJson(c);
-  const parsed = schema.safeParse(raw);
-  if (!parsed.success) throw new ApiError(422, "invalid request body", zodFieldErrors(parsed.error));
-  return parsed.data;
+const body = <S extends z.ZodType>(c: Context, schema: S, optional = false) => parseBody(c, schema, { optional });
+
+/** The deliveries log pages by delivery id. */
+const deliveriesQuery = tenantQuerySchema.extend({ cursor: idCursor.optional() });
+
+/** The tenant a request acts for (the key's own, or an admin's ?tenant_id=), once the query is checked. */
+function tenant(c: Context<ApiEnv>): string {
+  parseQuery(c, tenantQuerySchema);
+  return tenantOf(c);
 }
 
-/** The tenant a request acts for: the key's own, or (admin keys) ?tenant_id=. */
+/** An endpoint's :id: one of our ids (whe_…), or no endpoint has it. */
+const endpointId = (c: Context) => parseParam(c, "id", entityId, (id) => `no webhook endpoint ${id}`);
 
 export function webhookRoutes(queue: Queue, sql: SqlClient, guard: UrlGuard): Hono<ApiEnv> {
   const app = new Hono<ApiEnv>();
   const endpoints = new WebhookEndpoints(sql, queue, guard, queue.clock);
 
   app.post("/webhooks/endpoints", async (c) => {
-    const tenantId = tenantOf(c);
+    const tenantId = tenant(c);
     const req = await body(c, webhookSchemas.create);
     const { endpoint, secret } = await endpoints.create(tenantId, { url: req.url, eventTypes: req.event_types, notifyEmail: req.notify_email });
     return c.json({ ...endpoint, secret }, 201);
   });
 
   app.patch("/webhooks/endpoints/:id", async (c) => {
-    const tenantId = tenantOf(c);
+    const tenantId = tenant(c);
     const req = await body(c, webhookSchemas.update);
-    return c.json(await endpoints.update(tenantId, c.req.param("id"), { eventTypes: req.event_types, notifyEmail: req.notify_email }));
+    return c.json(await endpoints.update(tenantId, endpointId(c), { eventTypes: req.event_types, notifyEmail: req.notify_email }));
   });
 
-  app.get("/webhooks/endpoints", async (c) => c.json({ endpoints: await endpoints.list(tenantOf(c)) }));
+  app.get("/webhooks/endpoints", async (c) => c.json({ endpoints: await endpoints.list(tenant(c)) }));
 
-  app.get("/webhooks/endpoints/:id", async (c) => c.json(await endpoints.get(tenantOf(c), c.req.param("id"))));
+  app.get("/webhooks/endpoints/:id", async (c) => c.json(await endpoints.get(tenant(c), endpointId(c))));
 
   app.post("/webhooks/endpoints/:id/rotate", async (c) => {
-    const tenantId = tenantOf(c);
+    const tenantId = tenant(c);
     const req = await body(c, webhookSchemas.rotate, true);
-    const { endpoint, secret } = await endpoints.rotate(tenantId, c.req.param("id"), req.previous_secret_ttl_seconds * 1_000);
+    const { endpoint, secret } = await endpoints.rotate(tenantId, endpointId(c), req.previous_secret_ttl_seconds * 1_000);
     return c.json({ ...endpoint, secret });
   });
 
-  app.post("/webhooks/endpoints/:id/disable", async (c) => c.json(await endpoints.disable(tenantOf(c), c.req.param("id"))));
+  app.post("/webhooks/endpoints/:id/disable", async (c) => c.json(await endpoints.disable(tenant(c), endpointId(c))));
 
   app.post("/webhooks/endpoints/:id/test", async (c) => {
-    const { eventId, jobId } = await endpoints.sendTest(tenantOf(c), c.req.param("id"));
+    const { eventId, jobId } = await endpoints.sendTest(tenant(c), endpointId(c));
     return c.json({ event_id: eventId, job_id: jobId }, 202);
   });
 
   app.get("/webhooks/endpoints/:id/deliveries", async (c) => {
-    const { deliveries, nextCursor } = await endpoints.deliveries(tenantOf(c), c.req.param("id"), c.req.query("cursor"));
+    const { cursor } = parseQuery(c, deliveriesQuery);
+    const { deliveries, nextCursor } = await endpoints.deliveries(tenantOf(c), endpointId(c), cursor);
     return c.json({ deliveries, next_cursor: nextCursor });
   });
 

@@ -1,6 +1,7 @@
 import { z } from "zod";
 import type { Dispatcher } from "../dispatch/dispatcher";
 import { catalog as defaultCatalog } from "../jobs/catalog";
+import { tenantId as tenantIdField, timestamp } from "../jobs/fields";
 import { type JobType, type Priority, priorityRank, PRIORITIES } from "../jobs/definition";
 import { type Clock, type Logger, type Sql, type SqlClient, silentLogger, systemClock } from "../ports";
 import { ConflictError, NotFoundError, ValidationError } from "./errors";
@@ -293,11 +294,12 @@ export const enqueueRequestSchema = z.strictObject({
   type: z.string().min(1).max(128),
   payload: z.record(z.string(), z.unknown()),
   priority: z.enum(["high", "normal", "low"]).optional(),
-  run_at: z.iso.datetime({ offset: true }).optional(),
+  /** Within Postgres' timestamptz range (years 0001-9999), so an odd date is a 422, not a 500. */
+  run_at: timestamp.optional(),
   delay_ms: z.number().int().min(0).max(366 * 24 * 3600 * 1000).optional(),
   idempotency_key: z.string().min(1).max(255).optional(),
   max_attempts: z.number().int().min(1).max(100).optional(),
   /** Admin keys only: the tenant to enqueue for. */
-  tenant_id: z.string().min(1).max(64).optional(),
+  tenant_id: tenantIdField.optional(),
 });
 export type EnqueueRequest = z.infer<typeof enqueueRequestSchema>;
