@@ -8,12 +8,15 @@ import type { Queue } from "../queue/queue";
 import type { WorkerRegistry } from "../queue/registry";
 import { type ScalingPolicy, scalingSignals } from "../queue/scaling";
 import { type ApiEnv, assertAdmin } from "./auth";
+import { parseQuery } from "./request-input";
+import { tenantQuerySchema } from "./schemas";
 
 export function operationsRoutes(queue: Queue, registry: WorkerRegistry, policy: ScalingPolicy): Hono<ApiEnv> {
   const app = new Hono<ApiEnv>();
 
   app.get("/scaling", async (c) => {
     assertAdmin(c.get("principal"));
+    parseQuery(c, tenantQuerySchema);
     const pools = await scalingSignals(queue, registry, policy);
     return c.json({
       policy: { queue_depth: policy.queueDepth, import_memory_ratio: policy.importMemoryRatio },
@@ -34,6 +37,7 @@ export function operationsRoutes(queue: Queue, registry: WorkerRegistry, policy:
 
   app.get("/workers", async (c) => {
     assertAdmin(c.get("principal"));
+    parseQuery(c, tenantQuerySchema);
     const workers = await registry.list();
     return c.json({
       workers: workers.map((w) => ({
