@@ -32,6 +32,8 @@ export interface RateDecision {
 export interface RateLimiter {
   /** Takes `count` cells from `key` (e.g. `provider:resend`, `tenant:acme`) if the limit allows. */
   take(key: string, limit: RateLimit, count?: number): Promise<RateDecision>;
+  /** Gives `key` its full burst again (e.g. a login that succeeded forgets the attempts before it). */
+  reset(key: string): Promise<void>;
 }
 
 export interface RateLimiterOptions {
@@ -110,6 +112,9 @@ export function createRedisRateLimiter(redis: Redis, opts: RedisRateLimiterOptio
       ];
       return decide(Number(reply[0]) === 1, Number(reply[1]), now, c);
     },
+    async reset(key) {
+      await redis.pipeline([["DEL", opts.prefix + key]]);
+    },
   };
 }
 
@@ -132,6 +137,9 @@ on conflict (key) do update set
   allowed = greatest(r.tat, $2::float8) + $3::float8 - $2::float8 <= $4::float8
 returning allowed, tat`;
 
+/** No row means a full burst, exactly as an expired Redis key does. */
+const RESET_SQL = `delete from rate_limits where key = $1`;
+
 export function createPostgresRateLimiter(sql: SqlClient, opts: RateLimiterOptions = {}): RateLimiter {
   const clock = opts.clock ?? systemClock;
   return {
@@ -146,6 +154,9 @@ export function createPostgresRateLimiter(sql: SqlClient, opts: RateLimiterOptio
       ]);
       if (!row) throw new Error("rate limit statement returned no row");
       return decide(row.allowed, Number(row.tat), now, c);
+    },
+    async reset(key) {
+      await sql.query(RESET_SQL, [key]);
     },
   };
 }

@@ -26,6 +26,7 @@ import { JOB_STATES, type JobState } from "../../queue/job";
 import type { Queue } from "../../queue/queue";
 import type { WorkerRegistry } from "../../queue/registry";
 import { defaultScalingPolicy, type ScalingPolicy } from "../../queue/scaling";
+import { createPostgresRateLimiter } from "../../email/rate-limit";
 import type { ApiKeys } from "../api-keys";
 import { decodeCursor } from "../cursor";
 import { toJobView } from "../job-view";
@@ -41,8 +42,10 @@ import {
   safeReturnPath,
   sessionOperator,
 } from "./access";
+import { duration } from "./format";
 import { JobPage } from "./job-page";
 import { ErrorPage } from "./layout";
+import { DEFAULT_LOGIN_LIMIT, type LoginLimitOptions, LoginLimiter } from "./login-limit";
 import { LoginPage } from "./login-page";
 import { OverviewPage } from "./overview";
 import { type JobFilter, listJobs, loadOverview } from "./queries";
@@ -65,6 +68,8 @@ export interface DashboardOptions {
   sessionSecret?: string;
   /** How long a login lasts. Defaults to 12 hours. */
   sessionTtlMs?: number;
+  /** Login attempts a client address may make (see login-limit.ts). Defaults to 10, then one every 90 s. */
+  loginLimit?: LoginLimitOptions;
 }
 
 const CHILDREN_SHOWN = 100;
@@ -173,6 +178,8 @@ export function dashboardRoutes(options: DashboardOptions): Hono<DashboardEnv> {
   const access: AccessDeps = { apiKeys, sql, signer };
   const guard = requireOperator(access);
   const csrf = requireCsrf(signer);
+  // In Postgres, which every process and isolate shares (Redis may be absent).
+  const logins = new LoginLimiter(createPostgresRateLimiter(sql, { clock: queue.clock }), options.loginLimit ?? DEFAULT_LOGIN_LIMIT);
   const app = new Hono<DashboardEnv>();
 
   app.use("*", async (c, next) => {
@@ -225,12 +232,19 @@ export function dashboardRoutes(options: DashboardOptions): Hono<DashboardEnv> {
     const form = await readForm(c);
     const next = safeReturnPath(form.next);
     const key = (form.key ?? "").trim();
-    const fail = (status: 401 | 403, error: string) =>
+    const fail = (status: 401 | 403 | 429, error: string) =>
       render(c, <LoginPage nonce={c.var.nonce} next={next} error={error} sessionTtlMs={ttlMs} />, status);
     if (key === "") return fail(401, "Paste an admin API key.");
+    // Counted before the key is checked: a locked-out client learns nothing, not even of the right key.
+    const attempt = await logins.attempt(c);
+    if (!attempt.allowed) {
+      c.header("retry-after", String(attempt.retryAfterSeconds));
+      return fail(429, `Too many login attempts from your address. Try again in ${attempt.retryAfterSeconds < 600 ? `${attempt.retryAfterSeconds} seconds` : duration(attempt.retryAfterSeconds)}.`);
+    }
     const principal = key.length <= 512 ? await apiKeys.verify(key) : null;
     if (!principal) return fail(401, "That key is not valid, or it was revoked.");
     if (!principal.admin) return fail(403, "That is a tenant key. The dashboard needs an admin key.");
+    await logins.succeeded(c);
     const { value } = await signer.issue(principal.keyId);
     setCookie(c, SESSION_COOKIE, value, {
       path: DASHBOARD_PATH,
