@@ -119,7 +119,9 @@ describe("email.send run twice for one job (a crash right after the provider acc
   async function rewindToCrashWindow(key: string, campaignId?: string): Promise<void> {
     await db.sql.begin(async (tx) => {
       const [row] = await tx.query<{ id: string }>(
-        `update email_sends set status = 'sending', provider = null, provider_message_id = null, sent_at = null
+        // What was recorded before the request (provider, alone_at or batch_key) stays: only the
+        // record of the answer is lost.
+        `update email_sends set status = 'sending', provider_message_id = null, sent_at = null
          where idempotency_key = $1 and status = 'sent' returning id::text as id`,
         [key],
       );
@@ -192,7 +194,7 @@ describe("email.send run twice for one job (a crash right after the provider acc
 
       // The crash window: the provider accepted the message, the ledger never recorded it.
       await rewindToCrashWindow(key, campaignId);
-      expect(await ledgerOf(key)).toEqual([{ status: "sending", provider: null, provider_message_id: null }]);
+      expect(await ledgerOf(key)).toEqual([{ status: "sending", provider: "resend", provider_message_id: null }]);
       const [again] = await sendEmails([job], deps);
       // The repeat reached the provider under the same Idempotency-Key and got the first answer back.
       expect(resend.requests()).toBe(requests0 + 2);
@@ -214,7 +216,8 @@ describe("email.send run twice for one job (a crash right after the provider acc
 
       await expect(sendEmails([job], { ...deps, sql: crashingBeforeRecord(db.sql) })).rejects.toThrow("process died (simulated)");
       expect(deliveriesTo(to)).toHaveLength(1);
-      expect(await ledgerOf(key)).toEqual([{ status: "sending", provider: null, provider_message_id: null }]);
+      // The provider was recorded before the request left; its answer never was.
+      expect(await ledgerOf(key)).toEqual([{ status: "sending", provider: "resend", provider_message_id: null }]);
       if (campaignId) expect(await countersOf(campaignId)).toMatchObject({ status: "sending", sent: 0 });
 
       const [again] = await sendEmails([job], deps);
@@ -231,7 +234,30 @@ describe("email.send run twice for one job (a crash right after the provider acc
       expect(resend.requests()).toBe(requests0 + 2);
     });
   });
+  it("a message first sent alone, killed before its record, then retried among others goes alone again under its own key: one message each", async () => {
+    const tos = [0, 1, 2].map((i) => `regroup-${i}-${randomId(4)}@example.com`);
+    const first = await claimOne(cases[0]!.payload(tos[0]!));
+    const requests0 = resend.requests();
+    await expect(sendEmails([first], { ...deps, sql: crashingBeforeRecord(db.sql) })).rejects.toThrow("process died (simulated)");
+    expect(deliveriesTo(tos[0]!)).toHaveLength(1);
+
+    // Its retry is claimed together with two fresh jobs: one handler call, as an email pool
+    // hands a claimed batch to email.send, which would group them into one batch request.
+    for (const to of tos.slice(1)) await engine.queue.enqueue({ type: "email.send", tenantId: TENANT, payload: cases[0]!.payload(to) });
+    const others = (await engine.dispatcher.take(["email.send"], 10, "email-crash-test", 60_000)) as Job<EmailPayload>[];
+    expect(others).toHaveLength(2);
+    const results = await sendEmails([first, ...others], deps);
+    expect(results).toMatchObject([{ ok: true }, { ok: true }, { ok: true }]);
+
+    for (const to of tos) expect(deliveriesTo(to), to).toHaveLength(1);
+    // The first went alone both times, under its own key; the fresh two in one batch request.
+    expect(deliveriesTo(tos[0]!)[0]).toMatchObject({ batch: false, idempotencyKey: `job:${first.id}` });
+    expect(deliveriesTo(tos[1]!)[0]!.batch).toBe(true);
+    expect(resend.requests()).toBe(requests0 + 3);
+    expect(results[0]).toMatchObject({ result: { message_id: deliveriesTo(tos[0]!)[0]!.id } });
+  });
 });
+
 
 // ---------------------------------------------------------------------------------------------
 // 2. The real runtime SIGKILLed in the middle of a campaign's fan-out.

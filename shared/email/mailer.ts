@@ -37,14 +37,23 @@ export type ProviderFailure =
 
 export class ProviderError extends Error {
   override name = "ProviderError";
+  /**
+   * Whether the provider may have taken the message although the call failed: no answer came
+   * (a timeout, a dropped connection). Then the message must go again only the way it went, to
+   * the same provider under the same key, never to another provider. An answer that refuses
+   * (a 4xx, a 5xx, a 4yz SMTP reply) or a connection that never opened proves it was not taken.
+   * Defaults to true for "unavailable" (the safe side) and false otherwise.
+   */
+  readonly mayHaveLeft: boolean;
   constructor(
     readonly provider: string,
     readonly failure: ProviderFailure,
     message: string,
     readonly retryAfterMs?: number,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; mayHaveLeft?: boolean },
   ) {
     super(message, options);
+    this.mayHaveLeft = options?.mayHaveLeft ?? failure === "unavailable";
   }
 
   get retryable(): boolean {
@@ -62,4 +71,6 @@ export interface Mailer {
   sendBatch?(messages: readonly OutgoingMessage[], signal?: AbortSignal): Promise<SendResult[]>;
   /** Most messages one sendBatch call takes. */
   readonly maxBatch?: number;
+  /** Single sends it takes at once (an SMTP pool's connections). Defaults to 8. */
+  readonly concurrency?: number;
 }

@@ -2,9 +2,10 @@ import type { Clock } from "../ports";
 import { type Mailer, ProviderError } from "./mailer";
 
 /**
- * Chooses a tenant's provider and fails over: when the preferred provider is unavailable (5xx,
- * timeouts), the next one takes the message and the failed one rests for a while (a circuit
- * breaker), so one provider's outage does not stall every send behind retries.
+ * Chooses a tenant's provider and fails over: when the preferred provider is unavailable, the
+ * failed one rests for a while (a circuit breaker) and the next one takes the message, if the
+ * failure proves the first did not (a 5xx answer, a refused connection: not a timeout), so one
+ * provider's outage does not stall every send behind retries and no message is sent twice.
  */
 export class ProviderRouter {
   private readonly downUntil = new Map<string, number>();
@@ -45,6 +46,9 @@ export class ProviderRouter {
         last = err;
         if (!(err instanceof ProviderError) || err.failure !== "unavailable") throw err;
         this.downUntil.set(mailer.name, this.clock.now().getTime() + this.restMs);
+        // The message may have arrived: another provider would deliver it a second time. The
+        // retry goes to this one again, under the same key; later messages go elsewhere meanwhile.
+        if (err.mayHaveLeft) throw err;
       }
     }
     throw last;

@@ -6,7 +6,7 @@ import type { BatchResult } from "../queue/handler";
 import type { Job } from "../queue/job";
 import type { Queue } from "../queue/queue";
 import { publishCampaignEnds } from "./campaign-events";
-import { type OutgoingMessage, ProviderError, type SendResult } from "./mailer";
+import { type Mailer, type OutgoingMessage, ProviderError, type SendResult } from "./mailer";
 import type { ProviderRouter } from "./provider-router";
 import type { RateLimiter } from "./rate-limit";
 import { type Rendered, type TemplateRenderer, TemplateNotFound } from "./renderer";
@@ -48,6 +48,8 @@ interface LedgerRow {
   provider_message_id: string | null;
   /** Set while the message is part of a batch request that may have reached the provider. */
   batch_key: string | null;
+  /** Set once the message went to its provider alone (and may have arrived): it then only ever goes alone. */
+  alone_at: Date | null;
   provider: string | null;
 }
 
@@ -155,9 +157,26 @@ export async function sendEmails(jobs: readonly Job<EmailPayload>[], deps: SendE
   }
   live = live.filter((j) => !results.has(j.id));
 
-  // 6. Send, per tenant (its provider preference and rate), through the batch endpoint when there is one.
-  const sent: { job: Job<EmailPayload>; provider: string; result: SendResult }[] = [];
-  const failedForGood: { job: Job<EmailPayload>; detail: string }[] = [];
+  // 6. Send, per tenant (its provider preference and rate). A message's provider identity is
+  //    fixed by the first request that may have carried it: a message that went out alone (and
+  //    may have arrived) goes again only alone, to the same provider, under its own key; the
+  //    others may be grouped into batch requests, each recorded before it leaves. Every request
+  //    is recorded as soon as it is answered, so a retry skips what already went out.
+  const sending: SendingDeps = {
+    ...deps,
+    record: async (rows) => noteEnded(await finalize(deps, rows)),
+    done: (job, provider, result) => done(job, { ok: true, result: { status: "sent", provider, message_id: result.providerMessageId } }),
+    failed: async (job, err) => {
+      const error = classify(err);
+      if (error instanceof PermanentError || job.attempt >= job.maxAttempts) {
+        const detail = (error instanceof Error ? error.message : String(error)).slice(0, 500);
+        noteEnded(await finalize(deps, [{ id: ledger.get(ledgerKey(job))!.id, status: "failed", detail }]));
+      }
+      done(job, { ok: false, error });
+    },
+    rowOf: (job) => ledger.get(ledgerKey(job))!,
+    messageOf: (job) => messages.get(job.id)!,
+  };
   for (const [tenantId, list] of groupBy(live, (j) => j.tenantId)) {
     const tenant = settings.get(tenantId);
     const wait = await rateLimited(deps, tenantId, tenant, list.length);
@@ -166,42 +185,12 @@ export async function sendEmails(jobs: readonly Job<EmailPayload>[], deps: SendE
       for (const job of list) done(job, { ok: false, error: new Snooze(wait, "rate limited: the send waits") });
       continue;
     }
-    try {
-      const { mailer, value } = await deps.providers.withFailover(tenant?.provider, async (mailer) => {
-        const batch = list.map((j) => messages.get(j.id)!);
-        if (mailer.sendBatch && batch.length > 1) {
-          const out: SendResult[] = [];
-          const size = mailer.maxBatch ?? 100;
-          for (let i = 0; i < batch.length; i += size) {
-            const chunk = list.slice(i, i + size);
-            await recordBatch(deps.sql, mailer.name, chunk.map((j) => ledger.get(ledgerKey(j))!.id));
-            out.push(...(await mailer.sendBatch(batch.slice(i, i + size), signal)));
-          }
-          return out;
-        }
-        const out: SendResult[] = [];
-        for (const m of batch) out.push(await mailer.send(m, signal));
-        return out;
-      });
-      list.forEach((job, i) => sent.push({ job, provider: mailer.name, result: value[i]! }));
-    } catch (err) {
-      for (const job of list) {
-        const error = classify(err);
-        if (error instanceof PermanentError || job.attempt >= job.maxAttempts) {
-          failedForGood.push({ job, detail: error instanceof Error ? error.message : String(error) });
-        }
-        done(job, { ok: false, error });
-      }
-    }
+    const pinned = list.filter((j) => sending.rowOf(j).alone_at !== null);
+    const free = list.filter((j) => sending.rowOf(j).alone_at === null);
+    await Promise.all([sendPinned(sending, pinned, signal), sendFree(sending, tenant?.provider, free, signal)]);
   }
 
-  // 7. Record: ledger, analytics events and campaign counters, one statement each.
-  noteEnded(await recordSent(deps, sent, ledger));
-  noteEnded(await recordFailed(deps, failedForGood, ledger));
-  for (const { job, provider, result } of sent) {
-    done(job, { ok: true, result: { status: "sent", provider, message_id: result.providerMessageId } });
-  }
-  // 8. campaign.sent for the campaigns that ended. A failure here fails the batch: its retry
+  // 7. campaign.sent for the campaigns that ended. A failure here fails the batch: its retry
   //    finds every message recorded (nothing is sent again) and the end unpublished, and publishes.
   if (deps.queue) await publishCampaignEnds(deps.queue, deps.sql, [...ended]);
   return jobs.map((j) => results.get(j.id) ?? { ok: false, error: new Error("email.send produced no outcome") });
@@ -223,6 +212,150 @@ async function renderMessage(deps: SendEmailDeps, job: Job<EmailPayload>, settin
     idempotencyKey: sendKey(job),
     tags: campaignId ? { campaign_id: campaignId } : undefined,
   };
+}
+
+interface SendingDeps extends SendEmailDeps {
+  /** Moves ledger rows to their final status (with counters and events) right after their request. */
+  record(rows: FinalRow[]): Promise<void>;
+  done(job: Job<EmailPayload>, provider: string, result: SendResult): void;
+  /** A request that failed: the job's outcome, and the ledger's too when it fails for good. */
+  failed(job: Job<EmailPayload>, err: unknown): Promise<void>;
+  rowOf(job: Job<EmailPayload>): LedgerRow;
+  messageOf(job: Job<EmailPayload>): OutgoingMessage;
+}
+
+/** Single requests a mailer without a concurrency of its own takes at once. */
+const DEFAULT_CONCURRENCY = 8;
+
+/**
+ * Messages that went out alone before (and may have arrived): each alone again, to the provider
+ * that had it, under its own key, which that provider deduplicates. No failover: another
+ * provider would not know the key and would deliver a second copy.
+ */
+async function sendPinned(deps: SendingDeps, jobs: readonly Job<EmailPayload>[], signal?: AbortSignal): Promise<void> {
+  await eachConcurrently(jobs, DEFAULT_CONCURRENCY, async (job) => {
+    const provider = deps.rowOf(job).provider;
+    const mailer = provider ? deps.providers.byName(provider) : undefined;
+    if (!mailer) {
+      return deps.failed(job, new PermanentError(`the message went to ${provider ?? "an unknown provider"}, which is not configured here; sending it elsewhere could deliver it twice`));
+    }
+    await sendAlone(deps, mailer, job, signal);
+  });
+}
+
+/**
+ * Messages no request has carried yet: through the tenant's provider, failing over to the next
+ * while the failure proves the request was not taken (an answer such as a 5xx, a refused
+ * connection). A failure that leaves it open (a timeout, a dropped connection) stops there: the
+ * requests are recorded, and the retry sends them again exactly as they went.
+ */
+async function sendFree(deps: SendingDeps, preferred: string | undefined, jobs: readonly Job<EmailPayload>[], signal?: AbortSignal): Promise<void> {
+  if (jobs.length === 0) return;
+  let pending = [...jobs];
+  try {
+    await deps.providers.withFailover(preferred, async (mailer) => {
+      if (mailer.sendBatch && pending.length > 1) {
+        const size = mailer.maxBatch ?? 100;
+        while (pending.length > 0) {
+          const chunk = pending.slice(0, size);
+          await ledgerWrite(() => recordBatch(deps.sql, mailer.name, chunk.map((j) => deps.rowOf(j).id)));
+          const results = await mailer.sendBatch(chunk.map(deps.messageOf), signal);
+          await ledgerWrite(() => deps.record(chunk.map((j, i) => sentRow(deps.rowOf(j), mailer.name, results[i]!))));
+          chunk.forEach((j, i) => deps.done(j, mailer.name, results[i]!));
+          pending = pending.slice(chunk.length);
+        }
+        return;
+      }
+      await ledgerWrite(() => recordAlone(deps.sql, mailer.name, pending.map((j) => deps.rowOf(j).id)));
+      const failures: unknown[] = [];
+      const sent = new Set<Job<EmailPayload>>();
+      await eachConcurrently(pending, mailer.concurrency ?? DEFAULT_CONCURRENCY, async (job) => {
+        let result: SendResult;
+        try {
+          result = await mailer.send(deps.messageOf(job), signal);
+        } catch (err) {
+          failures.push(err);
+          return;
+        }
+        await ledgerWrite(() => deps.record([sentRow(deps.rowOf(job), mailer.name, result)]));
+        deps.done(job, mailer.name, result);
+        sent.add(job);
+      });
+      pending = pending.filter((j) => !sent.has(j));
+      if (failures.length === 0) return;
+      // Fail over only when no request of these may have been taken.
+      throw failures.find(mayHaveLeft) ?? failures[0];
+    });
+  } catch (err) {
+    // The ledger could not be written: the whole batch fails, and its retry finds what went out.
+    if (err instanceof LedgerWriteError) throw err.cause;
+    for (const job of pending) await deps.failed(job, err);
+  }
+}
+
+/** One message alone, recorded as soon as the provider answers. */
+async function sendAlone(deps: SendingDeps, mailer: Mailer, job: Job<EmailPayload>, signal?: AbortSignal): Promise<void> {
+  let result: SendResult;
+  try {
+    result = await mailer.send(deps.messageOf(job), signal);
+  } catch (err) {
+    return deps.failed(job, err);
+  }
+  await deps.record([sentRow(deps.rowOf(job), mailer.name, result)]);
+  deps.done(job, mailer.name, result);
+}
+
+/** A failed write to the ledger, told apart from a provider's failure on the way out of a send. */
+class LedgerWriteError extends Error {
+  override name = "LedgerWriteError";
+}
+
+async function ledgerWrite<T>(write: () => Promise<T>): Promise<T> {
+  try {
+    return await write();
+  } catch (err) {
+    throw new LedgerWriteError("the send ledger could not be written", { cause: err });
+  }
+}
+
+const sentRow = (row: LedgerRow, provider: string, result: SendResult): FinalRow => ({
+  id: row.id,
+  status: "sent",
+  provider,
+  messageId: result.providerMessageId,
+});
+
+/** A provider failure that does not prove the request was refused: it may have been delivered. */
+const mayHaveLeft = (err: unknown): boolean => !(err instanceof ProviderError) || err.mayHaveLeft;
+
+/**
+ * Runs `run` over the items, `concurrency` at a time. After a failure no new item starts, the
+ * running ones end, then the first failure is thrown: nothing goes on after the caller is told.
+ */
+async function eachConcurrently<T>(items: readonly T[], concurrency: number, run: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  let failure: { err: unknown } | undefined;
+  const lanes = Array.from({ length: Math.min(Math.max(1, concurrency), items.length) }, async () => {
+    while (next < items.length && !failure) {
+      try {
+        await run(items[next++]!);
+      } catch (err) {
+        failure ??= { err };
+      }
+    }
+  });
+  await Promise.all(lanes);
+  if (failure) throw failure.err;
+}
+
+/**
+ * Notes that these ledger rows go out alone, each under its own key, to this provider, before
+ * the requests leave: from then on they are never put into a batch (whose key would be new to
+ * the provider) nor sent to another provider.
+ */
+async function recordAlone(sql: SqlClient, provider: string, ids: string[]): Promise<void> {
+  await sql.query(`update email_sends set alone_at = coalesce(alone_at, now()), provider = $1, batch_key = null, batch_position = null
+     where id = any($2::bigint[])`, [provider, ids]);
 }
 
 /** Notes which ledger rows go out together in one provider request, before it goes out. */
@@ -328,7 +461,7 @@ async function claimLedger(sql: SqlClient, jobs: readonly Job<EmailPayload>[]): 
     ],
   );
   const rows = await sql.query<LedgerRow & { tenant_id: string }>(
-    `select s.id::text as id, s.tenant_id, s.idempotency_key, s.status, s.provider_message_id, s.batch_key, s.provider
+    `select s.id::text as id, s.tenant_id, s.idempotency_key, s.status, s.provider_message_id, s.batch_key, s.alone_at, s.provider
      from email_sends s join unnest($1::text[], $2::text[]) as u(tenant_id, key)
        on s.tenant_id = u.tenant_id and s.idempotency_key = u.key`,
     [jobs.map((j) => j.tenantId), keys],
@@ -347,10 +480,15 @@ const contactIdOf = (job: Job<EmailPayload>): string | null => {
  * campaigns whose every send has ended as sent. Returns the campaigns that are now sent and
  * whose end is not published yet.
  */
-async function finalize(
-  deps: SendEmailDeps,
-  rows: { id: string; status: "sent" | "skipped" | "failed"; provider?: string; messageId?: string; detail?: string }[],
-): Promise<string[]> {
+interface FinalRow {
+  id: string;
+  status: "sent" | "skipped" | "failed";
+  provider?: string;
+  messageId?: string;
+  detail?: string;
+}
+
+async function finalize(deps: SendEmailDeps, rows: FinalRow[]): Promise<string[]> {
   if (rows.length === 0) return [];
   const campaigns = await deps.sql.query<{ id: string; unpublished: boolean }>(
     `with prev as (
@@ -404,24 +542,5 @@ async function markSkipped(deps: SendEmailDeps, jobs: readonly Job<EmailPayload>
   return finalize(
     deps,
     jobs.map((j) => ({ id: ledger.get(ledgerKey(j))!.id, status: "skipped" as const, detail: reason })),
-  );
-}
-
-async function recordSent(deps: SendEmailDeps, sent: { job: Job<EmailPayload>; provider: string; result: SendResult }[], ledger: Map<string, LedgerRow>) {
-  return finalize(
-    deps,
-    sent.map(({ job, provider, result }) => ({
-      id: ledger.get(ledgerKey(job))!.id,
-      status: "sent" as const,
-      provider,
-      messageId: result.providerMessageId,
-    })),
-  );
-}
-
-async function recordFailed(deps: SendEmailDeps, failed: { job: Job<EmailPayload>; detail: string }[], ledger: Map<string, LedgerRow>) {
-  return finalize(
-    deps,
-    failed.map(({ job, detail }) => ({ id: ledger.get(ledgerKey(job))!.id, status: "failed" as const, detail: detail.slice(0, 500) })),
   );
 }

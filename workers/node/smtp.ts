@@ -60,6 +60,8 @@ export function createSmtpMailer(url: string, opts: SmtpMailerOptions = {}): Smt
 
   return {
     name: PROVIDER,
+    // One message per pooled connection at a time: the pool is the relay's concurrency.
+    concurrency: Number((parsed as { maxConnections?: unknown }).maxConnections ?? opts.maxConnections ?? 10) || 10,
 
     async send(message: OutgoingMessage, signal?: AbortSignal): Promise<SendResult> {
       signal?.throwIfAborted();
@@ -109,11 +111,13 @@ function classify(err: NodemailerError, host: string, secrets: readonly string[]
   const what = err.command ? `${err.command} on ${host}` : `send to ${host}`;
   const detail = code ? `${code} ${(err.response ?? err.message).trim()}` : `${err.code ?? "error"}: ${err.message}`;
   const message = scrub(`${what} failed: ${detail}`, secrets);
+  // A reply that refuses, or a session that never reached the message, proves the relay did not take it.
+  const refused = { mayHaveLeft: false };
   if (code !== undefined) {
     if (AUTH_CODES.has(code)) return new ProviderError(PROVIDER, "auth", message);
-    if (code >= 400 && code < 500) return new ProviderError(PROVIDER, "unavailable", message);
+    if (code >= 400 && code < 500) return new ProviderError(PROVIDER, "unavailable", message, undefined, refused);
     // 503 is a bad command sequence (the session, not the message): a new connection can pass.
-    if (code === 503) return new ProviderError(PROVIDER, "unavailable", message);
+    if (code === 503) return new ProviderError(PROVIDER, "unavailable", message, undefined, refused);
     if (code >= 500) return new ProviderError(PROVIDER, "rejected", message);
   }
   if (err.code === "EAUTH" || err.code === "ENOAUTH" || err.code === "EOAUTH2") return new ProviderError(PROVIDER, "auth", message);
@@ -121,7 +125,11 @@ function classify(err: NodemailerError, host: string, secrets: readonly string[]
   if (err.code === "EENVELOPE" || err.code === "EMESSAGE" || err.code === "EMAXRECIPIENTS") {
     return new ProviderError(PROVIDER, "rejected", message);
   }
-  if (err.code && CONNECTION_CODES.has(err.code)) return new ProviderError(PROVIDER, "unavailable", message);
+  if (err.code && CONNECTION_CODES.has(err.code)) {
+    // Broken before the message was handed over (connecting, greeting, TLS), or during it: then unknown.
+    const beforeMessage = err.code === "ECONNECTION" || err.code === "EDNS" || err.command === "CONN";
+    return new ProviderError(PROVIDER, "unavailable", message, undefined, { mayHaveLeft: !beforeMessage });
+  }
   // Unknown: retrying is the safe side (the Message-ID marks a duplicate).
   return new ProviderError(PROVIDER, "unavailable", message);
 }

@@ -185,16 +185,19 @@ function classify(
   const message = redact(`${what} failed: ${status ?? "no response"} ${error.name}: ${error.message}`, apiKey);
   // No response at all (connection refused, reset, DNS): the request may or may not have
   // arrived; retrying is safe because the idempotency key makes a repeat a no-op.
-  if (status === undefined) return new ProviderError(PROVIDER, "unavailable", message);
+  if (status === undefined) return new ProviderError(PROVIDER, "unavailable", message, undefined, { mayHaveLeft: true });
+  // Resend answered: an error answer means it did not take the request.
+  const answered = { mayHaveLeft: false };
   if (status === 429) return new ProviderError(PROVIDER, "rate_limited", message, retryAfterMs(headers));
   if (status === 401 || status === 403) return new ProviderError(PROVIDER, "auth", message);
   // Transient 4xx: the same key still in flight elsewhere, or the request timed out upstream.
   if (status === 408 || (status === 409 && error.name === "concurrent_idempotent_requests")) {
-    return new ProviderError(PROVIDER, "unavailable", message, retryAfterMs(headers));
+    // …which may still deliver it (the other request holding the key, or Resend past our deadline).
+    return new ProviderError(PROVIDER, "unavailable", message, retryAfterMs(headers), { mayHaveLeft: true });
   }
-  if (status >= 500) return new ProviderError(PROVIDER, "unavailable", message, retryAfterMs(headers));
+  if (status >= 500) return new ProviderError(PROVIDER, "unavailable", message, retryAfterMs(headers), answered);
   if (status >= 400) return new ProviderError(PROVIDER, "rejected", message);
-  return new ProviderError(PROVIDER, "unavailable", message);
+  return new ProviderError(PROVIDER, "unavailable", message, undefined, answered);
 }
 
 /**
