@@ -103,6 +103,14 @@ const diff = <V>(before: Map<string, V>, after: Map<string, V>): string[] => {
   return out;
 };
 
+const decodeLoosely = (target: string): string => {
+  try {
+    return decodeURIComponent(target);
+  } catch {
+    return target;
+  }
+};
+
 /** The route's template for the totals: "GET /v1/jobs/{id}". */
 const routeOf = (c: FuzzCase) => c.op.id;
 
@@ -158,6 +166,8 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
     const victimHooksBefore = sys.receiver.on("/hook/victim").length;
     log(`system up in ${Date.now() - started} ms at ${sys.url}; ${operations.length} operations; seed ${options.seed}`);
 
+    /** Victim strings the attacker stored through accepted requests (they may come back in its own listings). */
+    const exposed = new Set<string>();
     /** Jobs created by requests that planted a secret: their views are scanned after the drain. */
     const plantedJobs = new Set<string>();
     let fingerprint = await sys.fingerprint();
@@ -213,26 +223,22 @@ export async function runFuzz(options: FuzzOptions): Promise<FuzzReport> {
         const fileChanges = diff(files, nextFiles);
         if (fileChanges.length) violations.push({ property: "file stored after a reject", route, index, detail: `${res.status}; files: ${fileChanges.join(", ")}`, reproducer: repro() });
       }
-      if (c.unknownField && res.status >= 200 && res.status < 300) {
+      // Resend's payload is a third party's: it may grow fields, so unknown ones there are ignored, not refused.
+      if (c.unknownField && !c.op.resendSigned && res.status >= 200 && res.status < 300) {
         violations.push({ property: "unknown field accepted", route, index, detail: `${res.status} with unknown field ${c.unknownField}`, reproducer: repro() });
       }
       scan(`the response (${res.status})`, res.raw, index, route, repro());
+      const sentText = `${c.raw.target}\n${decodeLoosely(c.raw.target)}\n${c.raw.body ? Buffer.from(c.raw.body).toString("utf8") : ""}`;
       if (c.principal === "attacker" && res.status < 300) {
-        const sentText = `${c.raw.target}\n${c.raw.body ? Buffer.from(c.raw.body).toString("utf8") : ""}`;
-        const decodedTarget = (() => {
-          try {
-            return decodeURIComponent(c.raw.target);
-          } catch {
-            return c.raw.target;
-          }
-        })();
         const body = res.body.toString("utf8");
         for (const [label, value] of victim) {
-          if (body.includes(value) && !sentText.includes(value) && !decodedTarget.includes(value)) {
+          // The attacker may see a victim's id it stored itself in an accepted request (its own job's payload).
+          if (body.includes(value) && !sentText.includes(value) && !exposed.has(value)) {
             violations.push({ property: "another tenant's data shown", route, index, detail: `${label} ${value} in a ${res.status} answer to the attacker`, reproducer: repro() });
           }
         }
       }
+      if (res.status < 400) for (const [, value] of victim) if (sentText.includes(value)) exposed.add(value);
       for (const leak of sys.logLeaks.slice(leaksBefore)) {
         violations.push({ property: "secret in the log", route, index, detail: `${leak.secret} in ${leak.process}'s output: ${leak.line.slice(0, 400)}`, reproducer: repro() });
       }
