@@ -105,8 +105,8 @@ describe("email.send with variables that do not fit its template", () => {
       // "scheduled" after a run is a retry waiting for its backoff (no scheduler runs here to promote it).
       return j.state === "failed" || (j.state === "scheduled" && j.attempt >= 1) ? j : null;
     });
-    expect(done.state).toBe("failed");
-    expect(done.attempt).toBe(1);
-    expect(done.lastError).toMatchObject({ name: "TemplateError", retryable: false });
+    expect(done!.state).toBe("failed");
+    expect(done!.attempt).toBe(1);
+    expect(done!.lastError).toMatchObject({ name: "TemplateError", retryable: false });
   });
 });

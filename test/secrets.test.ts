@@ -145,7 +145,7 @@ describe("loggers", () => {
 
   it("the edge logger writes no secret either", () => {
     const out: string[] = [];
-    const spies = (["log", "warn", "error"] as const).map((m) => vi.spyOn(console, m).mockImplementation((line: unknown) => void out.push(String(line))));
+    const spies = (["log", "warn", "error"] as const).map((m) => vi.spyOn(console, m).mockImplementation((...args: unknown[]) => void out.push(String(args[0]))));
     try {
       const log = createConsoleLogger({ runtime: "edge", token: MARKER });
       log.error(`reading https://u:${MARKER}@files.example/c.csv`, hostile);
@@ -283,7 +283,7 @@ describe("secrets through the API, the worker and the dashboard", () => {
     // Stored redacted, not only shown redacted.
     const [raw] = await db.sql.query<{ last_error: unknown }>("select last_error from jobs where id = $1", [id]);
     expect(JSON.stringify(raw!.last_error)).not.toContain(MARKER);
-    expect(failed.lastError?.message).toContain("files.example/c.csv");
+    expect(failed!.lastError?.message).toContain("files.example/c.csv");
 
     // The import's own row, as a handler that quotes the URL would have left it.
     await db.sql.query("insert into imports (id, tenant_id, file_url, status, error, finished_at) values ($1, 'acme', $2, 'failed', $3, now())", [
