@@ -368,6 +368,9 @@ function fromSchema(g: Gen, schema: JsonSchema | undefined, name: string, depth:
         const allowsString = !valueSchema.type || valueSchema.type === "string" || (Array.isArray(valueSchema.type) && valueSchema.type.includes("string"));
         if (!allowsString) return entries;
         if (name === "mapping") return fc.oneof(fc.constant({ email: "email" }), fc.constant({ col_0: "email", col_1: "name" }), entries);
+        // Secrets go only into job payloads (variables, data), which listings redact; a contact's
+        // attributes are the tenant's own data and are shown back to it as stored.
+        if (name !== "variables" && name !== "data") return entries;
         return fc.tuple(entries, sometimes(secretEntry(g), 30)).map(([e, s]) => {
           if (!s) return e;
           secrets.push(`${name}.${s[0]}`);
