@@ -8,6 +8,7 @@ import { publishEvent } from "../webhooks/events";
 // The exports' cell writer: an invalid row's raw text is the file's author's, so a report
 // opened in a spreadsheet must not run it as a formula (`=HYPERLINK(…)`, `+cmd|…`, `@SUM(1)`).
 import { csvCell } from "../exports/csv";
+import { redactText } from "../redact";
 import { csvRecords } from "./csv";
 import { SeenSet } from "./seen-set";
 
@@ -394,7 +395,8 @@ async function finish(deps: ImportDeps, payload: ImportPayload, importId: string
   });
   if (payload.notify_email) {
     // The notice the source document asks for: counts by email, keyed so a retry sends it once.
-    const fileName = decodeURIComponent(payload.file_url.split("/").pop() ?? "").slice(0, 500) || null;
+    // The name only: a presigned URL's query string (its signature) stays out of the email.
+    const fileName = safeDecode(payload.file_url.split(/[?#]/)[0]!.split("/").pop() ?? "").slice(0, 500) || null;
     await deps.queue.enqueue({
       type: "email.send",
       tenantId: payload.tenant_id,
@@ -418,6 +420,15 @@ async function finish(deps: ImportDeps, payload: ImportPayload, importId: string
   return { import_id: importId, status: "completed", report_url: reportUrl, ...counts };
 }
 
+/** A file name as people read it; a malformed escape is shown as it is rather than failing the import. */
+function safeDecode(s: string): string {
+  try {
+    return decodeURIComponent(s);
+  } catch {
+    return s;
+  }
+}
+
 async function markFailed(sql: Sql, importId: string, payload: ImportPayload, error: string) {
   await sql.query(
     // The list is kept only when it is the tenant's own (it may be the reason for the failure).
@@ -425,7 +436,7 @@ async function markFailed(sql: Sql, importId: string, payload: ImportPayload, er
      values ($1, $2, (select id from lists where tenant_id = $2 and id = $3), $4, 'failed', $5, now())
      on conflict (id) do update set status = 'failed', error = excluded.error, finished_at = now(), updated_at = now()
      where imports.status = 'running'`,
-    [importId, payload.tenant_id, payload.list_id ?? null, payload.file_url, error],
+    [importId, payload.tenant_id, payload.list_id ?? null, payload.file_url, redactText(error)],
   );
 }
 

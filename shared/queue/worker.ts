@@ -1,11 +1,11 @@
 import type { JobType } from "../jobs/definition";
 import { type Logger, silentLogger } from "../ports";
-import { JobCancelledError, JobTimeoutError, PermanentError } from "./errors";
+import { JobCancelledError, JobTimeoutError } from "./errors";
 import type { BatchResult, Handler, JobContext } from "./handler";
 import type { Job } from "./job";
 import type { Outcome } from "./ledger";
 import { RunControl } from "./run-control";
-import { failureOutcome } from "./outcome";
+import { failureOutcome, isPermanent } from "./outcome";
 import type { Queue } from "./queue";
 import type { StatsRecorder } from "./stats";
 
@@ -238,7 +238,7 @@ export class WorkerPool {
       }
       const outcome: Outcome = r.ok
         ? { id: job.id, attempt: job.attempt, state: "completed", result: r.result ?? null }
-        : failureOutcome(job, def, reason instanceof Error && !(r.error instanceof PermanentError) ? reason : r.error, now);
+        : failureOutcome(job, def, reason instanceof Error && !isPermanent(r.error) ? reason : r.error, now);
       if (!r.ok && outcome.state === "failed") {
         ctx.logger.warn("job failed", { job: job.id, attempt: job.attempt, error: outcome.error?.message });
       }
