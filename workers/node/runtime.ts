@@ -1,3 +1,5 @@
+import type { Server } from "node:http";
+import { answerClientErrors } from "./client-errors";
 import { hostname } from "node:os";
 import { join } from "node:path";
 import { serve, type ServerType } from "@hono/node-server";
@@ -166,6 +168,7 @@ export async function startNodeRuntime(
         url = listenUrl(config, info.port);
         ready();
       });
+      answerClientErrors(server as unknown as Server);
     });
   }
 
