@@ -1,5 +1,6 @@
 /**
- * The Node entry: `npm start`. Reads the configuration, starts the runtime, and stops it
+ * The Node entry: `npm start` (built into dist/workers/node.js and run by node itself, so node is
+ * the process that gets the signal). Reads the configuration, starts the runtime, and stops it
  * gracefully on SIGTERM or SIGINT (a second signal exits at once).
  */
 import { redactUrl } from "../shared/redact";
@@ -10,7 +11,11 @@ import { exitOnSignals, startNodeRuntime } from "./node/runtime";
 async function main(): Promise<void> {
   const config = loadConfigOrExit("penguinmails-jobs");
   const logger = createLogger({ level: config.LOG_LEVEL });
-  const runtime = await startNodeRuntime(config, logger);
+  // Signal handlers first: as PID 1 in a container, a SIGTERM that comes while the runtime is
+  // still starting would otherwise be dropped by the kernel (PID 1 has no default action).
+  const starting = startNodeRuntime(config, logger);
+  exitOnSignals(starting, logger);
+  const runtime = await starting;
 
   const database = config.DATABASE_URL ? redactUrl(config.DATABASE_URL) : `PGlite (embedded) in ${config.DATA_DIR}/pglite`;
   const lines = [
@@ -24,8 +29,6 @@ async function main(): Promise<void> {
   // A banner for people; the JSON log line below is for machines.
   process.stdout.write(`${lines.join("\n")}\n`);
   logger.info("ready", { role: config.ROLE, url: runtime.url, pools: runtime.pools.map((p) => p.types) });
-
-  exitOnSignals(runtime, logger);
 }
 
 main().catch((err: unknown) => {

@@ -196,34 +196,54 @@ export async function startNodeRuntime(
 }
 
 /**
+ * A repeat of the first signal within this long is that same signal, not a second one. Under
+ * `npm start` a terminal's Ctrl-C reaches node twice: from the terminal (SIGINT to the whole
+ * process group) and again from npm, which forwards SIGINT and SIGTERM to its script (measured
+ * here with npm 11: the copy arrives 1-2 ms after the original). A person pressing Ctrl-C again
+ * to force the exit takes longer than this.
+ */
+export const SIGNAL_REPEAT_MS = 1_000;
+
+/**
  * Stops the runtime gracefully on the first SIGTERM or SIGINT and exits 0 (1 if stopping
- * failed). A second signal exits 1 at once: the way out when a graceful stop hangs.
+ * failed). A second signal, SIGNAL_REPEAT_MS or more after the first, exits 1 at once: the way
+ * out when a graceful stop hangs. The runtime may be given while it is still starting, so that
+ * a signal during start-up (migrations, connecting) is not lost: it stops the runtime once it
+ * is up. This matters when node is PID 1 in a container: the kernel drops a signal to PID 1
+ * that has no handler, so the handlers are installed before anything else happens.
  * beforeExit runs after the stop, whichever way it went; its failure does not change the code.
  */
 export function exitOnSignals(
-  runtime: Pick<NodeRuntime, "stop">,
+  runtime: Pick<NodeRuntime, "stop"> | Promise<Pick<NodeRuntime, "stop">>,
   logger: Logger,
   options: { beforeExit?: () => Promise<void> } = {},
 ): void {
-  let signals = 0;
+  let firstAt: number | undefined;
   const exit = async (code: number) => {
     await options.beforeExit?.().catch(() => {});
     process.exit(code);
   };
   const onSignal = (signal: NodeJS.Signals) => {
-    signals += 1;
-    if (signals > 1) {
+    const now = Date.now();
+    if (firstAt !== undefined) {
+      if (now - firstAt < SIGNAL_REPEAT_MS) {
+        logger.debug("repeated signal ignored (the same one, forwarded)", { signal, after_ms: now - firstAt });
+        return;
+      }
       logger.warn("second signal: exiting now", { signal });
       process.exit(1);
     }
-    logger.info("signal received", { signal });
-    runtime.stop().then(
-      () => exit(0),
-      (err: unknown) => {
-        logger.error("shutdown failed", { err: String(err) });
-        return exit(1);
-      },
-    );
+    firstAt = now;
+    logger.info("signal received", { signal, pid: process.pid });
+    Promise.resolve(runtime)
+      .then((r) => r.stop())
+      .then(
+        () => exit(0),
+        (err: unknown) => {
+          logger.error("shutdown failed", { err: String(err) });
+          return exit(1);
+        },
+      );
   };
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
