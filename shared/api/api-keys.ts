@@ -130,6 +130,15 @@ interface KeyRow {
 
 const toDate = (v: Date | string): Date => (v instanceof Date ? v : new Date(v));
 
+const toInfo = (r: Omit<KeyRow, "key_hash">): ApiKeyInfo => ({
+  id: r.id,
+  tenantId: r.tenant_id,
+  admin: r.is_admin,
+  name: r.name,
+  createdAt: toDate(r.created_at),
+  revokedAt: r.revoked_at === null ? null : toDate(r.revoked_at),
+});
+
 export class ApiKeys {
   private readonly pepper: string;
   private readonly adminKey?: string;
@@ -191,14 +200,16 @@ export class ApiKeys {
     const rows = await this.sql.query<Omit<KeyRow, "key_hash">>(
       `select id, tenant_id, is_admin, name, created_at, revoked_at from api_keys order by created_at, id`,
     );
-    return rows.map((r) => ({
-      id: r.id,
-      tenantId: r.tenant_id,
-      admin: r.is_admin,
-      name: r.name,
-      createdAt: toDate(r.created_at),
-      revokedAt: r.revoked_at === null ? null : toDate(r.revoked_at),
-    }));
+    return rows.map(toInfo);
+  }
+
+  /** One key as listed (revoked or not), or null. */
+  async get(id: string): Promise<ApiKeyInfo | null> {
+    const [row] = await this.sql.query<Omit<KeyRow, "key_hash">>(
+      `select id, tenant_id, is_admin, name, created_at, revoked_at from api_keys where id = $1`,
+      [id],
+    );
+    return row ? toInfo(row) : null;
   }
 
   /**

@@ -24,6 +24,7 @@ import type { ApiKeys } from "./api-keys";
 import { type ApiEnv, assertAdmin, authenticate, requireKey } from "./auth";
 import { DEFAULT_BODY_LIMIT_BYTES, DEFAULT_UPLOAD_LIMIT_BYTES, isUpload, limitBody } from "./body";
 import { jobsRoutes } from "./jobs-routes";
+import { keyRoutes } from "./key-routes";
 import { renderMetrics } from "./metrics";
 import { buildOpenApiDocument } from "./openapi";
 import { ApiError, joinPath, problemResponse } from "./problem";
@@ -144,6 +145,7 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
   app.route("/v1", operationsRoutes(queue, registry, policy));
   app.route("/dashboard", dashboardRoutes({ queue, sql, apiKeys, registry, scaling: policy, logger }));
   app.route("/v1", emailRoutes(queue, sql));
+  app.route("/v1", keyRoutes(apiKeys));
   app.route("/v1", webhookRoutes(queue, sql, urlGuard));
   if (deps.unsubscribe) app.route("/u", unsubscribeRoutes(sql, deps.unsubscribe));
   app.route("/providers", providerRoutes({ sql, queue, logger, resendWebhookSecret: deps.resendWebhookSecret }));

@@ -6,10 +6,15 @@
 import { z } from "zod";
 import { exportRequestSchema } from "./export-routes";
 import { importRequestSchema } from "./import-routes";
+import { createdKeySchema, keyCreateSchema, keyListQuerySchema, keyListSchema, keyViewSchema } from "./key-routes";
 import { webhookSchemas } from "./webhook-routes";
 
 type Json = Record<string, unknown>;
 type ProblemName = "BadRequest" | "Unauthorized" | "Forbidden" | "NotFound" | "Conflict" | "PayloadTooLarge" | "UnsupportedMediaType" | "ValidationFailed";
+const output = (schema: z.ZodType): Json => {
+  const { $schema: _s, ...rest } = z.toJSONSchema(schema, { io: "output", unrepresentable: "any" }) as Json;
+  return rest;
+};
 
 export interface OpenApiHelpers {
   json: (schema: Json, description: string) => Json;
@@ -160,5 +165,45 @@ export function dataPaths({ json, problems }: OpenApiHelpers): Record<string, Js
         },
       },
     },
+  };
+}
+
+/** The API key routes (shared/api/key-routes.ts): admin keys only. */
+export function keyPaths({ json, problems }: OpenApiHelpers): Record<string, Json> {
+  const op = (summary: string, extra: Json) => ({ summary, tags: ["keys"], ...extra });
+  const keyId = { name: "id", in: "path", required: true, schema: { type: "string", pattern: "^[A-Za-z0-9]{12}$" }, description: "The key's id (pmk_<id>_…)" };
+  const listQuery = output(keyListQuerySchema) as { properties?: Record<string, Json> };
+  const revoke = (operationId: string) =>
+    op("Revoke a key (admin): refused at once by this server, within 5 s by other Node processes", {
+      operationId,
+      parameters: [keyId],
+      responses: { 200: json(output(keyViewSchema), "The key, revoked"), ...problems("Unauthorized", "Forbidden", "NotFound", "Conflict") },
+    });
+  return {
+    "/v1/keys": {
+      post: op("Create an API key (admin): a tenant key ({ tenant_id }) or an admin key ({ admin: true })", {
+        operationId: "createApiKey",
+        description: "The answer carries the key itself, shown only here: only a peppered hash of its secret is stored.",
+        requestBody: body(keyCreateSchema),
+        responses: {
+          201: json(output(createdKeySchema), "The key, with its secret"),
+          ...problems("BadRequest", "Unauthorized", "Forbidden", "PayloadTooLarge", "UnsupportedMediaType", "ValidationFailed"),
+        },
+      }),
+      get: op("List API keys (admin), revoked ones too, without secrets or hashes", {
+        operationId: "listApiKeys",
+        parameters: Object.entries(listQuery.properties ?? {}).map(([name, { description, ...schema }]) => ({ name, in: "query", required: false, description, schema })),
+        responses: { 200: json(output(keyListSchema), "{ keys }"), ...problems("Unauthorized", "Forbidden", "ValidationFailed") },
+      }),
+    },
+    "/v1/keys/{id}": {
+      get: op("Get an API key (admin), without its secret", {
+        operationId: "getApiKey",
+        parameters: [keyId],
+        responses: { 200: json(output(keyViewSchema), "The key"), ...problems("Unauthorized", "Forbidden", "NotFound") },
+      }),
+      delete: revoke("revokeApiKey"),
+    },
+    "/v1/keys/{id}/revoke": { post: revoke("revokeApiKeyPost") },
   };
 }

@@ -6,7 +6,7 @@ import { z } from "zod";
 import type { JobType } from "../jobs/definition";
 import { enqueueRequestSchema, MAX_BATCH } from "../queue/queue";
 import { jobErrorViewSchema, jobViewSchema } from "./job-view";
-import { dataPaths } from "./openapi-data";
+import { dataPaths, keyPaths } from "./openapi-data";
 import { PROBLEM_CONTENT_TYPE, problemSchema } from "./problem";
 import { PROMETHEUS_CONTENT_TYPE } from "./prometheus";
 import {
@@ -263,6 +263,7 @@ export function buildOpenApiDocument(options: { catalog: ReadonlyMap<string, Job
         },
       },
       ...dataPaths({ json, problems: responseRefs }),
+      ...keyPaths({ json, problems: responseRefs }),
       "/openapi.json": {
         get: {
           summary: "This document",

@@ -129,7 +129,7 @@ export function loadConfig(env: Record<string, string | undefined>, argv: readon
     else if (arg === "--worker-only") merged.ROLE = "worker";
     else if (arg.startsWith("--pools=")) merged.POOLS = arg.slice("--pools=".length);
     else if (arg.startsWith("--port=")) merged.PORT = arg.slice("--port=".length);
-    else throw new ConfigError(`unknown flag ${arg}; expected --api-only, --worker-only, --pools=a,b or --port=N`);
+    else throw new ConfigError(`unknown flag ${arg}; expected --api-only, --worker-only, --pools=a,b, --port=N or --help`);
   }
   const parsed = envSchema.safeParse(merged);
   if (!parsed.success) {
@@ -150,8 +150,26 @@ export function loadConfig(env: Record<string, string | undefined>, argv: readon
 export const poolConcurrency = (config: NodeConfig, pool: PoolName): number =>
   pool === "email" ? config.EMAIL_CONCURRENCY : pool === "import" ? config.IMPORT_CONCURRENCY : config.DEFAULT_CONCURRENCY;
 
-/** For entry points: the configuration, or a readable message on stderr and exit code 2. */
+/** What `npm start -- --help` prints. */
+export const START_USAGE = `usage: npm start [-- flags]
+
+Runs the API, the worker pools and the scheduler (the embedded default when nothing is set).
+Every setting comes from the environment (README, "Configuration"); flags override it:
+  --api-only       ROLE=api: the HTTP API only
+  --worker-only    ROLE=worker: workers and the scheduler only
+  --pools=a,b      POOLS: the worker pools to run (${POOLS.join(", ")})
+  --port=N         PORT: where the API listens (0: a free port)
+  --help           this text
+
+Variables: ${Object.keys(envSchema.shape).join(", ")}.
+Operator commands: npm run migrate, npm run keys -- --help.`;
+
+/** For entry points: the configuration, or a readable message on stderr and exit code 2 (--help: the usage, exit 0). */
 export function loadConfigOrExit(program: string): NodeConfig {
+  if (process.argv.slice(2).some((a) => a === "--help" || a === "-h")) {
+    process.stdout.write(`${START_USAGE}\n`);
+    process.exit(0);
+  }
   try {
     return loadConfig(process.env, process.argv.slice(2));
   } catch (err) {

@@ -2,25 +2,39 @@
  * The Sql port on PGlite (Postgres compiled to WASM, in-process): for local development and
  * tests without a server. It is a single session running one statement at a time, which
  * PGlite itself serialises, so the adapter only has to make it answer like node-postgres.
+ * A data directory belongs to one process at a time (process-lock.ts): a second one is refused.
  */
 import { PGlite, types as pgliteTypes, type Transaction } from "@electric-sql/pglite";
 import type { Sql, SqlClient } from "../../shared/ports";
 import { ChannelHandlers, checkPgChannel, quotePgChannel } from "./channels";
+import { type DirectoryLock, lockDirectory } from "./process-lock";
+
+export { DirectoryInUseError } from "./process-lock";
 
 export interface PgliteSqlOptions {
   /** Receives errors thrown by listen callbacks, which have no caller to reject. */
   onError?: (err: Error) => void;
 }
 
-/** dataDir undefined keeps the database in memory (gone on close). */
+/**
+ * dataDir undefined keeps the database in memory (gone on close). A data directory another
+ * process has open throws DirectoryInUseError (naming that process) before anything is read.
+ */
 export async function createPgliteSql(dataDir: string | undefined, opts: PgliteSqlOptions = {}): Promise<Sql> {
-  const db = await PGlite.create({
-    dataDir,
-    // PGlite returns int8 as a number (or a BigInt past 2^53); node-postgres returns the
-    // decimal string. Matching pg keeps counts and ids the same type on both runtimes. int8[]
-    // follows, because PGlite's array parsers look up the element parser at parse time.
-    parsers: { [pgliteTypes.INT8]: (value: string) => value },
-  });
+  const lock: DirectoryLock | undefined = dataDir === undefined ? undefined : lockDirectory(dataDir);
+  let db: PGlite;
+  try {
+    db = await PGlite.create({
+      dataDir,
+      // PGlite returns int8 as a number (or a BigInt past 2^53); node-postgres returns the
+      // decimal string. Matching pg keeps counts and ids the same type on both runtimes. int8[]
+      // follows, because PGlite's array parsers look up the element parser at parse time.
+      parsers: { [pgliteTypes.INT8]: (value: string) => value },
+    });
+  } catch (err) {
+    lock?.release();
+    throw err;
+  }
 
   // PGlite's own listen()/unlisten() splice the channel unquoted into LISTEN/UNLISTEN, so a
   // mixed-case or dashed name either fails or is never UNLISTENed. Issuing the statements
@@ -59,7 +73,11 @@ export async function createPgliteSql(dataDir: string | undefined, opts: PgliteS
       closing ??= (async () => {
         stopNotifications();
         channels.clear();
-        if (!db.closed) await db.close();
+        try {
+          if (!db.closed) await db.close();
+        } finally {
+          lock?.release();
+        }
       })();
       return closing;
     },
