@@ -234,7 +234,7 @@ export function exitOnSignals(
       process.exit(1);
     }
     firstAt = now;
-    logger.info("signal received", { signal, pid: process.pid });
+    logger.info("signal received", { signal });
     Promise.resolve(runtime)
       .then((r) => r.stop())
       .then(
