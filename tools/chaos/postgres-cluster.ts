@@ -56,6 +56,23 @@ function findBinaries(): string {
   throw new Error("no Postgres binaries (initdb, pg_ctl) found: set PG_BINDIR, e.g. /usr/lib/postgresql/15/bin");
 }
 
+/** Why a cluster cannot be started here, or undefined when it can (for a test's skip message). */
+export function clusterUnavailable(): string | undefined {
+  try {
+    findBinaries();
+  } catch (err) {
+    return (err as Error).message;
+  }
+  if (isRoot()) {
+    try {
+      execFileSync("runuser", ["--help"], { stdio: "ignore" });
+    } catch {
+      return "running as root without runuser (util-linux): initdb cannot run as an unprivileged user";
+    }
+  }
+  return undefined;
+}
+
 const isRoot = (): boolean => typeof process.getuid === "function" && process.getuid() === 0;
 
 function userExists(name: string): boolean {
