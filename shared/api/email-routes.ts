@@ -245,7 +245,7 @@ export function emailRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
     const tenantId = tenantOf(c);
     const rows = await sql.query<{ id: string }>(
       `select id::text, from_address as "from", to_address as "to", subject, text, html, headers, created_at
-       from outbox_messages where tenant_id = $1 and ($2::bigint is null or id < $2::bigint) order by id desc limit 50`,
+       from outbox_messages where tenant_id = $1 and ($2::bigint is null or id < $2::bigint) order by outbox_messages.id desc limit 50`,
       [tenantId, before ?? null],
     );
     return c.json({ messages: rows, next_cursor: rows.length === 50 ? rows[rows.length - 1]!.id : null });
