@@ -240,7 +240,8 @@ export class WorkerPool {
         ? { id: job.id, attempt: job.attempt, state: "completed", result: r.result ?? null }
         : failureOutcome(job, def, reason instanceof Error && !isPermanent(r.error) ? reason : r.error, now);
       if (!r.ok && outcome.state === "failed") {
-        ctx.logger.warn("job failed", { job: job.id, attempt: job.attempt, error: outcome.error?.message });
+        // The job child logger would name the job (or the batch) a second time: one key each.
+        parentLogger.warn("job failed", { job: job.id, type: job.type, attempt: job.attempt, error: outcome.error?.message });
       }
       this.outbox.push({ outcome, type: job.type, durationMs });
     });
