@@ -11,6 +11,7 @@ import { ApiKeys, type CreatedApiKey } from "../shared/api/api-keys";
 import { createApp } from "../shared/api/app";
 import { createEngine } from "../shared/queue/engine";
 import { jsonApi } from "./support/api";
+import { cleanupProcesses, startWorker } from "./support/processes";
 import { createTestDatabase } from "./support/services";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
@@ -155,4 +156,35 @@ describe("--help", () => {
       expect(r.stdout).toContain("POST /v1/keys");
     }
   }, 60_000);
+});
+
+describe("the first admin key with DATABASE_URL", () => {
+  afterAll(async () => {
+    await cleanupProcesses();
+  });
+
+  it("the banner says how to make one while there is none, and npm run keys makes it with the server running", async () => {
+    const pg = await createTestDatabase("first_admin");
+    const env = { DATABASE_URL: pg.url, API_KEY_PEPPER: "first-admin-test-pepper-0123", PORT: 0, ROLE: "api", LOG_LEVEL: "info" };
+    try {
+      const before = await startWorker("api without admin", env, { script: "workers/node.ts" });
+      expect(before.output()).toContain("admin key: none yet. Make the first one with `npm run keys -- create --admin --name ops`");
+      const made = await new Promise<{ code: number; stdout: string }>((resolve) => {
+        const childEnv: Record<string, string> = { ...(process.env as Record<string, string>), DATABASE_URL: pg.url, API_KEY_PEPPER: env.API_KEY_PEPPER };
+        execFile(process.execPath, ["--import", "tsx", "workers/cli.ts", "keys", "create", "--admin", "--name", "ops"], { cwd: ROOT, env: childEnv }, (error, stdout) =>
+          resolve({ code: error ? 1 : 0, stdout }),
+        );
+      });
+      expect(made.code).toBe(0);
+      const key = made.stdout.split("\n")[1]!;
+      // Postgres is shared: the running server knows the key at once.
+      expect((await fetch(`${before.url}/v1/keys`, { headers: { authorization: `Bearer ${key}` } })).status).toBe(200);
+      await before.kill("SIGTERM");
+      const after = await startWorker("api with admin", env, { script: "workers/node.ts" });
+      expect(after.output()).not.toContain("admin key: none yet");
+      await after.kill("SIGTERM");
+    } finally {
+      await pg.drop();
+    }
+  }, 120_000);
 });

@@ -3,6 +3,7 @@
  * the process that gets the signal). Reads the configuration, starts the runtime, and stops it
  * gracefully on SIGTERM or SIGINT (a second signal exits at once).
  */
+import { hasAdminKey } from "../shared/api/api-keys";
 import { redactUrl } from "../shared/redact";
 import { loadConfigOrExit } from "./node/config";
 import { createLogger } from "./node/logger";
@@ -25,6 +26,9 @@ async function main(): Promise<void> {
     ...(runtime.url ? [`  API:       ${runtime.url}  (OpenAPI: ${runtime.url}/openapi.json)`] : []),
     ...(runtime.pools.length ? [`  workers:   ${runtime.pools.map((p) => `${p.types.join("+")} x${p.concurrency}`).join(", ")}`] : []),
     ...(runtime.localAdminKey ? [`  admin key: ${runtime.localAdminKey}  (kept in ${config.DATA_DIR}/admin-key)`] : []),
+    ...(!runtime.localAdminKey && !config.ADMIN_API_KEY && !(await hasAdminKey(runtime.sql))
+      ? ["  admin key: none yet. Make the first one with `npm run keys -- create --admin --name ops` (same environment), or set ADMIN_API_KEY"]
+      : []),
   ];
   // A banner for people; the JSON log line below is for machines.
   process.stdout.write(`${lines.join("\n")}\n`);

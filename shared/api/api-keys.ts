@@ -139,6 +139,12 @@ const toInfo = (r: Omit<KeyRow, "key_hash">): ApiKeyInfo => ({
   revokedAt: r.revoked_at === null ? null : toDate(r.revoked_at),
 });
 
+/** Whether any admin key is stored and not revoked (the static ADMIN_API_KEY aside): none means no one can administer yet. */
+export async function hasAdminKey(sql: SqlClient): Promise<boolean> {
+  const rows = await sql.query(`select 1 from api_keys where is_admin and revoked_at is null limit 1`);
+  return rows.length > 0;
+}
+
 export class ApiKeys {
   private readonly pepper: string;
   private readonly adminKey?: string;
