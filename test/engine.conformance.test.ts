@@ -196,6 +196,8 @@ describe.each(DRIVERS)("pause and resume on the %s driver", (driver) => {
 
     expect((await q.resume("email.send", "t2")).jobs).toBe(4);
     await waitFor(() => ran.length === 7);
+    // The handler has run; its outcome is written a moment later.
+    await waitFor(async () => (await states())["t2:completed"] === 4, { what: "the resumed jobs' outcomes" });
     expect(await states()).toEqual({ "t1:completed": 3, "t2:completed": 4 });
     expect(await q.pausedLanes()).toEqual([]);
   });

@@ -19,6 +19,12 @@ export interface Dispatcher {
    * when a full pass is due every everyMs); returns how many entries were placed.
    */
   reconcile(options?: { force?: boolean; everyMs?: number }): Promise<number>;
+  /**
+   * A cheap, bounded check between full reconciles: puts back queued jobs found missing from the
+   * heads of these types' lanes twice in a row (ids a worker popped and then died or lost the
+   * reply before claiming); returns how many. Run by the scheduler every pass.
+   */
+  repairLaneHeads(types: readonly string[]): Promise<number>;
   /** Starts listening for wake-ups (Node); a no-op where nothing can listen (edge). */
   start(): Promise<void>;
   close(): Promise<void>;

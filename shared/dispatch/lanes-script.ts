@@ -10,8 +10,10 @@ export const BAND = 2 ** 44;
 /**
  * Pops up to ARGV[1] ids from the lanes KEYS[2..], highest priority band first; within a band the
  * count is shared out between the types so one type's backlog does not starve another's.
- * Returns nil when KEYS[1] (the epoch marker) is missing: the lanes were flushed or never built,
- * and the caller must claim from Postgres until reconcile has rebuilt them.
+ * Returns a flat array of triples: id, score (as Redis stores it) and the index of its lane in
+ * KEYS (2..), so that ids whose claim then fails can be put back where they were
+ * (ZADD NX). Returns nil when KEYS[1] (the epoch marker) is missing: the lanes were
+ * flushed or never built, and the caller must claim from Postgres until reconcile has rebuilt them.
  */
 export const POP_SCRIPT = `
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
@@ -27,10 +29,16 @@ for p = 0, 2 do
     if want <= 0 then break end
     local quota = math.ceil(want / left)
     left = left - 1
-    local ids = redis.call('ZRANGEBYSCORE', KEYS[i], lo, hi, 'LIMIT', 0, quota)
-    if #ids > 0 then
+    local hits = redis.call('ZRANGEBYSCORE', KEYS[i], lo, hi, 'WITHSCORES', 'LIMIT', 0, quota)
+    if #hits > 0 then
+      local ids = {}
+      for j = 1, #hits, 2 do
+        ids[#ids + 1] = hits[j]
+        out[#out + 1] = hits[j]
+        out[#out + 1] = hits[j + 1]
+        out[#out + 1] = i
+      end
       redis.call('ZREM', KEYS[i], unpack(ids))
-      for _, id in ipairs(ids) do out[#out + 1] = id end
       want = want - #ids
     end
   end

@@ -45,6 +45,10 @@ export class PostgresDispatcher implements Dispatcher {
     return 0;
   }
 
+  async repairLaneHeads(): Promise<number> {
+    return 0; // the ledger is the lane
+  }
+
   async close(): Promise<void> {
     await this.unlisten?.().catch((err: unknown) => this.logger.warn("unlisten failed", { err: String(err) }));
     this.unlisten = undefined;

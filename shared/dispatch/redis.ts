@@ -13,6 +13,8 @@ export interface RedisDispatcherOptions {
   retryRedisAfterMs?: number;
   /** Entries a reconcile writes a round trip. Defaults to 5,000. */
   reconcileBatch?: number;
+  /** Queued jobs a head check compares a lane (type and priority). Defaults to 200. */
+  headCheck?: number;
 }
 
 /**
@@ -35,6 +37,8 @@ export class RedisDispatcher implements Dispatcher {
   /** Set when the last pop found no epoch marker (lanes flushed, or being rebuilt). */
   private epochMissing = false;
   private rebuilding?: Promise<number>;
+  /** Queued jobs the last head check found missing from their lanes; put back if still missing at the next. */
+  private suspects = new Set<string>();
 
   constructor(
     private readonly redis: Redis,
@@ -108,19 +112,30 @@ export class RedisDispatcher implements Dispatcher {
 
   async take(types: readonly string[], limit: number, workerId: string, leaseMs: number): Promise<Job[]> {
     if (this.redisUsable && !this.lanesIncomplete) {
-      let ids: string[] | null;
+      const keys = types.map((t) => this.laneKey(t));
+      let popped: (string | number)[] | null;
       try {
-        ids = (await this.redis.eval(POP_SCRIPT, [this.epochKey, ...types.map((t) => this.laneKey(t))], [limit, BAND])) as
-          | string[]
-          | null;
+        popped = (await this.redis.eval(POP_SCRIPT, [this.epochKey, ...keys], [limit, BAND])) as (string | number)[] | null;
       } catch (err) {
         this.markDown(err, "pop");
         return this.fallback.take(types, limit, workerId, leaseMs);
       }
-      this.epochMissing = ids === null;
-      if (ids !== null) {
+      this.epochMissing = popped === null;
+      if (popped !== null) {
+        const ids: string[] = [];
+        for (let i = 0; i < popped.length; i += 3) ids.push(String(popped[i]));
         const now = this.clock.now();
-        const claimed = await this.ledger.claimByIds(ids, now, new Date(now.getTime() + leaseMs), workerId);
+        let claimed: Job[];
+        try {
+          claimed = await this.ledger.claimByIds(ids, now, new Date(now.getTime() + leaseMs), workerId);
+        } catch (err) {
+          // Postgres restarting, or this connection terminated: the ids left Redis but no job
+          // became active (or, if the claim committed before the connection died, the jobs are
+          // active and their leases will expire). Either way they must be back in their lanes,
+          // or they wait for the next full reconcile: 250 s with 100-200 jobs idle, measured.
+          await this.putBack(popped, keys, types);
+          throw err;
+        }
         // Every id was stale (claimed through Postgres meanwhile, or gone): live ids may wait behind
         // them, so the worker must look again at once instead of idling until a wake-up.
         if (claimed.length === 0 && ids.length > 0) for (const t of types) this.wake.notify(t);
@@ -135,6 +150,33 @@ export class RedisDispatcher implements Dispatcher {
     }
     if (this.lanesIncomplete && this.redisUsable) void this.reconcile({ force: true }).catch(() => {});
     return this.fallback.take(types, limit, workerId, leaseMs);
+  }
+
+  /**
+   * Returns popped ids whose claim failed to their lanes with the scores they had (ZADD NX: an
+   * entry a reconcile put back meanwhile keeps its place; a stale one is harmless, the claim
+   * skips it), and wakes the workers that wait on them. When Redis refuses too, this process
+   * marks the lanes incomplete, so its next take rebuilds them from the ledger.
+   */
+  private async putBack(popped: readonly (string | number)[], keys: readonly string[], types: readonly string[]): Promise<void> {
+    if (popped.length === 0) return;
+    const byLane = new Map<number, (string | number)[]>();
+    for (let i = 0; i < popped.length; i += 3) {
+      const lane = Number(popped[i + 2]) - 2; // KEYS[2..] in the script are keys[0..] here
+      let args = byLane.get(lane);
+      if (!args) byLane.set(lane, (args = []));
+      args.push(String(popped[i + 1]), String(popped[i]));
+    }
+    const cmds: RedisCommand[] = [];
+    for (const [lane, args] of byLane) cmds.push(["ZADD", keys[lane]!, "NX", ...args]);
+    for (const lane of byLane.keys()) cmds.push(["PUBLISH", this.wakeChannel, types[lane]!]);
+    try {
+      await this.redis.pipeline(cmds);
+    } catch (err) {
+      this.lanesIncomplete = true;
+      this.markDown(err, "putting popped ids back");
+    }
+    for (const lane of byLane.keys()) this.wake.notify(types[lane]!);
   }
 
   waitForWork(types: readonly string[], timeoutMs: number, signal?: AbortSignal): Promise<void> {
@@ -201,6 +243,69 @@ export class RedisDispatcher implements Dispatcher {
       this.markDown(err, "reconcile");
       return placed;
     }
+  }
+
+  /**
+   * Compares the first queued jobs of each lane in the ledger with the lane in Redis. Popped ids
+   * are always a lane's lowest scores, so ids popped and never claimed (a worker killed between
+   * pop and claim, a pop whose reply was lost) sit at the head of the ledger's order. A job
+   * missing at one check may just be between its pop and its claim, or its commit and its
+   * publish (milliseconds); one still queued and missing at the next check (a scheduler pass
+   * later) is put back. Bounded: one index probe a lane and one ZMSCORE a type per pass; when
+   * half a lane's head was missing, more may be beyond it and a full reconcile runs.
+   */
+  async repairLaneHeads(types: readonly string[]): Promise<number> {
+    if (!this.redisUsable || this.lanesIncomplete || this.rebuilding || types.length === 0) return 0;
+    const perLane = this.options.headCheck ?? 200;
+    const heads = await this.ledger.laneHeads(types, perLane);
+    const byType = new Map<string, LaneEntry[]>();
+    for (const e of heads) {
+      let list = byType.get(e.type);
+      if (!list) byType.set(e.type, (list = []));
+      list.push(e);
+    }
+    const lanes = [...byType];
+    let replies: unknown[];
+    try {
+      replies = await this.redis.pipeline([
+        ["EXISTS", this.epochKey],
+        ...lanes.map(([type, list]): RedisCommand => ["ZMSCORE", this.laneKey(type), ...list.map((e) => e.id)]),
+      ]);
+    } catch (err) {
+      this.markDown(err, "lane head check");
+      return 0;
+    }
+    // No marker: the lanes are being rebuilt (or must be), which places every queued job anyway.
+    if (replies[0] !== 1) {
+      this.suspects.clear();
+      return 0;
+    }
+    const missing: LaneEntry[] = [];
+    let deepHole = false;
+    lanes.forEach(([, list], i) => {
+      const scores = replies[i + 1] as (string | null)[];
+      const before = missing.length;
+      list.forEach((e, j) => {
+        if (scores[j] === null || scores[j] === undefined) missing.push(e);
+      });
+      if (missing.length - before >= perLane / 2) deepHole = true;
+    });
+    const confirmed = missing.filter((e) => this.suspects.has(e.id));
+    this.suspects = new Set(missing.filter((e) => !this.suspects.has(e.id)).map((e) => e.id));
+    if (confirmed.length === 0) return 0;
+    this.logger.warn("queued jobs were missing from their redis lanes; putting them back", { count: confirmed.length });
+    const cmds = this.laneCommands(confirmed, true);
+    for (const type of new Set(confirmed.map((e) => e.type))) cmds.push(["PUBLISH", this.wakeChannel, type]);
+    try {
+      await this.redis.pipeline(cmds);
+    } catch (err) {
+      this.lanesIncomplete = true;
+      this.markDown(err, "lane head repair");
+      return 0;
+    }
+    for (const type of new Set(confirmed.map((e) => e.type))) this.wake.notify(type);
+    if (deepHole) void this.reconcile({ force: true }).catch(() => {});
+    return confirmed.length;
   }
 
   async close(): Promise<void> {

@@ -3,15 +3,15 @@ import { PostgresDispatcher } from "../dispatch/postgres";
 import { RedisDispatcher, type RedisDispatcherOptions } from "../dispatch/redis";
 import type { JobType } from "../jobs/definition";
 import type { LaneEntry } from "./job";
-import { type Clock, type Logger, type Redis, type Sql, type SqlClient, silentLogger, systemClock } from "../ports";
-import { Ledger } from "./ledger";
+import { type Clock, type Logger, type Redis, type Sql, silentLogger, systemClock } from "../ports";
+import { type HotSqlClient, Ledger } from "./ledger";
 import { Queue } from "./queue";
 import { StatsRecorder } from "./stats";
 
 export interface EngineOptions {
   sql: Sql;
-  /** Runs claims, heartbeats and outcomes (see Ledger); defaults to sql. */
-  hotSql?: SqlClient;
+  /** Runs claims, heartbeats and outcomes (see Ledger and HotSqlClient); defaults to sql. */
+  hotSql?: HotSqlClient;
   /** With Redis, jobs are dispatched through Redis lanes; without, straight from Postgres. */
   redis?: Redis;
   redisOptions?: RedisDispatcherOptions;

@@ -82,6 +82,15 @@ export interface Outcome {
 }
 
 /**
+ * The hot path's client. With `heartbeats`, lease renewals run there instead: a pool whose
+ * connections all wait on claims and outcomes (blocked behind a lock, say) would otherwise hold
+ * heartbeats back until the leases expire and the rescue runs live jobs a second time.
+ */
+export interface HotSqlClient extends SqlClient {
+  heartbeats?: SqlClient;
+}
+
+/**
  * The ledger: one method a state transition, each one statement and one round trip, each
  * taking many jobs at once where the hot path needs it.
  */
@@ -93,7 +102,7 @@ export class Ledger {
    */
   constructor(
     private readonly sql: SqlClient,
-    private readonly hot: SqlClient = sql,
+    private readonly hot: HotSqlClient = sql,
   ) {}
 
   /**
@@ -219,7 +228,7 @@ export class Ledger {
     leaseUntil: Date,
   ): Promise<{ id: string; cancel_requested: boolean }[]> {
     if (jobs.length === 0) return [];
-    return this.hot.query(q.JobHeartbeatMany, [
+    return (this.hot.heartbeats ?? this.hot).query(q.JobHeartbeatMany, [
       jobs.map((j) => j.id),
       jobs.map((j) => j.attempt),
       jobs.map((j) => json(j.progress)),
@@ -247,8 +256,25 @@ export class Ledger {
     return this.sql.query(q.LaneListPaused);
   }
 
-  async rescueExpired(now: Date, limit: number): Promise<{ id: string; type: string; state: JobState }[]> {
-    return this.sql.query(q.JobRescueExpired, [now.toISOString(), limit]);
+  /**
+   * Takes back jobs whose lease ended before expiredBefore (defaults to now); returns them with
+   * their new state, and the lane entries of those that went back to a lane.
+   */
+  async rescueExpired(
+    now: Date,
+    limit: number,
+    options: { notify?: boolean; expiredBefore?: Date } = {},
+  ): Promise<{ rescued: { id: string; type: string; state: JobState }[]; queued: LaneEntry[] }> {
+    const rows = await this.sql.query(q.JobRescueExpired, [
+      now.toISOString(),
+      limit,
+      options.notify ?? false,
+      (options.expiredBefore ?? now).toISOString(),
+    ]);
+    return {
+      rescued: rows.map((r) => ({ id: String(r.id), type: String(r.type), state: r.state as JobState })),
+      queued: rows.filter((r) => r.state === "queued").map(rowToLane),
+    };
   }
 
   /** Returns the state the job had, or null when no such job is visible. */
@@ -301,6 +327,12 @@ export class Ledger {
 
   async listQueued(afterId: string, limit: number): Promise<LaneEntry[]> {
     const rows = await this.sql.query(q.JobListQueued, [afterId, limit]);
+    return rows.map(rowToLane);
+  }
+
+  async laneHeads(types: readonly string[], perLane: number): Promise<LaneEntry[]> {
+    if (types.length === 0) return [];
+    const rows = await this.sql.query(q.JobListLaneHeads, [types, perLane]);
     return rows.map(rowToLane);
   }
 

@@ -30,8 +30,9 @@ export interface SchedulerReport {
 
 /**
  * The one leader's housekeeping, in one idempotent pass (runOnce): rescue jobs whose lease
- * expired, promote due scheduled jobs into their lanes, enqueue due cron jobs, and reconcile
- * the lanes with the ledger. Node runs it on a timer; the edge from its cron trigger.
+ * expired (back to the head of their lanes), promote due scheduled jobs into their lanes,
+ * enqueue due cron jobs, and reconcile the lanes with the ledger (in full every few minutes,
+ * and every pass the heads of the lanes, where ids a worker popped and never claimed would be). Node runs it on a timer; the edge from its cron trigger.
  */
 export class Scheduler {
   private readonly logger: Logger;
@@ -40,6 +41,9 @@ export class Scheduler {
   private timer?: ReturnType<typeof setTimeout>;
   private running?: Promise<unknown>;
   private stopped = false;
+  /** The longest database call of the last pass, and of this one so far (ms, by the queue's clock). */
+  private lastStallMs = 0;
+  private passStallMs = 0;
 
   constructor(private readonly options: SchedulerOptions) {
     this.logger = (options.logger ?? silentLogger).child({ component: "scheduler" });
@@ -51,16 +55,32 @@ export class Scheduler {
   async runOnce(): Promise<SchedulerReport> {
     const { queue } = this.options;
     const report: SchedulerReport = { leader: false, rescued: 0, promoted: 0, cronEnqueued: 0, reconciled: 0 };
-    const now = queue.clock.now();
-    report.leader = await queue.ledger.acquireLease("scheduler", this.options.holderId, now, this.options.leaseTtlMs ?? 15_000);
-    if (!report.leader) return report;
+    this.passStallMs = 0;
+    report.leader = await this.timed(() =>
+      queue.ledger.acquireLease("scheduler", this.options.holderId, queue.clock.now(), this.options.leaseTtlMs ?? 15_000),
+    );
+    if (!report.leader) return this.endPass(report);
     const batch = this.options.batch ?? 5_000;
+    // The rescue comes first and alone: promotion, crons and reconcile may take a while under
+    // load, and a dead worker's jobs should run again within about one lease.
     for (;;) {
-      const rescued = await queue.ledger.rescueExpired(queue.clock.now(), batch);
+      const now = queue.clock.now();
+      // After a database stall (a statement of ours waited), heartbeats that waited it out were
+      // stamped when they were sent, so live workers' leases may read as expired: until a pass
+      // runs without a stall, rescue only leases that ended a stall's length before now. The
+      // workers renew as soon as the database answers, so their leases are fresh by then.
+      const stallMs = Math.max(this.lastStallMs, this.passStallMs);
+      const { rescued, queued } = await this.timed(() =>
+        queue.ledger.rescueExpired(now, batch, {
+          notify: queue.dispatcher.wakesThroughPostgres,
+          expiredBefore: new Date(now.getTime() - stallMs),
+        }),
+      );
+      await queue.publish(queued);
       report.rescued += rescued.length;
       for (const r of rescued) {
         if (r.state === "failed") this.options.stats?.record(r.type, "failed");
-        else if (r.state === "scheduled") this.options.stats?.record(r.type, "retried");
+        else if (r.state === "queued" || r.state === "paused") this.options.stats?.record(r.type, "retried");
       }
       if (rescued.length > 0) this.logger.warn("rescued jobs whose lease expired", { count: rescued.length });
       if (rescued.length < batch) break;
@@ -68,7 +88,24 @@ export class Scheduler {
     report.promoted = await queue.promoteDue(batch);
     report.cronEnqueued = await this.enqueueDueCrons();
     report.reconciled = await queue.dispatcher.reconcile({ everyMs: this.options.reconcileEveryMs ?? 5 * 60_000 });
+    report.reconciled += await queue.dispatcher.repairLaneHeads([...queue.catalog.keys()]);
     await this.options.stats?.flush().catch((err: unknown) => this.logger.warn("stats flush failed", { err: String(err) }));
+    return this.endPass(report);
+  }
+
+  /** Runs one Postgres call, noting how long it kept this pass waiting (see the rescue). */
+  private async timed<T>(call: () => Promise<T>): Promise<T> {
+    const { clock } = this.options.queue;
+    const started = clock.now().getTime();
+    try {
+      return await call();
+    } finally {
+      this.passStallMs = Math.max(this.passStallMs, clock.now().getTime() - started);
+    }
+  }
+
+  private endPass(report: SchedulerReport): SchedulerReport {
+    this.lastStallMs = this.passStallMs;
     return report;
   }
 

@@ -120,8 +120,23 @@ from candidates where j.id = candidates.id
 returning ${claimedColumns("j")}`;
 
 /**
+ * Whether job row `j` was taken back by the rescue from the run of attempt `attempt` and no run
+ * has claimed it since (a claim raises attempt): the rescue left it queued or paused, or ended it
+ * (failed on its last attempt, cancelled on a pending cancel), and stamped last_error with the
+ * attempt. The rescue's own conditions for failed and cancelled are repeated so that a person
+ * cancelling the queued job afterwards is not taken for the rescue.
+ */
+const rescuedFrom = (attempt: string) => `(j.last_error->>'name' = 'LeaseExpired' and (j.last_error->>'attempt')::int = ${attempt}
+  and (j.state::text in ('queued', 'paused')
+       or (j.state::text in ('failed', 'cancelled') and (j.cancel_requested or j.attempt >= j.max_attempts))))`;
+
+/**
  * JobFinishMany: records outcomes of runs. Guarded by attempt and state so that a worker whose
  * lease was lost (and whose job runs elsewhere now) cannot overwrite the new run.
+ * An outcome that arrives after the rescue took the job back, before any other run claimed it,
+ * still counts: its worker was slow (Postgres held a lock 8 s, past a 5 s lease), not dead, and
+ * the work is done, so running it again would run it twice (97 jobs did so in a chaos run).
+ * Once another run has claimed it, the late outcome is dropped and that run's outcome decides.
  * $1 ids, $2 attempts, $3 states, $4 results, $5 errors, $6 run_ats (retries), $7 now,
  * $8 refunds (a snooze: the run does not count as an attempt).
  */
@@ -136,7 +151,7 @@ update jobs j set
   lease_until = null
 from unnest($1::bigint[], $2::int[], $3::text[]::job_state[], $4::text[]::jsonb[], $5::text[]::jsonb[], $6::timestamptz[], $8::boolean[])
   as u(id, attempt, state, result, error, run_at, refund)
-where j.id = u.id and j.attempt = u.attempt and j.state::text = 'active'
+where j.id = u.id and j.attempt = u.attempt and (j.state::text = 'active' or ${rescuedFrom("u.attempt")})
 returning j.id::text as id, j.state`;
 
 /** JobReleaseMany: hands active jobs back at shutdown without counting the attempt. $1 ids, $2 attempts, $3 now. */
@@ -149,12 +164,17 @@ returning j.id::text as id`;
 /**
  * JobHeartbeatMany: extends leases of running jobs and saves their progress. Returns the jobs
  * still held, with their cancel flag; a job missing from the answer has lost its lease.
+ * A lease never gets shorter (heartbeats sent on different connections may commit out of
+ * order), and a heartbeat that arrives after the rescue took the job back, before another run
+ * claimed it, takes it back again: its worker is alive, so the run goes on rather than being
+ * aborted and started over (the job's stale lane entry is skipped by the claim).
  * $1 ids, $2 attempts, $3 progress, $4 lease_until.
  */
 export const JobHeartbeatMany = `
-update jobs j set lease_until = $4, progress = coalesce(u.progress, j.progress)
+update jobs j set state = 'active', lease_until = greatest(j.lease_until, $4), finished_at = null,
+  progress = coalesce(u.progress, j.progress)
 from unnest($1::bigint[], $2::int[], $3::text[]::jsonb[]) as u(id, attempt, progress)
-where j.id = u.id and j.attempt = u.attempt and j.state::text = 'active'
+where j.id = u.id and j.attempt = u.attempt and (j.state::text = 'active' or ${rescuedFrom("u.attempt")})
 returning j.id::text as id, j.cancel_requested`;
 
 /**
@@ -186,29 +206,52 @@ notified as (
 select promoted.*, (select count(*) from notified) as _n from promoted`;
 
 /**
- * JobRescueExpired: active jobs whose lease ran out (their worker died or hung) go back to
- * scheduled for promotion, or to failed when that was their last attempt, or to cancelled
- * when a cancel was pending. $1 now, $2 limit.
+ * JobRescueExpired: active jobs whose lease ran out before $4 (their worker died or hung) go back
+ * to their lanes at once, or to failed when that was their last attempt, or to cancelled when a
+ * cancel was pending. A rescued job keeps its place: it goes just ahead of its lane's head
+ * (or keeps its own virtual time if that is later), not behind its tenant's backlog, where a
+ * rescued high-priority email waited 30-40 s; in a paused lane it waits as 'paused'.
+ * The worker's outcome, should it come late, still wins until another run claims the job (see
+ * JobFinishMany). $1 now, $2 limit, $3 notify (Postgres driver), $4 expired before (now, or
+ * earlier after a database stall; see Scheduler).
  */
 export const JobRescueExpired = `
 with expired as (
-  select id from jobs where state = 'active' and lease_until < $1
+  select id, type, priority from jobs where state = 'active' and lease_until < $4
   order by lease_until limit $2 for update skip locked
+),
+heads as materialized (
+  select g.type, g.priority,
+    (select q.vtime from jobs q where q.state = 'queued' and q.type = g.type and q.priority = g.priority
+     order by q.type, q.priority, q.vtime limit 1) as head
+  from (select distinct type, priority from expired) g
+),
+rescued as (
+  update jobs j set
+    state = case when j.cancel_requested then 'cancelled'::job_state
+                 when j.attempt >= j.max_attempts then 'failed'::job_state
+                 when exists (select 1 from paused_lanes p where p.type = j.type and p.tenant_id in ('*', j.tenant_id))
+                   then 'paused'::job_state
+                 else 'queued'::job_state end,
+    -- Just ahead of the head, not at its old time: a time far back would become the lane's head,
+    -- and a tenant arriving next would get times from there, ahead of everyone's backlog.
+    vtime = case when j.vtime > h.head then j.vtime else coalesce(h.head - 1, j.vtime) end,
+    run_at = $1,
+    finished_at = case when j.cancel_requested or j.attempt >= j.max_attempts then $1::timestamptz end,
+    last_error = jsonb_build_object(
+      'name', 'LeaseExpired',
+      'message', 'the worker stopped renewing its lease (it crashed, hung or lost its connection)',
+      'worker_id', j.worker_id, 'attempt', j.attempt, 'at', $1::timestamptz,
+      'retryable', not (j.cancel_requested or j.attempt >= j.max_attempts)),
+    lease_until = null
+  from expired e join heads h using (type, priority)
+  where j.id = e.id
+  returning j.id::text as id, j.type, j.priority, j.vtime::float8 as vtime, j.state::text as state
+),
+notified as (
+  select pg_notify('pm_jobs', t.type) from (select distinct type from rescued where state = 'queued') t where $3::boolean
 )
-update jobs j set
-  state = case when j.cancel_requested then 'cancelled'::job_state
-               when j.attempt >= j.max_attempts then 'failed'::job_state
-               else 'scheduled'::job_state end,
-  run_at = $1,
-  finished_at = case when j.cancel_requested or j.attempt >= j.max_attempts then $1::timestamptz end,
-  last_error = jsonb_build_object(
-    'name', 'LeaseExpired',
-    'message', 'the worker stopped renewing its lease (it crashed, hung or lost its connection)',
-    'worker_id', j.worker_id, 'attempt', j.attempt, 'at', $1::timestamptz,
-    'retryable', not (j.cancel_requested or j.attempt >= j.max_attempts)),
-  lease_until = null
-from expired where j.id = expired.id
-returning j.id::text as id, j.type, j.state`;
+select rescued.*, (select count(*) from notified) as _n from rescued`;
 
 /** JobCancel: waiting jobs end at once; active ones get a cancel request their worker acts on. $1 id, $2 tenant (null = any), $3 now. */
 export const JobCancel = `
@@ -273,6 +316,20 @@ order by jobs.id desc limit $${++n}`;
  */
 export const JobListQueued = `
 select ${LANE_COLUMNS} from jobs where state = 'queued' and id > $1::bigint order by jobs.id limit $2`;
+
+/**
+ * JobListLaneHeads: the first $2 queued jobs of each (type, priority) lane of the types $1, in
+ * claim order: where ids popped from Redis and never claimed would be. One probe a lane on
+ * jobs_queued_idx.
+ */
+export const JobListLaneHeads = `
+select h.id::text as id, t.type, p.priority, h.vtime::float8 as vtime
+from unnest($1::text[]) as t(type)
+cross join (values (0::smallint), (1::smallint), (2::smallint)) as p(priority)
+cross join lateral (
+  select id, vtime from jobs where state = 'queued' and type = t.type and priority = p.priority
+  order by vtime, id limit $2
+) h`;
 
 /** JobCountByTypeAndState: live counts for queues, metrics and scaling; only the partial indexes are read for waiting states. */
 export const JobCountByTypeAndState = `

@@ -66,6 +66,8 @@ export class WorkerPool {
     [];
   private flushing?: Promise<void>;
   private flushQueued = false;
+  private beating?: Promise<void>;
+  private beatDue = false;
   private settled?: () => void;
   /** Jobs run to an outcome by this pool since it started. */
   processed = 0;
@@ -135,7 +137,9 @@ export class WorkerPool {
         errors = 0;
       } catch (err) {
         errors += 1;
-        const delay = Math.min(5_000, 100 * 2 ** Math.min(errors, 6));
+        // Capped at 1 s: a cheap failed attempt a second while Postgres is away, and the jobs run
+        // within a second of it answering again (a 5 s cap left them waiting up to 5 s more).
+        const delay = Math.min(1_000, 100 * 2 ** Math.min(errors, 6));
         this.logger.warn("claiming jobs failed; retrying", { err: String(err), retryInMs: delay });
         await sleep(delay, this.stop$.signal);
         continue;
@@ -298,13 +302,35 @@ export class WorkerPool {
         // The outcomes are the only record of work done: keep trying while the database is away
         // (the lease keeps the jobs from running elsewhere meanwhile, and expires if we die).
         this.logger.warn("recording job outcomes failed; retrying", { err: String(err), jobs: items.length, attempt });
-        await sleep(Math.min(5_000, 50 * 2 ** Math.min(attempt, 7)));
+        await sleep(Math.min(1_000, 50 * 2 ** Math.min(attempt, 7)));
       }
     }
   }
 
-  /** Renews leases of running jobs; aborts the ones cancelled or no longer held. */
+  /**
+   * Renews leases of running jobs; aborts the ones cancelled or no longer held. One renewal at a
+   * time: while one waits (a slow or locked database) the next tick only notes that another is
+   * due, and it is sent the moment the first returns, stamped with the lease from then. Heartbeats
+   * piling up behind a stall would each carry a lease stamped before it, already past when they
+   * finally run.
+   */
   async heartbeat(): Promise<void> {
+    if (this.beating) {
+      this.beatDue = true;
+      return this.beating;
+    }
+    this.beating = (async () => {
+      do {
+        this.beatDue = false;
+        await this.renewLeases();
+      } while (this.beatDue && this.running.size > 0);
+    })().finally(() => {
+      this.beating = undefined;
+    });
+    return this.beating;
+  }
+
+  private async renewLeases(): Promise<void> {
     if (this.running.size === 0) return;
     const entries = [...this.running.values()];
     const now = this.options.queue.clock.now();

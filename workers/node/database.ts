@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join, resolve } from "node:path";
 import { migrate } from "../../schema/migrate";
 import type { Logger, Sql } from "../../shared/ports";
+import type { HotSqlClient } from "../../shared/queue/ledger";
 import type { NodeConfig } from "./config";
 import { createPgliteSql } from "./pglite";
 import { createPgSql } from "./postgres";
@@ -57,7 +58,7 @@ export async function openDatabase(config: NodeConfig, logger: Logger, opts: { m
     });
     // Claims and outcomes commit without waiting for the disk: +15-30% drain rate measured here,
     // and such a write lost in a database crash only makes a job run again (effects are idempotent).
-    const hotSql =
+    const hotPool =
       config.ROLE === "api"
         ? undefined
         : createPgSql(config.DATABASE_URL, {
@@ -67,6 +68,30 @@ export async function openDatabase(config: NodeConfig, logger: Logger, opts: { m
             prepare: true,
             onError,
           });
+    // Lease renewals on a connection of their own: in the hot pool they waited for a connection
+    // behind claims and outcomes, and when those were blocked (a lock held 8 s) the leases ran
+    // out and the rescue ran live jobs again. One connection: the worker sends one renewal at a time.
+    const beatPool =
+      hotPool &&
+      createPgSql(config.DATABASE_URL, {
+        max: 1,
+        applicationName: `penguinmails-jobs:${config.ROLE}:heartbeat`,
+        synchronousCommit: false,
+        prepare: true,
+        onError,
+      });
+    const hotSql: (Sql & HotSqlClient) | undefined =
+      hotPool && beatPool
+        ? {
+            query: (text, params) => hotPool.query(text, params),
+            begin: (fn) => hotPool.begin(fn),
+            heartbeats: beatPool,
+            close: async () => {
+              await beatPool.close();
+              await hotPool.close();
+            },
+          }
+        : undefined;
     db = {
       sql,
       hotSql,
