@@ -20,7 +20,7 @@ async function main(): Promise<void> {
 
   const database = config.DATABASE_URL ? redactUrl(config.DATABASE_URL) : `PGlite (embedded) in ${config.DATA_DIR}/pglite`;
   const lines = [
-    `PenguinMails Jobs ${config.DATABASE_URL ? "" : "on the embedded default "}(role: ${config.ROLE}, pid ${process.pid})`,
+    `PenguinMails Jobs ${config.DATABASE_URL ? "" : "on the embedded default "}(role: ${config.ROLE}, pid ${process.pid}, node ${process.version})`,
     `  database:  ${database}`,
     `  dispatch:  ${config.REDIS_URL ? `Redis lanes at ${redactUrl(config.REDIS_URL)}` : "Postgres (SKIP LOCKED + LISTEN/NOTIFY)"}`,
     ...(runtime.url ? [`  API:       ${runtime.url}  (OpenAPI: ${runtime.url}/openapi.json)`] : []),
