@@ -5,7 +5,10 @@ export interface WorkerReport {
   id: string;
   runtime: "node" | "edge";
   pools: string[];
+  /** Slots of all its pools together. */
   concurrency: number;
+  /** Each pool's own slots, where pools do not share one limit (a Node process; not an edge drain). */
+  poolConcurrency?: Record<string, number>;
   inFlight: number;
   /** Resident memory in bytes, where the runtime can tell. */
   memoryRss?: number;
@@ -23,14 +26,14 @@ export interface RegisteredWorker extends WorkerReport {
 }
 
 const WorkerUpsert = `
-insert into workers as w (id, runtime, pools, concurrency, in_flight, memory_rss, memory_ratio, intake_paused, started_at, heartbeat_at)
-values ($1, $2, $3::text[], $4, $5, $6, $7, $8::text[], $9, $10)
-on conflict (id) do update set pools = excluded.pools, concurrency = excluded.concurrency, in_flight = excluded.in_flight,
+insert into workers as w (id, runtime, pools, concurrency, in_flight, memory_rss, memory_ratio, intake_paused, started_at, heartbeat_at, pool_concurrency)
+values ($1, $2, $3::text[], $4, $5, $6, $7, $8::text[], $9, $10, $11::jsonb)
+on conflict (id) do update set pools = excluded.pools, concurrency = excluded.concurrency, pool_concurrency = excluded.pool_concurrency, in_flight = excluded.in_flight,
   memory_rss = excluded.memory_rss, memory_ratio = excluded.memory_ratio, intake_paused = excluded.intake_paused,
   heartbeat_at = excluded.heartbeat_at`;
 
 const WorkerList = `
-select id, runtime, pools, concurrency, in_flight, memory_rss::float8 as memory_rss, memory_ratio, intake_paused,
+select id, runtime, pools, concurrency, pool_concurrency, in_flight, memory_rss::float8 as memory_rss, memory_ratio, intake_paused,
        started_at, heartbeat_at
 from workers where heartbeat_at >= $1 order by runtime, id`;
 
@@ -59,6 +62,7 @@ export class WorkerRegistry {
       r.intakePaused,
       r.startedAt.toISOString(),
       this.clock.now().toISOString(),
+      r.poolConcurrency ? JSON.stringify(r.poolConcurrency) : null,
     ]);
   }
 
@@ -77,6 +81,7 @@ export class WorkerRegistry {
         runtime: r.runtime as "node" | "edge",
         pools: r.pools as string[],
         concurrency: Number(r.concurrency),
+        poolConcurrency: r.pool_concurrency == null ? undefined : (typeof r.pool_concurrency === "string" ? JSON.parse(r.pool_concurrency) : r.pool_concurrency) as Record<string, number>,
         inFlight: Number(r.in_flight),
         memoryRss: r.memory_rss == null ? undefined : Number(r.memory_rss),
         memoryRatio: r.memory_ratio == null ? undefined : Number(r.memory_ratio),

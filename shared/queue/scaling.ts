@@ -79,7 +79,8 @@ export function computeScaling(catalog: ReadonlyMap<string, JobType>, policy: Sc
       oldestWaitingSeconds,
       active,
       workers: mine.length,
-      concurrency: mine.reduce((n, w) => n + w.concurrency, 0),
+      // The pool's own slots; a worker whose pools share one limit (an edge drain) counts it whole.
+      concurrency: mine.reduce((n, w) => n + (w.poolConcurrency?.[pool] ?? w.concurrency), 0),
       memoryUsageRatio,
       recommendation: reasons.length > 0 ? "scale_up" : "hold",
       reasons,

@@ -22,7 +22,7 @@ interface Tool {
 }
 
 const TOOLS: Tool[] = [
-  { paths: ["/usr/bin/chromium"], pkg: "chromium", neededBy: ["test/dashboard.browser.test.ts"] },
+  { paths: ["/usr/bin/chromium"], pkg: "chromium", neededBy: ["test/dashboard.browser.test.ts", "test/dashboard-scaling.browser.test.ts"] },
   { paths: ["/usr/bin/promtool", "/usr/local/bin/promtool"], pkg: "prometheus", neededBy: ["test/operations.test.ts", "test/metrics.test.ts"] },
 ];
 

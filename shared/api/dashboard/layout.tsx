@@ -33,10 +33,11 @@ h1 { font-size: 18px; margin: 4px 0 14px; font-weight: 650; }
 h2 { font-size: 13px; margin: 0 0 10px; font-weight: 650; text-transform: uppercase; letter-spacing: .5px; color: #3b4456; }
 h2 small { text-transform: none; letter-spacing: 0; font-weight: 400; color: var(--muted); margin-left: 6px; }
 section.panel { background: var(--panel); border: 1px solid var(--line); border-radius: 8px; padding: 14px 16px; margin-bottom: 16px; min-width: 0; }
-.grid { display: grid; grid-template-columns: minmax(0, 1.35fr) minmax(0, 1fr); gap: 16px; }
+/* Halves: the scaling table needs about 580 px (at 1.35fr/1fr it got 540 at 1,400 px and lost its signal column); one column below 1,300 px. */
+.grid { display: grid; grid-template-columns: minmax(0, 1fr) minmax(0, 1fr); gap: 16px; }
 .grid section.panel { margin-bottom: 0; }
 .grid + * { margin-top: 16px; }
-@media (max-width: 1100px) { .grid { grid-template-columns: minmax(0, 1fr); } }
+@media (max-width: 1300px) { .grid { grid-template-columns: minmax(0, 1fr); } }
 .tiles { display: grid; grid-template-columns: repeat(auto-fit, minmax(120px, 1fr)); gap: 10px; margin-bottom: 16px; }
 .tile { background: var(--panel); border: 1px solid var(--line); border-radius: 8px; padding: 10px 12px; }
 .tile .n { font-size: 22px; font-weight: 650; font-variant-numeric: tabular-nums; }

@@ -327,7 +327,7 @@ function ScalingTable(props: { overview: Overview }) {
                 <td class="num">{p.oldestWaitingSeconds > 0 ? duration(p.oldestWaitingSeconds) : "—"}</td>
                 <td class="num">{count(p.active)}</td>
                 <td class="num nowrap">
-                  {p.workers} <span class="muted small">· {p.concurrency} slots</span>
+                  {p.workers} <span class="muted small" data-slots={String(p.concurrency)}>· {p.concurrency} slots</span>
                 </td>
                 <td class="num">{p.memoryUsageRatio === null ? "—" : percent(p.memoryUsageRatio)}</td>
                 <td>
