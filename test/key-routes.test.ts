@@ -188,3 +188,35 @@ describe("the first admin key with DATABASE_URL", () => {
     }
   }, 120_000);
 });
+
+describe("the dashboard's Keys page", () => {
+  it("lists keys, makes one (shown once, on the answer itself) and revokes it", async () => {
+    const get = (path: string) => app.request(path, { headers: { authorization: `Bearer ${admin.key}` } });
+    const post = (path: string, form: Record<string, string>) =>
+      app.request(path, {
+        method: "POST",
+        headers: { authorization: `Bearer ${admin.key}`, "content-type": "application/x-www-form-urlencoded" },
+        body: new URLSearchParams(form).toString(),
+      });
+    const page = await (await get("/dashboard/keys")).text();
+    expect(page).toContain(`data-key="${tenant.key.slice(4, 16)}"`);
+    expect(page).not.toContain(tenant.key.slice(17));
+    const csrf = /name="csrf_token" value="([^"]+)"/.exec(page)![1]!;
+
+    const made = await post("/dashboard/keys", { csrf_token: csrf, tenant: "initech", name: "from the dashboard" });
+    expect(made.status).toBe(201);
+    const html = await made.text();
+    const key = /pmk_[A-Za-z0-9]{12}_[A-Za-z0-9_-]+/.exec(html.slice(html.indexOf('data-testid="created-key"')))![0];
+    expect((await as(key).call("GET", "/v1/jobs")).status).toBe(200);
+    expect(await (await get("/dashboard/keys")).text()).not.toContain(key); // once
+
+    expect((await post("/dashboard/keys", { csrf_token: "forged", tenant: "initech" })).status).toBe(403);
+    expect((await post("/dashboard/keys", { csrf_token: csrf, tenant: "initech", admin: "true" })).status).toBe(422);
+
+    const revoked = await post(`/dashboard/keys/${key.slice(4, 16)}/revoke`, { csrf_token: csrf, back: "/dashboard/keys" });
+    expect(revoked.status).toBe(303);
+    expect(revoked.headers.get("location")).toBe(`/dashboard/keys?notice=key-revoked&n_key=${key.slice(4, 16)}`);
+    expect((await as(key).call("GET", "/v1/jobs")).status).toBe(401);
+    expect(await (await get(revoked.headers.get("location")!)).text()).toContain(`Key ${key.slice(4, 16)} was revoked.`);
+  });
+});

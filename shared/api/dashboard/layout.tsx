@@ -110,7 +110,7 @@ const LIVE_SCRIPT = `
 (function () {
   var url = new URL(location.href);
   if (url.searchParams.has("notice")) {
-    ["notice", "n_job", "n_type", "n_tenant", "n_count"].forEach(function (k) { url.searchParams.delete(k); });
+    ["notice", "n_job", "n_type", "n_tenant", "n_count", "n_key"].forEach(function (k) { url.searchParams.delete(k); });
     history.replaceState(null, "", url.pathname + url.search + url.hash);
   }
   var box = document.getElementById("live");
@@ -194,6 +194,7 @@ export function Layout(props: LayoutProps) {
               <a href={`${DASHBOARD_PATH}?state=active#jobs`}>Active</a>
               <a href={`${DASHBOARD_PATH}?state=failed#jobs`}>Failed</a>
               <a href={`${DASHBOARD_PATH}#workers`}>Workers</a>
+              <a href={`${DASHBOARD_PATH}/keys`}>Keys</a>
             </nav>
           ) : null}
           {operator ? (

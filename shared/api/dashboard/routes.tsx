@@ -9,6 +9,7 @@
  *   POST /dashboard/queues/:type/retry-failed
  *   POST /dashboard/lanes/pause           form: type, tenant (optional: every tenant)
  *   POST /dashboard/lanes/resume          form: type, tenant (optional)
+ *   GET  /dashboard/keys, POST /dashboard/keys (form: tenant or admin, name), POST /dashboard/keys/:id/revoke
  *   GET  /dashboard/login, POST /dashboard/login, POST /dashboard/logout
  *
  * Admin keys only (see access.ts); every action is a form POST with a CSRF token, answered by a
@@ -44,6 +45,7 @@ import {
 } from "./access";
 import { duration } from "./format";
 import { JobPage } from "./job-page";
+import { KeysPage } from "./keys-page";
 import { ErrorPage } from "./layout";
 import { DEFAULT_LOGIN_LIMIT, type LoginLimitOptions, LoginLimiter } from "./login-limit";
 import { LoginPage } from "./login-page";
@@ -122,6 +124,8 @@ function noticeOf(query: Record<string, string>): string | null {
       return type && n ? `${type} is paused${forTenant}: ${n} waiting job(s) held; running ones finish.` : null;
     case "resumed":
       return type && n ? `${type} resumed${forTenant}: ${n} job(s) back in their lane.` : null;
+    case "key-revoked":
+      return field("n_key") ? `Key ${field("n_key")} was revoked.` : null;
     default:
       return null;
   }
@@ -130,7 +134,7 @@ function noticeOf(query: Record<string, string>): string | null {
 /** Back to the page the form came from, with a notice of what was done. */
 function redirectBack(c: Context<DashboardEnv>, form: Record<string, string>, notice: Record<string, string>): Response {
   const back = new URL(safeReturnPath(form.back), "http://dashboard.invalid");
-  for (const key of ["notice", "n_job", "n_type", "n_tenant", "n_count"]) back.searchParams.delete(key);
+  for (const key of ["notice", "n_job", "n_type", "n_tenant", "n_count", "n_key"]) back.searchParams.delete(key);
   for (const [key, value] of Object.entries(notice)) back.searchParams.set(key, value);
   return c.redirect(`${back.pathname}${back.search}${back.hash}`, 303);
 }
@@ -138,7 +142,7 @@ function redirectBack(c: Context<DashboardEnv>, form: Record<string, string>, no
 /** The overview's own address (without a one-time notice), for its forms to come back to. */
 function currentPage(c: Context): string {
   const url = new URL(c.req.url);
-  for (const key of ["notice", "n_job", "n_type", "n_tenant", "n_count"]) url.searchParams.delete(key);
+  for (const key of ["notice", "n_job", "n_type", "n_tenant", "n_count", "n_key"]) url.searchParams.delete(key);
   return `${url.pathname}${url.search}`;
 }
 
@@ -339,6 +343,44 @@ export function dashboardRoutes(options: DashboardOptions): Hono<DashboardEnv> {
       });
     });
   }
+
+  app.get("/keys", guard, async (c) => {
+    const page = <KeysPage keys={await apiKeys.list()} operator={c.var.operator} nonce={c.var.nonce} now={queue.clock.now()} notice={noticeOf(c.req.query())} />;
+    return render(c, page);
+  });
+
+  app.post("/keys", guard, csrf, async (c) => {
+    const form = c.var.form;
+    const admin = form.admin === "true";
+    const tenant = (form.tenant ?? "").trim();
+    if (admin === (tenant !== "")) {
+      throw new DashboardError(422, "Invalid key request", "Give a tenant id for a tenant key, or tick admin for an admin key (not both).");
+    }
+    if (!admin && !tenantIdSchema.safeParse(tenant).success) {
+      throw new DashboardError(422, "Invalid tenant", "A tenant id has letters, digits and _ . : - only (1 to 64).");
+    }
+    const name = (form.name ?? "").trim() || (admin ? "admin" : `${tenant} key`);
+    const created = await apiKeys.create({ tenantId: admin ? null : tenant, admin, name });
+    // Answered with the page itself (not a redirect), so the key is in no address or history entry.
+    const page = (
+      <KeysPage
+        keys={await apiKeys.list()}
+        operator={c.var.operator}
+        nonce={c.var.nonce}
+        now={queue.clock.now()}
+        created={{ id: created.id, key: created.key, who: admin ? "admin" : `tenant ${tenant}` }}
+      />
+    );
+    return render(c, page, 201);
+  });
+
+  app.post("/keys/:id/revoke", guard, csrf, async (c) => {
+    const id = c.req.param("id");
+    if (!/^[A-Za-z0-9]{12}$/.test(id) || !(await apiKeys.revoke(id))) {
+      throw new DashboardError(404, "Not found", `There is no active key ${id.slice(0, 64)}.`);
+    }
+    return redirectBack(c, c.var.form, { notice: "key-revoked", n_key: id });
+  });
 
   app.all("*", guard, () => {
     throw new DashboardError(404, "Not found", "There is no such page in the dashboard.");
