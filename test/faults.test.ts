@@ -370,3 +370,42 @@ describe.each(DRIVERS)("SIGTERM during work (%s driver)", (driver) => {
   }, 120_000);
 });
 
+
+// ---------------------------------------------------------------------------------------------
+// e. Postgres backends terminated in bursts mid-drain.
+// ---------------------------------------------------------------------------------------------
+
+describe.each(DRIVERS)("the workers' Postgres connections terminated in bursts mid-drain (%s driver)", (driver) => {
+  it("strands no job: every job completes within seconds of the last burst, not at the next full reconcile", async () => {
+    const TOTAL = 3_000;
+    const db = await newDatabase(`faults_pgkill_${driver}`);
+    const redis = driver === "redis" ? await newRedisServer() : undefined;
+    const prefix = newPrefix();
+    const { engine } = libraryEngine(db, redis?.url, prefix);
+    if (driver === "redis") await engine.dispatcher.reconcile({ force: true });
+    for (let b = 0; b < TOTAL; b += 1_000) {
+      await engine.queue.enqueueMany(Array.from({ length: 1_000 }, (_, i) => mail(b + i, { sleep_ms: 50 })));
+    }
+    const env = workerEnv(db, { LEASE_MS: 5_000, ...driverEnv(driver, redis, prefix) });
+    await Promise.all([startWorker("worker 1", env), startWorker("worker 2", env)]);
+    const completed = () => countWhere(db.sql, `state = 'completed'`);
+    await waitFor(async () => (await completed()) >= 200, { timeoutMs: 60_000, what: "the drain to start" });
+
+    // Every connection of the workers (pools, hot path, heartbeats, listeners), ten times over 2 s:
+    // claims die between the pop from Redis and their answer.
+    for (let burst = 0; burst < 10; burst++) {
+      await db.sql.query(
+        `select pg_terminate_backend(pid) from pg_stat_activity
+         where datname = current_database() and application_name like 'penguinmails-jobs%'`,
+      );
+      await new Promise((r) => setTimeout(r, 200));
+    }
+    // With ids lost on a failed claim, jobs stayed queued until the 5-minute full reconcile.
+    await waitFor(async () => (await completed()) === TOTAL, {
+      timeoutMs: 60_000,
+      intervalMs: 200,
+      what: `all ${TOTAL} jobs to complete after the bursts`,
+    });
+    expect(await countWhere(db.sql, `state <> 'completed'`)).toBe(0);
+  }, 180_000);
+});
