@@ -37,8 +37,6 @@ export class RedisDispatcher implements Dispatcher {
   /** Set when the last pop found no epoch marker (lanes flushed, or being rebuilt). */
   private epochMissing = false;
   private rebuilding?: Promise<number>;
-  /** Queued jobs the last head check found missing from their lanes; put back if still missing at the next. */
-  private suspects = new Set<string>();
 
   constructor(
     private readonly redis: Redis,
@@ -57,6 +55,10 @@ export class RedisDispatcher implements Dispatcher {
   }
   get epochKey(): string {
     return `${this.prefix}epoch`;
+  }
+  /** Queued jobs the last head check found missing from their lanes; put back if still missing at the next. */
+  get suspectsKey(): string {
+    return `${this.prefix}head-suspects`;
   }
   get wakeChannel(): string {
     return `${this.prefix}wake`;
@@ -250,9 +252,10 @@ export class RedisDispatcher implements Dispatcher {
    * are always a lane's lowest scores, so ids popped and never claimed (a worker killed between
    * pop and claim, a pop whose reply was lost) sit at the head of the ledger's order. A job
    * missing at one check may just be between its pop and its claim, or its commit and its
-   * publish (milliseconds); one still queued and missing at the next check (a scheduler pass
-   * later) is put back. Bounded: one index probe a lane and one ZMSCORE a type per pass; when
-   * half a lane's head was missing, more may be beyond it and a full reconcile runs.
+   * publish (milliseconds); one still queued and missing at the next check (the next pass, in
+   * whichever process leads then: the suspects wait in Redis) is put back. Bounded: one index
+   * probe a lane and one ZMSCORE a type per pass; when half a lane's head was missing, more may
+   * be beyond it and a full reconcile runs.
    */
   async repairLaneHeads(types: readonly string[]): Promise<number> {
     if (!this.redisUsable || this.lanesIncomplete || this.rebuilding || types.length === 0) return 0;
@@ -269,6 +272,7 @@ export class RedisDispatcher implements Dispatcher {
     try {
       replies = await this.redis.pipeline([
         ["EXISTS", this.epochKey],
+        ["GET", this.suspectsKey],
         ...lanes.map(([type, list]): RedisCommand => ["ZMSCORE", this.laneKey(type), ...list.map((e) => e.id)]),
       ]);
     } catch (err) {
@@ -276,26 +280,32 @@ export class RedisDispatcher implements Dispatcher {
       return 0;
     }
     // No marker: the lanes are being rebuilt (or must be), which places every queued job anyway.
-    if (replies[0] !== 1) {
-      this.suspects.clear();
-      return 0;
-    }
+    if (replies[0] !== 1) return 0;
+    const suspects = new Set(typeof replies[1] === "string" && replies[1] !== "" ? replies[1].split(",") : []);
     const missing: LaneEntry[] = [];
     let deepHole = false;
     lanes.forEach(([, list], i) => {
-      const scores = replies[i + 1] as (string | null)[];
+      const scores = replies[i + 2] as (string | null)[];
       const before = missing.length;
       list.forEach((e, j) => {
         if (scores[j] === null || scores[j] === undefined) missing.push(e);
       });
       if (missing.length - before >= perLane / 2) deepHole = true;
     });
-    const confirmed = missing.filter((e) => this.suspects.has(e.id));
-    this.suspects = new Set(missing.filter((e) => !this.suspects.has(e.id)).map((e) => e.id));
-    if (confirmed.length === 0) return 0;
+    const confirmed = missing.filter((e) => suspects.has(e.id));
+    const next = missing.filter((e) => !suspects.has(e.id)).map((e) => e.id);
+    // Kept in Redis, not in this process: the edge runs each pass in a new invocation, and the
+    // leader may change between two passes.
+    const keep: RedisCommand[] =
+      next.length > 0 ? [["SET", this.suspectsKey, next.join(","), "PX", 600_000]] : suspects.size > 0 ? [["DEL", this.suspectsKey]] : [];
+    if (confirmed.length === 0) {
+      await this.redis.pipeline(keep).catch((err: unknown) => this.markDown(err, "lane head check"));
+      return 0;
+    }
     this.logger.warn("queued jobs were missing from their redis lanes; putting them back", { count: confirmed.length });
     const cmds = this.laneCommands(confirmed, true);
     for (const type of new Set(confirmed.map((e) => e.type))) cmds.push(["PUBLISH", this.wakeChannel, type]);
+    cmds.push(...keep);
     try {
       await this.redis.pipeline(cmds);
     } catch (err) {
