@@ -11,6 +11,7 @@ import type { Redis, RedisCommand, Sql, SqlClient } from "../shared/ports";
 import { createEngine, type Engine } from "../shared/queue/engine";
 import type { Job } from "../shared/queue/job";
 import { Scheduler } from "../shared/queue/scheduler";
+import { WorkerPool } from "../shared/queue/worker";
 import * as statements from "../shared/queue/statements";
 import { createHarness, DRIVERS, fastCatalog, type Harness } from "./support/engine";
 import { waitFor } from "./support/services";
@@ -280,5 +281,97 @@ describe.each(DRIVERS)("the rescue on the %s driver", (driver) => {
     expect(await take("live-worker")).toEqual([]);
     await engine.queue.resume("email.send", "t1");
     expect(await take("live-worker")).toMatchObject([{ id: job.id, attempt: 2 }]);
+  });
+});
+
+/**
+ * A client with one connection, like a busy pool: a statement waits for the one before it. The
+ * statements named in `hold` keep the connection until release() (writes blocked behind a lock).
+ */
+function oneConnection(sql: Sql, hold: string) {
+  let tail: Promise<unknown> = Promise.resolve();
+  let release!: () => void;
+  const released = new Promise<void>((r) => (release = r));
+  let held = 0;
+  const client: SqlClient = {
+    query: <T>(text: string, params?: readonly unknown[]) => {
+      const run = tail.then(async () => {
+        if (text === hold) {
+          held++;
+          await released;
+        }
+        return sql.query<T>(text, params);
+      });
+      tail = run.catch(() => {});
+      return run;
+    },
+  };
+  return { client, release, held: () => held };
+}
+
+describe.each(DRIVERS)("heartbeats on the %s driver", (driver) => {
+  let h: Harness;
+  beforeEach(async () => {
+    h = await createHarness(driver, "recovery_beat");
+  });
+  afterEach(async () => {
+    await h.close();
+  });
+
+  it("renew leases while the hot path's connections wait on blocked outcome writes", async () => {
+    const hot = oneConnection(h.sql, statements.JobFinishMany);
+    const engine = createEngine({
+      sql: h.sql,
+      hotSql: { query: hot.client.query, heartbeats: h.sql },
+      redis: h.redis,
+      catalog: fastCatalog(),
+      redisOptions: { prefix: h.prefix },
+    });
+    await engine.dispatcher.start();
+    const runs: string[] = [];
+    let finishLong!: () => void;
+    const longDone = new Promise<void>((r) => (finishLong = r));
+    const pool = new WorkerPool({
+      name: "beat",
+      handlers: [
+        {
+          type: "email.send",
+          run: async (p: { variables: { n: number } }, job: Job) => {
+            runs.push(job.id);
+            if (p.variables.n === 1) await longDone;
+          },
+        },
+      ],
+      concurrency: 2,
+      queue: engine.queue,
+      stats: engine.stats,
+      workerId: "beat-worker",
+      leaseMs: 600, // renewed every 200 ms
+      idleWaitMs: 50,
+    });
+    const scheduler = new Scheduler({ queue: engine.queue, holderId: "s1" });
+    try {
+      const [quick, long] = await engine.queue.enqueueMany([send("t1", 0), send("t1", 1)]);
+      pool.start();
+      // The quick job's outcome write takes the only hot connection and waits on a lock.
+      await waitFor(() => hot.held() > 0 && runs.length === 2, { what: "the outcome write to block" });
+      // Three leases long, with the reaper running: the long job's lease must stay renewed.
+      for (let i = 0; i < 18; i++) {
+        expect((await scheduler.runOnce()).rescued).toBe(0);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      hot.release();
+      finishLong();
+      await waitFor(async () => (await engine.queue.get(long!.job.id, null)).state === "completed", { what: "the long job to complete" });
+      expect(await engine.queue.get(long!.job.id, null)).toMatchObject({ attempt: 1, lastError: null });
+      expect((await engine.queue.get(quick!.job.id, null)).state).toBe("completed");
+      expect(runs.sort()).toEqual([quick!.job.id, long!.job.id].sort());
+    } finally {
+      hot.release();
+      finishLong();
+      await scheduler.stop();
+      await pool.stop(1_000);
+      await engine.dispatcher.close();
+    }
   });
 });

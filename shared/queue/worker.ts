@@ -67,6 +67,11 @@ export class WorkerPool {
   private flushing?: Promise<void>;
   private flushQueued = false;
   private beating?: Promise<void>;
+  /**
+   * Jobs run to an outcome not yet written (id -> attempt). Their leases are renewed too: a slow
+   * outcome write (a lock held 8 s, past a 5 s lease) let the rescue run 97 finished jobs again.
+   */
+  private readonly unrecorded = new Map<string, number>();
   private beatDue = false;
   private settled?: () => void;
   /** Jobs run to an outcome by this pool since it started. */
@@ -238,6 +243,7 @@ export class WorkerPool {
       if (reason === LEASE_LOST) return; // another worker owns the job now: record nothing
       if (reason === SHUTDOWN) {
         this.outbox.push({ outcome: { id: job.id, attempt: job.attempt, state: "release" }, type: job.type, durationMs });
+        this.unrecorded.set(job.id, job.attempt);
         return;
       }
       const outcome: Outcome = r.ok
@@ -248,6 +254,7 @@ export class WorkerPool {
         parentLogger.warn("job failed", { job: job.id, type: job.type, attempt: job.attempt, error: outcome.error?.message });
       }
       this.outbox.push({ outcome, type: job.type, durationMs });
+      this.unrecorded.set(job.id, job.attempt);
     });
     for (const job of jobs) this.running.delete(job.id);
     this.processed += jobs.length;
@@ -296,6 +303,7 @@ export class WorkerPool {
           else if (s === "failed") stats.record(item.type, "failed", item.durationMs);
           else if (s === "scheduled" && !item.outcome.refund) stats.record(item.type, "retried", item.durationMs);
         }
+        for (const i of items) if (this.unrecorded.get(i.outcome.id) === i.outcome.attempt) this.unrecorded.delete(i.outcome.id);
         if (released.length > 0) await queue.promoteDue();
         return;
       } catch (err) {
@@ -315,6 +323,7 @@ export class WorkerPool {
    * finally run.
    */
   async heartbeat(): Promise<void> {
+    if (this.running.size === 0 && this.unrecorded.size === 0) return;
     if (this.beating) {
       this.beatDue = true;
       return this.beating;
@@ -323,7 +332,7 @@ export class WorkerPool {
       do {
         this.beatDue = false;
         await this.renewLeases();
-      } while (this.beatDue && this.running.size > 0);
+      } while (this.beatDue && (this.running.size > 0 || this.unrecorded.size > 0));
     })().finally(() => {
       this.beating = undefined;
     });
@@ -331,12 +340,16 @@ export class WorkerPool {
   }
 
   private async renewLeases(): Promise<void> {
-    if (this.running.size === 0) return;
+    if (this.running.size === 0 && this.unrecorded.size === 0) return;
     const entries = [...this.running.values()];
+    const done = [...this.unrecorded].filter(([id]) => !this.running.has(id));
     const now = this.options.queue.clock.now();
     try {
       const held = await this.options.queue.ledger.heartbeatMany(
-        entries.map((r) => ({ id: r.job.id, attempt: r.job.attempt, progress: r.progressDirty ? r.progress : undefined })),
+        [
+          ...entries.map((r) => ({ id: r.job.id, attempt: r.job.attempt, progress: r.progressDirty ? r.progress : undefined })),
+          ...done.map(([id, attempt]) => ({ id, attempt, progress: undefined })),
+        ],
         new Date(now.getTime() + this.leaseMs),
       );
       const byId = new Map(held.map((h) => [h.id, h]));
@@ -348,7 +361,7 @@ export class WorkerPool {
         else if (h.cancel_requested) r.control.abort(new JobCancelledError());
       }
     } catch (err) {
-      this.logger.warn("heartbeat failed", { err: String(err), jobs: entries.length });
+      this.logger.warn("heartbeat failed", { err: String(err), jobs: entries.length + done.length });
     }
   }
 
