@@ -31,8 +31,8 @@ export interface SchedulerReport {
 /**
  * The one leader's housekeeping, in one idempotent pass (runOnce): rescue jobs whose lease
  * expired (back to the head of their lanes), promote due scheduled jobs into their lanes,
- * enqueue due cron jobs, and reconcile the lanes with the ledger (in full every few minutes,
- * and every pass the heads of the lanes, where ids a worker popped and never claimed would be). Node runs it on a timer; the edge from its cron trigger.
+ * enqueue due cron jobs, and reconcile the lanes with the ledger (in full every few minutes;
+ * every pass the heads of the lanes, where ids popped and never claimed would be). Node runs it on a timer; the edge from its cron trigger.
  */
 export class Scheduler {
   private readonly logger: Logger;

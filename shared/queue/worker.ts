@@ -296,6 +296,15 @@ export class WorkerPool {
           ),
         ]);
         const kept = new Set(held.map((h) => h.id));
+        const dropped = finished.filter((i) => !kept.has(i.outcome.id)).map((i) => i.outcome.id);
+        // Taken back by the rescue and claimed by another run before this write landed: that run's
+        // outcome decides, and this job ran twice (at-least-once; effects must be idempotent).
+        if (dropped.length > 0) {
+          this.logger.warn("outcomes not recorded: the jobs were rescued and claimed again", {
+            jobs: dropped.slice(0, 20),
+            count: dropped.length,
+          });
+        }
         for (const item of finished) {
           if (!kept.has(item.outcome.id)) continue;
           const s = item.outcome.state;
