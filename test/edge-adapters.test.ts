@@ -557,10 +557,11 @@ describe("Upstash Redis adapter", () => {
         [`${KEYS}shape:u:epoch`, `${KEYS}shape:u:lane`].sort(),
       );
 
-      // The lanes' pop script: ids as strings, and Lua false (no epoch) as null.
+      // The lanes' pop script: (id, score, lane index) triples, ids and scores as strings, the
+      // index as a number; Lua false (no epoch) as null.
       const keys = (p: string) => [`${p}epoch`, `${p}lane`];
       const popped = await upstash.eval(POP_SCRIPT, keys(`${KEYS}shape:u:`), [10, 2 ** 44]);
-      expect(popped).toEqual(["b", "a"]);
+      expect(popped).toEqual(["b", "1", 2, "a", "3", 2]);
       expect(popped).toEqual(await ioAdapter.eval(POP_SCRIPT, keys(`${KEYS}shape:i:`), [10, 2 ** 44]));
       expect(await upstash.eval(POP_SCRIPT, keys(`${KEYS}shape:none:`), [10, 2 ** 44])).toBeNull();
       expect(await upstash.pipeline([])).toEqual([]);
