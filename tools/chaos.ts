@@ -8,6 +8,7 @@
  *   npm run chaos                              all scenarios, once
  *   npm run chaos -- --runs 3                  three runs in a row (a table each)
  *   npm run chaos -- --only "Postgres" --short the matching scenarios at the test's size
+ *   npm run chaos -- --suite                   the test's scenarios (test/chaos.test.ts) at its size
  */
 import { mkdirSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -15,7 +16,7 @@ import { join } from "node:path";
 import { parseArgs } from "node:util";
 import { reapStaleClusters, startPostgresCluster } from "./chaos/postgres-cluster";
 import { freePort, killAll } from "./chaos/processes";
-import { runScenario, scenarios } from "./chaos/scenarios";
+import { runScenario, scenarios, shortSuite } from "./chaos/scenarios";
 import { formatTable, type ScenarioResult } from "./chaos/tally";
 
 const { values } = parseArgs({
@@ -23,6 +24,7 @@ const { values } = parseArgs({
     runs: { type: "string", default: "1" },
     only: { type: "string" },
     short: { type: "boolean", default: false },
+    suite: { type: "boolean", default: false },
   },
 });
 
@@ -40,7 +42,7 @@ const cluster = await startPostgresCluster({ port: await freePort(), label: "cli
 say(`throwaway Postgres on :${cluster.port}; logs in ${logRoot}`);
 let failed = 0;
 try {
-  const list = scenarios(values.short ? "short" : "full").filter((s) => !values.only || s.name.toLowerCase().includes(values.only.toLowerCase()));
+  const list = (values.suite ? shortSuite() : scenarios(values.short ? "short" : "full")).filter((s) => !values.only || s.name.toLowerCase().includes(values.only.toLowerCase()));
   for (let run = 1; run <= Number(values.runs); run++) {
     const results: ScenarioResult[] = [];
     const started = Date.now();

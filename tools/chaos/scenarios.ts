@@ -1,6 +1,6 @@
 /**
  * The chaos scenarios of issue 11, each bounded in jobs and time, loopback only. `scenarios("full")`
- * is `npm run chaos` (thousands of jobs, as in the issue's table); `scenarios("short")` is the
+ * is `npm run chaos` (thousands of jobs, as in the issue's table); `shortSuite()` is the
  * few-hundred-job version test/chaos.test.ts runs (one per kind: a worker kill, a Redis fault, a
  * Postgres fault, SIGTERM).
  *
@@ -91,14 +91,14 @@ const pgRestart = (mode: "fast" | "immediate") =>
   midDrain(0.3, (s) => s.fault(`pg_ctl restart -m ${mode}`, () => s.cluster.restart(mode)));
 
 /** Every app connection terminated: once, or in bursts (several rounds a burst). */
-function terminateBackends(bursts: number, roundsPerBurst: number) {
+function terminateBackends(bursts: number, roundsPerBurst: number, roundGapMs = 200) {
   return midDrain(0.25, async (s) => {
     for (let b = 0; b < bursts; b++) {
       if (b > 0) await sleep(2_000);
       await s.fault(`pg_terminate_backend x${roundsPerBurst}`, async () => {
         let n = 0;
         for (let r = 0; r < roundsPerBurst; r++) {
-          if (r > 0) await sleep(200);
+          if (r > 0) await sleep(roundGapMs);
           n += await s.cluster.terminateBackends(s.dbName, HARNESS_APP_NAME);
         }
         s.note(`${n} backends terminated`);
@@ -260,10 +260,22 @@ export function scenarios(scale: "full" | "short"): Scenario[] {
         s.note("Redis back (empty)");
       },
     },
-    { name: "Postgres restart -m fast mid-drain", kind: "postgres", short: true, jobs: z.big, system: resend(50), deadlineMs: z.deadlineMs, drive: pgRestart("fast") },
+    { name: "Postgres restart -m fast mid-drain", kind: "postgres", jobs: z.big, system: resend(50), deadlineMs: z.deadlineMs, drive: pgRestart("fast") },
     { name: "Postgres restart -m immediate mid-drain", kind: "postgres", jobs: z.big, system: resend(50), deadlineMs: z.deadlineMs, drive: pgRestart("immediate") },
     { name: "pg_terminate_backend of every app connection, once", kind: "postgres", jobs: z.big, system: resend(50), deadlineMs: z.deadlineMs, drive: terminateBackends(1, 1) },
     { name: "pg_terminate_backend of every app connection, 3 bursts of 5", kind: "postgres", jobs: z.big, system: resend(50), deadlineMs: z.deadlineMs, drive: terminateBackends(3, 5) },
+    {
+      // The short suite's Postgres fault: a claim dies between the pop from Redis and its answer
+      // often enough here that popped ids a failed claim drops show up (50 of 10,000 stranded
+      // until the 5-minute reconcile on the code before 663f90c; at the short size too).
+      name: "pg_terminate_backend of every app connection, 3 bursts of 10, 100 ms apart",
+      kind: "postgres",
+      short: true,
+      jobs: scale === "short" ? 3_000 : z.big,
+      system: resend(50),
+      deadlineMs: z.deadlineMs,
+      drive: terminateBackends(3, 10, 100),
+    },
     { name: "SIGTERM mid-drain within the grace period", kind: "sigterm", jobs: z.big, system: resend(100), deadlineMs: z.deadlineMs, drive: sigterm(false, 30_000) },
     {
       name: "SIGTERM mid-drain past the grace period (500 ms)",
@@ -276,8 +288,11 @@ export function scenarios(scale: "full" | "short"): Scenario[] {
     },
     { name: `a campaign of ${z.contacts.toLocaleString("en-US")}, fan-out worker and a sender SIGKILLed`, kind: "campaign", jobs: z.contacts, system: resend(20), deadlineMs: z.deadlineMs, drive: campaign },
   ];
-  return scale === "full" ? all : all.filter((s) => s.short);
+  return all;
 }
+
+/** What test/chaos.test.ts runs: one scenario of each kind, at the short size. */
+export const shortSuite = (): Scenario[] => scenarios("short").filter((s) => (s as { short?: boolean }).short);
 
 /** Runs one scenario on a fresh system (database, Redis, sink, processes) and tallies it. */
 export async function runScenario(cluster: PostgresCluster, logRoot: string, scenario: Scenario, log: (line: string) => void = () => {}): Promise<ScenarioResult> {
