@@ -124,9 +124,10 @@ returning ${claimedColumns("j")}`;
  * has claimed it since (a claim raises attempt): the rescue left it queued or paused, or ended it
  * (failed on its last attempt, cancelled on a pending cancel), and stamped last_error with the
  * attempt. The rescue's own conditions for failed and cancelled are repeated so that a person
- * cancelling the queued job afterwards is not taken for the rescue.
+ * cancelling the queued job afterwards is not taken for the rescue. Compared as text: a cast
+ * could make the whole batch's statement fail on one odd last_error.
  */
-const rescuedFrom = (attempt: string) => `(j.last_error->>'name' = 'LeaseExpired' and (j.last_error->>'attempt')::int = ${attempt}
+const rescuedFrom = (attempt: string) => `(j.last_error->>'name' = 'LeaseExpired' and j.last_error->>'attempt' = ${attempt}::text
   and (j.state::text in ('queued', 'paused')
        or (j.state::text in ('failed', 'cancelled') and (j.cancel_requested or j.attempt >= j.max_attempts))))`;
 
