@@ -99,6 +99,13 @@ export class RedisDispatcher implements Dispatcher {
 
   async publish(entries: readonly LaneEntry[]): Promise<void> {
     if (entries.length === 0) return;
+    if (!this.redisUsable) {
+      // Down a moment ago: not waiting 1-2 s for the client to fail again (each enqueue and each
+      // scheduler pass would); the lanes are rebuilt once Redis answers.
+      this.lanesIncomplete = true;
+      for (const type of new Set(entries.map((e) => e.type))) this.wake.notify(type);
+      return;
+    }
     const cmds = this.laneCommands(entries, false);
     for (const type of new Set(entries.map((e) => e.type))) cmds.push(["PUBLISH", this.wakeChannel, type]);
     try {

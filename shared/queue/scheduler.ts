@@ -85,15 +85,19 @@ export class Scheduler {
       if (rescued.length > 0) this.logger.warn("rescued jobs whose lease expired", { count: rescued.length });
       if (rescued.length < batch) break;
     }
-    report.promoted = await queue.promoteDue(batch);
-    report.cronEnqueued = await this.enqueueDueCrons();
+    // Timed too: a lock on jobs blocks promotion (FOR UPDATE) as well, and the rescue must know of
+    // a stall whichever statement of the pass waited it out (a chaos run with a table lock held
+    // 8 s twice rescued 29 live jobs when only the rescue and the lease were timed).
+    report.promoted = await this.timed(() => queue.promoteDue(batch));
+    report.cronEnqueued = await this.timed(() => this.enqueueDueCrons());
+    // The full reconcile is not timed: it pages through every queued job (seconds with 100,000).
     report.reconciled = await queue.dispatcher.reconcile({ everyMs: this.options.reconcileEveryMs ?? 5 * 60_000 });
-    report.reconciled += await queue.dispatcher.repairLaneHeads([...queue.catalog.keys()]);
+    report.reconciled += await this.timed(() => queue.dispatcher.repairLaneHeads([...queue.catalog.keys()]));
     await this.options.stats?.flush().catch((err: unknown) => this.logger.warn("stats flush failed", { err: String(err) }));
     return this.endPass(report);
   }
 
-  /** Runs one Postgres call, noting how long it kept this pass waiting (see the rescue). */
+  /** Runs a step, noting how long it kept this pass waiting (see the rescue). */
   private async timed<T>(call: () => Promise<T>): Promise<T> {
     const { clock } = this.options.queue;
     const started = clock.now().getTime();
