@@ -226,11 +226,46 @@ describe.each(DRIVERS)("the rescue on the %s driver", (driver) => {
     await scheduler().runOnce();
     const leaseUntil = new Date(clock.now().getTime() + 5_000);
     expect(await engine.queue.ledger.heartbeatMany([{ id: job.id, attempt: 1, progress: { half: true } }], leaseUntil)).toEqual([
-      { id: job.id, cancel_requested: false },
+      { id: job.id, cancel_requested: false, busy: false },
     ]);
     expect(await get(job.id)).toMatchObject({ state: "active", attempt: 1, workerId: "slow-worker", progress: { half: true } });
     expect((await get(job.id)).leaseUntil!.getTime()).toBe(leaseUntil.getTime());
     expect(await take("other-worker", 10)).toEqual([]); // the stale lane entry claims nothing
+  });
+
+  it("renews the other jobs' leases while one job's row is locked, and reports that one busy, not lost", async () => {
+    const [a, b] = await engine.queue.enqueueMany([send("t1", 1), send("t1", 2)]);
+    await take("worker", 2);
+    const leaseUntil = new Date(clock.now().getTime() + 5_000);
+    let unlock!: () => void;
+    const locked = new Promise<void>((ready) => {
+      void h.sql.begin(async (tx) => {
+        await tx.query(`select id from jobs where id = $1::bigint for update`, [a!.job.id]);
+        ready();
+        await new Promise<void>((r) => (unlock = r));
+      });
+    });
+    await locked;
+    try {
+      // Before: the whole statement waited for the lock, and with it every other job's renewal.
+      const answer = await Promise.race([
+        engine.queue.ledger.heartbeatMany(
+          [a!, b!].map((e) => ({ id: e.job.id, attempt: 1, progress: undefined })),
+          leaseUntil,
+        ),
+        new Promise<"blocked">((r) => setTimeout(() => r("blocked"), 3_000)),
+      ]);
+      expect(answer).not.toBe("blocked");
+      expect(new Map((answer as { id: string; busy: boolean }[]).map((r) => [r.id, r.busy]))).toEqual(
+        new Map([
+          [a!.job.id, true],
+          [b!.job.id, false],
+        ]),
+      );
+      expect((await get(b!.job.id)).leaseUntil!.getTime()).toBe(leaseUntil.getTime());
+    } finally {
+      unlock();
+    }
   });
 
   it("does not take live jobs after a database stall: heartbeats that waited it out were stamped before it", async () => {

@@ -226,7 +226,7 @@ export class Ledger {
   async heartbeatMany(
     jobs: readonly { id: string; attempt: number; progress: unknown }[],
     leaseUntil: Date,
-  ): Promise<{ id: string; cancel_requested: boolean }[]> {
+  ): Promise<{ id: string; cancel_requested: boolean; busy: boolean }[]> {
     if (jobs.length === 0) return [];
     return (this.hot.heartbeats ?? this.hot).query(q.JobHeartbeatMany, [
       jobs.map((j) => j.id),

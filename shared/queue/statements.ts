@@ -169,14 +169,33 @@ returning j.id::text as id`;
  * order), and a heartbeat that arrives after the rescue took the job back, before another run
  * claimed it, takes it back again: its worker is alive, so the run goes on rather than being
  * aborted and started over (the job's stale lane entry is skipped by the claim).
+ * Rows another transaction holds locked are skipped and come back `busy` (held, as far as this
+ * snapshot shows, but not renewed): waiting on them made one locked row hold back the renewal of
+ * every job of the pool, and 900 jobs ran twice when 20 rows stayed locked 8 s. The rescue skips
+ * locked rows too, so a busy job cannot be taken back while the lock lasts.
  * $1 ids, $2 attempts, $3 progress, $4 lease_until.
  */
 export const JobHeartbeatMany = `
-update jobs j set state = 'active', lease_until = greatest(j.lease_until, $4), finished_at = null,
-  progress = coalesce(u.progress, j.progress)
-from unnest($1::bigint[], $2::int[], $3::text[]::jsonb[]) as u(id, attempt, progress)
-where j.id = u.id and j.attempt = u.attempt and (j.state::text = 'active' or ${rescuedFrom("u.attempt")})
-returning j.id::text as id, j.cancel_requested`;
+with u as (
+  select * from unnest($1::bigint[], $2::int[], $3::text[]::jsonb[]) as u(id, attempt, progress)
+),
+held as (
+  select j.id from jobs j join u on j.id = u.id
+  where j.attempt = u.attempt and (j.state::text = 'active' or ${rescuedFrom("u.attempt")})
+  for update of j skip locked
+),
+renewed as (
+  update jobs j set state = 'active', lease_until = greatest(j.lease_until, $4), finished_at = null,
+    progress = coalesce(u.progress, j.progress)
+  from held h join u on u.id = h.id
+  where j.id = h.id
+  returning j.id, j.cancel_requested
+)
+select id::text as id, cancel_requested, false as busy from renewed
+union all
+select u.id::text, false, true from u join jobs j on j.id = u.id
+where j.attempt = u.attempt and (j.state::text = 'active' or ${rescuedFrom("u.attempt")})
+  and u.id not in (select id from held)`;
 
 /**
  * JobPromoteDue: scheduled jobs whose time has come (delays, retries, reaped and released

@@ -367,7 +367,7 @@ export class WorkerPool {
         const h = byId.get(r.job.id);
         if (!this.running.has(r.job.id)) continue; // finished meanwhile
         if (!h) r.control.abort(LEASE_LOST);
-        else if (h.cancel_requested) r.control.abort(new JobCancelledError());
+        else if (!h.busy && h.cancel_requested) r.control.abort(new JobCancelledError());
       }
     } catch (err) {
       this.logger.warn("heartbeat failed", { err: String(err), jobs: entries.length + done.length });
