@@ -138,7 +138,7 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
 
   // One SSRF guard for every customer URL the API takes (webhook endpoints, import files).
   const urlGuard = deps.webhookGuard ?? { resolver: createDohResolver() };
-  app.route("/v1/jobs", jobsRoutes(queue, urlGuard));
+  app.route("/v1/jobs", jobsRoutes(queue, sql, urlGuard));
   app.route("/v1/queues", queuesRoutes(queue, sql));
   const registry = deps.registry ?? new WorkerRegistry(sql, queue.clock);
   const policy = deps.scaling ?? defaultScalingPolicy;

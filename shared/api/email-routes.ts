@@ -1,90 +1,60 @@
 /**
  * The email pipeline without SQL: contacts, lists, segments, templates, campaigns and
  * suppressions, each scoped to the caller's tenant (admin keys name one with ?tenant_id=).
- * Bodies are checked by zod like the rest of the API; every problem names its field.
+ * Bodies and queries are checked by the strict schemas of email-schemas.ts; every problem names
+ * its field. Lists and campaigns are listed newest first by (created_at, id).
  */
 import { type Context, Hono } from "hono";
 import { z } from "zod";
 import { newId } from "../email/ids";
-import { Campaigns } from "../email/campaigns";
+import { type Campaign, Campaigns } from "../email/campaigns";
 import { Suppressions } from "../email/suppressions";
-import { email as emailField, entityId, timestamp } from "../jobs/fields";
+import { entityId } from "../jobs/fields";
 import type { SqlClient } from "../ports";
 import type { Queue } from "../queue/queue";
 import { type ApiEnv, tenantOf } from "./auth";
-import { idCursor } from "./cursor";
+import { CursorTime, decodeTimeCursor, encodeTimeCursor } from "./cursor";
+import { emailQueries, emailSchemas } from "./email-schemas";
 import { ApiError } from "./problem";
 import { parseBody, parseParam, parseQuery } from "./request-input";
-import { tenantQuerySchema } from "./schemas";
 
-const block = z.discriminatedUnion("type", [
-  z.strictObject({ type: z.literal("heading"), text: z.string().min(1).max(500) }),
-  z.strictObject({ type: z.literal("text"), text: z.string().min(1).max(20_000) }),
-  z.strictObject({ type: z.literal("button"), text: z.string().min(1).max(200), href: z.string().min(1).max(2_000) }),
-  z.strictObject({ type: z.literal("divider") }),
-]);
-
-const schemas = {
-  contacts: z.strictObject({
-    contacts: z
-      .array(
-        z.strictObject({
-          email: emailField,
-          name: z.string().max(200).optional(),
-          attributes: z.record(z.string().max(64), z.union([z.string().max(1_000), z.number(), z.boolean(), z.null()])).optional(),
-        }),
-      )
-      .min(1)
-      .max(1_000),
-    list_id: entityId.optional(),
-  }),
-  list: z.strictObject({ name: z.string().min(1).max(200) }),
-  segment: z.strictObject({
-    name: z.string().min(1).max(200),
-    list_id: entityId,
-    filters: z
-      .array(
-        z.strictObject({
-          attribute: z.string().min(1).max(64),
-          op: z.enum(["eq", "neq", "exists"]),
-          value: z.string().max(1_000).optional(),
-        }),
-      )
-      .max(20)
-      .default([]),
-  }),
-  template: z.strictObject({
-    name: z.string().min(1).max(200),
-    subject: z.string().min(1).max(500),
-    blocks: z.array(block).min(1).max(100),
-  }),
-  campaign: z
-    .strictObject({
-      name: z.string().min(1).max(200),
-      template_id: entityId,
-      list_id: entityId.optional(),
-      segment_id: entityId.optional(),
-    })
-    .refine((c) => (c.list_id === undefined) !== (c.segment_id === undefined), {
-      message: "give exactly one of list_id and segment_id",
-      path: ["list_id"],
-    }),
-  start: z.strictObject({ at: timestamp.optional() }),
-  suppression: z.strictObject({ email: emailField, reason: z.enum(["unsubscribe", "hard_bounce", "complaint", "manual"]).default("manual") }),
-};
-
-const queries = {
-  plain: tenantQuerySchema,
-  /** Contacts and the outbox page by id. */
-  byId: tenantQuerySchema.extend({ cursor: idCursor.optional() }),
-  /** Suppressions page by address. */
-  byEmail: tenantQuerySchema.extend({ cursor: z.string().min(1).max(320).optional() }),
-};
+const schemas = emailSchemas;
+const queries = emailQueries;
 
 /** The tenant a request acts for (the key's own, or an admin's ?tenant_id=), once the query is checked. */
 function tenant(c: Context<ApiEnv>): string {
   parseQuery(c, queries.plain);
   return tenantOf(c);
+}
+
+const LIST_COLUMNS = "id, tenant_id, name, contact_count, created_at";
+const TEMPLATE_COLUMNS = "id, tenant_id, name, subject, blocks, created_at, updated_at";
+const CAMPAIGN_COLUMNS = `id, tenant_id, name, template_id, list_id, segment_id, status, scheduled_at, fanout_cursor::text,
+  fanout_upper::text, fanout_done, recipients, sent, skipped, failed, created_at, started_at, finished_at`;
+
+/**
+ * One newest-first page of a tenant's rows of `table`: (created_at, id) below the cursor, one
+ * row more than the page to tell whether there is a next one. $1 tenant, $2/$3 the cursor's
+ * time and id (null: the first page), $4 the limit, then `extra`'s parameters.
+ */
+async function newestFirst<R extends { id: string }>(
+  sql: SqlClient,
+  q: { table: "lists" | "campaigns"; columns: string; tenantId: string; cursor?: string; limit: number; where?: string; params?: unknown[] },
+): Promise<{ rows: R[]; nextCursor: string | null }> {
+  const after = q.cursor === undefined ? undefined : decodeTimeCursor(q.cursor);
+  if (after === null) throw new ApiError(422, "invalid query", [{ path: "cursor", message: "not a cursor from this API" }]);
+  const rows = await sql.query<R & { cursor_at: string }>(
+    `select ${q.columns}, ${CursorTime} as cursor_at from ${q.table}
+     where tenant_id = $1 and ($2::timestamptz is null or (created_at, id) < ($2::timestamptz, $3::text))${q.where ?? ""}
+     order by created_at desc, id desc limit $4`,
+    [q.tenantId, after?.at ?? null, after?.id ?? null, q.limit + 1, ...(q.params ?? [])],
+  );
+  const page = rows.slice(0, q.limit);
+  const last = page.at(-1);
+  return {
+    rows: page.map(({ cursor_at: _c, ...row }) => row as unknown as R),
+    nextCursor: rows.length > q.limit && last ? encodeTimeCursor(last.cursor_at, last.id) : null,
+  };
 }
 
 const body = <S extends z.ZodType>(c: Context, schema: S) => parseBody(c, schema);
@@ -153,14 +123,20 @@ export function emailRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
   app.post("/lists", async (c) => {
     const tenantId = tenant(c);
     const req = await body(c, schemas.list);
-    const [row] = await sql.query("insert into lists (id, tenant_id, name) values ($1, $2, $3) returning *", [newId("lst"), tenantId, req.name]);
+    const [row] = await sql.query(`insert into lists (id, tenant_id, name) values ($1, $2, $3) returning ${LIST_COLUMNS}`, [newId("lst"), tenantId, req.name]);
     return c.json(row, 201);
+  });
+
+  app.get("/lists", async (c) => {
+    const { cursor, limit } = parseQuery(c, queries.lists);
+    const { rows, nextCursor } = await newestFirst(sql, { table: "lists", columns: LIST_COLUMNS, tenantId: tenantOf(c), cursor, limit });
+    return c.json({ lists: rows, next_cursor: nextCursor });
   });
 
   app.get("/lists/:id", async (c) => {
     const tenantId = tenant(c);
     const id = rowId(c, "list");
-    const [row] = await sql.query("select * from lists where id = $1 and tenant_id = $2", [id, tenantId]);
+    const [row] = await sql.query(`select ${LIST_COLUMNS} from lists where id = $1 and tenant_id = $2`, [id, tenantId]);
     if (!row) throw new ApiError(404, `no list ${id}`);
     return c.json(row);
   });
@@ -170,7 +146,7 @@ export function emailRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
     const req = await body(c, schemas.segment);
     await owned(sql, "lists", req.list_id, tenantId);
     const [row] = await sql.query(
-      "insert into segments (id, tenant_id, name, list_id, filters) values ($1, $2, $3, $4, $5::jsonb) returning *",
+      "insert into segments (id, tenant_id, name, list_id, filters) values ($1, $2, $3, $4, $5::jsonb) returning id, tenant_id, name, list_id, filters, created_at",
       [newId("seg"), tenantId, req.name, req.list_id, JSON.stringify(req.filters)],
     );
     return c.json(row, 201);
@@ -180,7 +156,7 @@ export function emailRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
     const tenantId = tenant(c);
     const req = await body(c, schemas.template);
     const [row] = await sql.query(
-      "insert into templates (id, tenant_id, name, subject, blocks) values ($1, $2, $3, $4, $5::jsonb) returning *",
+      `insert into templates (id, tenant_id, name, subject, blocks) values ($1, $2, $3, $4, $5::jsonb) returning ${TEMPLATE_COLUMNS}`,
       [newId("tpl"), tenantId, req.name, req.subject, JSON.stringify(req.blocks)],
     );
     return c.json(row, 201);
@@ -189,7 +165,7 @@ export function emailRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
   app.get("/templates/:id", async (c) => {
     const tenantId = tenant(c);
     const id = rowId(c, "template");
-    const [row] = await sql.query("select * from templates where id = $1 and tenant_id = $2", [id, tenantId]);
+    const [row] = await sql.query(`select ${TEMPLATE_COLUMNS} from templates where id = $1 and tenant_id = $2`, [id, tenantId]);
     if (!row) throw new ApiError(404, `no template ${id}`);
     return c.json(row);
   });
@@ -206,6 +182,20 @@ export function emailRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
       [id, tenantId, req.name, req.template_id, req.list_id ?? null, req.segment_id ?? null],
     );
     return c.json(campaignView(await campaigns.get(tenantId, id)), 201);
+  });
+
+  app.get("/campaigns", async (c) => {
+    const { cursor, limit, status } = parseQuery(c, queries.campaigns);
+    const { rows, nextCursor } = await newestFirst<Campaign>(sql, {
+      table: "campaigns",
+      columns: CAMPAIGN_COLUMNS,
+      tenantId: tenantOf(c),
+      cursor,
+      limit,
+      where: status === undefined ? "" : " and status = $5",
+      params: status === undefined ? [] : [status],
+    });
+    return c.json({ campaigns: rows.map(campaignView), next_cursor: nextCursor });
   });
 
   app.get("/campaigns/:id", async (c) => c.json(campaignView(await campaigns.get(tenant(c), rowId(c, "campaign")))));
@@ -254,7 +244,7 @@ export function emailRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
   return app;
 }
 
-function campaignView(c: Awaited<ReturnType<Campaigns["get"]>>) {
+function campaignView(c: Campaign) {
   return {
     id: c.id,
     name: c.name,

@@ -31,6 +31,30 @@ export const exportRequestSchema = z.discriminatedUnion("source", [
   z.strictObject({ source: z.literal("campaign"), campaign_id: entityId, notify_email: email.optional() }),
 ]);
 
+const isoTime = z.iso.datetime({ offset: true });
+
+/** The answer of POST /v1/exports. */
+export const exportStartedSchema = z.object({
+  id: z.string().describe("The export's id, its job's too"),
+  job_id: z.string(),
+  status: z.literal("queued"),
+});
+
+/** The answer of GET /v1/exports/:id. */
+export const exportViewSchema = z.object({
+  id: z.string(),
+  source: z.enum(["list", "segment", "campaign"]),
+  source_id: z.string(),
+  status: z.enum(["queued", "running", "ready", "failed", "expired"]),
+  rows: z.number().int(),
+  bytes: z.number().int(),
+  error: z.string().nullable(),
+  created_at: isoTime,
+  completed_at: isoTime.nullable(),
+  expires_at: isoTime,
+  download_url: z.string().nullable().describe("A signed link to the CSV (no API key needed) while the export is ready; null before and after"),
+});
+
 const TABLE_OF = { list: "lists", segment: "segments", campaign: "campaigns" } as const;
 
 interface ExportRow {

@@ -42,8 +42,53 @@ export const importRequestSchema = z.strictObject({
   has_header: z.boolean().optional(),
 });
 
+const isoTime = z.iso.datetime({ offset: true });
+const jobStateSchema = z.enum(["scheduled", "queued", "paused", "active", "completed", "failed", "cancelled"]);
+
+/** The answer of POST /v1/imports. */
+export const importStartedSchema = z.object({
+  id: z.string().describe("The import's id, its job's too"),
+  state: jobStateSchema.describe("The job's state"),
+  status_url: z.string().describe("GET it for the import's progress (an admin key's carries ?tenant_id=)"),
+});
+
+/** The answer of GET /v1/imports/:id: before the job has started, then its row's counters. */
+export const importStatusSchema = z.union([
+  z.object({
+    id: z.string(),
+    job_state: jobStateSchema,
+    attempt: z.number().int(),
+    status: z.literal("waiting").describe("The job has not started yet"),
+  }),
+  z.object({
+    id: z.string(),
+    job_state: jobStateSchema.nullable().describe("null once the job is gone (its retention is shorter than the import's)"),
+    attempt: z.number().int().nullable(),
+    status: z.enum(["running", "completed", "failed"]),
+    list_id: z.string().nullable(),
+    rows_read: z.number().describe("Data records read and committed (the checkpoint)"),
+    created: z.number(),
+    updated: z.number(),
+    invalid: z.number(),
+    duplicate: z.number(),
+    list_added: z.number(),
+    error: z.string().nullable(),
+    created_at: isoTime,
+    finished_at: isoTime.nullable(),
+    report_url: z.string().nullable().describe("The error report (GET it with the same key), once the import wrote one"),
+  }),
+]);
+
 /** What an upload is validated with before it is written: any URL the payload schema takes (the real one is known only after the write). */
 const UPLOAD_PENDING_URL = "file:///upload-pending.csv";
+
+/**
+ * A link to one of the tenant's resources that the caller can follow as given: an admin key acts
+ * for a tenant only when it names one, so its links carry ?tenant_id= (a tenant key's do not).
+ */
+function followable(c: Context<ApiEnv>, path: string, tenantId: string): string {
+  return c.get("principal").admin ? `${path}?tenant_id=${encodeURIComponent(tenantId)}` : path;
+}
 
 export function importRoutes(queue: Queue, sql: SqlClient, storage: Storage, guard: UrlGuard): Hono<ApiEnv> {
   const app = new Hono<ApiEnv>();
@@ -72,7 +117,7 @@ export function importRoutes(queue: Queue, sql: SqlClient, storage: Storage, gua
 
   const enqueue = async (c: Context<ApiEnv>, row: NewJob) => {
     const [{ job }] = (await queue.enqueueValidated([row])) as [Enqueued];
-    return c.json({ id: job.id, state: job.state, status_url: `/v1/imports/${job.id}` }, 202);
+    return c.json({ id: job.id, state: job.state, status_url: followable(c, `/v1/imports/${job.id}`, job.tenantId) }, 202);
   };
 
   app.post("/imports", async (c) => {
@@ -145,7 +190,7 @@ export function importRoutes(queue: Queue, sql: SqlClient, storage: Storage, gua
       attempt: job?.attempt ?? null,
       ...rest,
       error: error === null ? null : redactText(error),
-      report_url: stored ? `/v1/imports/${id}/report` : null,
+      report_url: stored ? followable(c, `/v1/imports/${id}/report`, tenantId) : null,
     });
   });
 

@@ -1,5 +1,6 @@
 /**
- * /v1/jobs: enqueue (one or a batch), inspect, list, cancel and retry. Every query is scoped by
+ * /v1/jobs: enqueue (one or a batch), inspect (and wait for the end: ?wait=<seconds>), list,
+ * cancel, retry and delete a finished job. Every query is scoped by
  * the key's tenant, so another tenant's job is simply "not found" (its existence never leaks).
  */
 import { type Context, Hono } from "hono";
@@ -16,7 +17,19 @@ import { assertImportFileUrls } from "./file-url-check";
 import { toJobView } from "./job-view";
 import { ApiError, zodFieldErrors } from "./problem";
 import { parseParam, parseQuery } from "./request-input";
-import { batchRequestSchema, tenantQuerySchema, listQuerySchema } from "./schemas";
+import { batchRequestSchema, jobGetQuerySchema, tenantQuerySchema, listQuerySchema } from "./schemas";
+import type { SqlClient } from "../ports";
+import { FINISHED_STATES, waitForFinished } from "./job-wait";
+
+/**
+ * JobDeleteFinishedOne: remove one finished job (completed, failed, cancelled), within the
+ * key's tenant ($2 null: an admin key, any tenant). Nothing refers to a job row (imports and
+ * exports keep their own rows), so this is what retention does, for one job, now. $1 id.
+ */
+export const JobDeleteFinishedOne = `
+delete from jobs where id = $1::bigint and ($2::text is null or tenant_id = $2)
+  and state in ('completed', 'failed', 'cancelled')
+returning id::text`;
 
 /** The Idempotency-Key header, checked like the body field it stands for. */
 function idempotencyHeader(value: string | undefined): string | undefined {
@@ -42,7 +55,7 @@ function jobParams(c: Context): string {
 }
 
 /** `urlGuard`: the SSRF guard import.contacts file URLs pass before the job is stored. */
-export function jobsRoutes(queue: Queue, urlGuard: UrlGuard): Hono<ApiEnv> {
+export function jobsRoutes(queue: Queue, sql: SqlClient, urlGuard: UrlGuard): Hono<ApiEnv> {
   const app = new Hono<ApiEnv>();
   const view = (job: Job, principal: Principal) =>
     toJobView(job, { def: queue.catalog.get(job.type), admin: principal.admin });
@@ -105,7 +118,26 @@ export function jobsRoutes(queue: Queue, urlGuard: UrlGuard): Hono<ApiEnv> {
 
   app.get("/:id", async (c) => {
     const principal = c.get("principal");
-    return c.json(view(await queue.get(jobParams(c), principal.tenantId), principal));
+    const { wait } = parseQuery(c, jobGetQuerySchema);
+    const id = jobId(c);
+    const read = () => queue.get(id, principal.tenantId);
+    const job = wait ? await waitForFinished(read, wait, { signal: c.req.raw.signal }) : await read();
+    return c.json(view(job, principal));
+  });
+
+  // Remove a finished job; a waiting or running one must be cancelled first (and is then removable).
+  app.delete("/:id", async (c) => {
+    const principal = c.get("principal");
+    const id = jobParams(c);
+    const removed = await sql.query(JobDeleteFinishedOne, [id, principal.tenantId]);
+    if (removed.length > 0) return c.body(null, 204);
+    const job = await queue.get(id, principal.tenantId); // NotFound (404) when it is not this key's
+    if (!FINISHED_STATES.has(job.state)) {
+      throw new ApiError(409, `job ${id} is ${job.state}; cancel it first (POST /v1/jobs/${id}/cancel), then delete it`);
+    }
+    // Finished between the delete and the read (it was active a moment ago): try once more.
+    if ((await sql.query(JobDeleteFinishedOne, [id, principal.tenantId])).length > 0) return c.body(null, 204);
+    throw new ApiError(409, `job ${id} changed while it was being deleted; try again`);
   });
 
   app.post("/:id/cancel", async (c) => {

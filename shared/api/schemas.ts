@@ -8,6 +8,7 @@ import { tenantId } from "../jobs/fields";
 import { JOB_STATES } from "../queue/job";
 import { MAX_BATCH } from "../queue/queue";
 import { jobViewSchema } from "./job-view";
+import { MAX_WAIT_SECONDS } from "./job-wait";
 
 export const DEFAULT_LIST_LIMIT = 50;
 export const MAX_LIST_LIMIT = 500;
@@ -36,6 +37,17 @@ export const tenantQuerySchema = z.strictObject({
   tenant_id: tenantId.optional().describe("Admin keys: the tenant to act for"),
 });
 
+/** GET /v1/jobs/:id: ?wait=<seconds> answers when the job is finished, or after that long with its state then. */
+export const jobGetQuerySchema = tenantQuerySchema.extend({
+  wait: z.coerce
+    .number()
+    .int()
+    .min(0)
+    .max(MAX_WAIT_SECONDS)
+    .optional()
+    .describe(`Seconds to wait for the job to finish (completed, failed or cancelled), at most ${MAX_WAIT_SECONDS}; the answer comes as soon as it is, or when the time is up with the job as it is then`),
+});
+
 export const listQuerySchema = z.strictObject({
   type: z.string().min(1).max(128).optional().describe("Only jobs of this type"),
   state: jobStateSchema.optional().describe("Only jobs in this state"),
@@ -58,7 +70,10 @@ export const batchResponseSchema = z.object({
 export const queueStatsSchema = z.object({
   type: z.string(),
   pool: z.enum(POOLS as [string, ...string[]]),
+  paused: z.boolean().describe("Paused for every tenant (a tenant key: or for its own tenant)"),
+  paused_tenants: z.array(z.string()).optional().describe("Admin keys only: the tenants whose jobs of this type are paused"),
   waiting: z.number().int().describe("Jobs in the queued state"),
+  paused_jobs: z.number().int().describe("Jobs waiting in a paused lane"),
   scheduled: z.number().int(),
   active: z.number().int(),
   failed: z.number().int().describe("Dead letter: failed jobs kept for inspection and retry"),
@@ -69,5 +84,13 @@ export const queueStatsSchema = z.object({
 export const queueListSchema = z.object({ queues: z.array(queueStatsSchema) });
 
 export const retryFailedResultSchema = z.object({ type: z.string(), retried: z.number().int() });
+
+/** The answer of pause and resume. */
+export const laneResultSchema = z.object({
+  type: z.string(),
+  tenant_id: z.string().nullable().describe("The tenant whose jobs were paused or resumed; null: every tenant"),
+  paused: z.boolean(),
+  jobs: z.number().int().describe("Jobs moved between waiting and paused"),
+});
 
 export const healthSchema = z.object({ status: z.literal("ok"), version: z.string() });

@@ -33,6 +33,50 @@ export const webhookSchemas = {
   }),
 };
 
+const isoTime = z.iso.datetime({ offset: true });
+
+/** An endpoint as every route shows it (no secret). */
+export const endpointViewSchema = z.object({
+  id: z.string().describe("whe_…"),
+  url: z.string(),
+  event_types: z.array(z.string()).describe("Empty: every event type"),
+  status: z.enum(["active", "disabled"]),
+  disabled_reason: z.string().nullable(),
+  disabled_at: isoTime.nullable(),
+  failing_since: isoTime.nullable(),
+  notify_email: z.string().nullable().describe("Told by email when the platform disables the endpoint; null: nobody"),
+  previous_secret_expires_at: isoTime.nullable().describe("Until when the previous secret still signs (a rotation in progress)"),
+  created_at: isoTime,
+});
+
+/** The answers of create and rotate: the endpoint with its signing secret, shown only here. */
+export const endpointWithSecretSchema = endpointViewSchema.extend({
+  secret: z.string().describe("whsec_…: verifies the Standard Webhooks signature of every delivery; shown only in this answer"),
+});
+
+export const endpointListSchema = z.object({ endpoints: z.array(endpointViewSchema) });
+
+export const webhookTestSchema = z.object({ event_id: z.string(), job_id: z.string().describe("The webhook.deliver job") });
+
+export const deliveryListSchema = z.object({
+  deliveries: z
+    .array(
+      z.object({
+        id: z.string(),
+        event_id: z.string(),
+        attempt: z.number().int(),
+        at: isoTime,
+        duration_ms: z.number().int().nullable(),
+        status_code: z.number().int().nullable(),
+        outcome: z.enum(["ok", "failed", "refused"]),
+        error: z.string().nullable(),
+        response_body: z.string().nullable().describe("The first 2 KiB of the answer"),
+      }),
+    )
+    .describe("Newest first, 100 a page"),
+  next_cursor: z.string().nullable(),
+});
+
 const body = <S extends z.ZodType>(c: Context, schema: S, optional = false) => parseBody(c, schema, { optional });
 
 /** The deliveries log pages by delivery id. */
