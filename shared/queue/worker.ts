@@ -137,6 +137,7 @@ export class WorkerPool {
         continue;
       }
       let jobs: Job[];
+      const asked = Date.now();
       try {
         jobs = await queue.dispatcher.take(this.types, free, this.options.workerId, this.leaseMs);
         errors = 0;
@@ -157,6 +158,9 @@ export class WorkerPool {
       }
       jobs.sort((a, b) => (a.priority === b.priority ? a.vtime - b.vtime : rank(a) - rank(b)));
       this.launch(jobs);
+      // The claim's lease was stamped when it was sent: after a claim that waited (a lock on
+      // jobs), renew at once rather than at the next tick, which may come after the lease ends.
+      if (Date.now() - asked > this.heartbeatMs / 2) void this.heartbeat();
     }
   }
 
