@@ -1,34 +1,71 @@
 /**
  * The OpenAPI paths of the data and integration routes (imports, exports and their files,
- * webhook endpoints, the Resend inbound hook). Request bodies come from the zod schemas the
- * routes parse with, so they cannot drift; answers are described in words and loose shapes.
+ * webhook endpoints, the Resend inbound hook) and of the API keys. Request bodies, queries and
+ * answers come from the zod schemas the routes parse with and answer by, so they cannot drift.
  */
 import { z } from "zod";
-import { exportRequestSchema } from "./export-routes";
-import { importRequestSchema } from "./import-routes";
+import { exportRequestSchema, exportStartedSchema, exportViewSchema } from "./export-routes";
+import { importRequestSchema, importStartedSchema, importStatusSchema } from "./import-routes";
 import { createdKeySchema, keyCreateSchema, keyListQuerySchema, keyListSchema, keyViewSchema } from "./key-routes";
-import { webhookSchemas } from "./webhook-routes";
+import {
+  deliveryListSchema,
+  endpointListSchema,
+  endpointViewSchema,
+  endpointWithSecretSchema,
+  webhookSchemas,
+  webhookTestSchema,
+} from "./webhook-routes";
 
 type Json = Record<string, unknown>;
-type ProblemName = "BadRequest" | "Unauthorized" | "Forbidden" | "NotFound" | "Conflict" | "PayloadTooLarge" | "UnsupportedMediaType" | "ValidationFailed";
-const output = (schema: z.ZodType): Json => {
+export type ProblemName =
+  | "BadRequest"
+  | "Unauthorized"
+  | "Forbidden"
+  | "NotFound"
+  | "Conflict"
+  | "Gone"
+  | "PayloadTooLarge"
+  | "UnsupportedMediaType"
+  | "ValidationFailed";
+/** An answer's JSON Schema (what the route sends). */
+export const output = (schema: z.ZodType): Json => {
   const { $schema: _s, ...rest } = z.toJSONSchema(schema, { io: "output", unrepresentable: "any" }) as Json;
   return rest;
 };
+
+/** What POST /providers/resend/events answers (shared/email/delivery-feedback.ts). */
+const resendOutcomeSchema = z.object({
+  status: z.enum(["recorded", "duplicate", "unknown_message", "ignored"]),
+  type: z.string().optional().describe("The event type, when ignored"),
+});
 
 export interface OpenApiHelpers {
   json: (schema: Json, description: string) => Json;
   problems: (...names: ProblemName[]) => Json;
 }
 
-const input = (schema: z.ZodType): Json => {
+/** A request's JSON Schema (what the route takes: fields with defaults are optional). */
+export const input = (schema: z.ZodType): Json => {
   const { $schema: _s, ...rest } = z.toJSONSchema(schema, { io: "input", unrepresentable: "any" }) as Json;
   return rest;
 };
-const body = (schema: z.ZodType) => ({ required: true, content: { "application/json": { schema: input(schema) } } });
+export const body = (schema: z.ZodType) => ({ required: true, content: { "application/json": { schema: input(schema) } } });
+
+/** The query parameters of a strict query schema, one a field, with their own descriptions. */
+export function queryParameters(schema: z.ZodType): Json[] {
+  const s = input(schema) as { properties?: Record<string, Json>; required?: string[] };
+  return Object.entries(s.properties ?? {}).map(([name, { description, ...rest }]) => ({
+    name,
+    in: "query",
+    required: (s.required ?? []).includes(name),
+    ...(description ? { description } : {}),
+    schema: rest,
+  }));
+}
+
 const object = { type: "object" };
-const path = (name: string, description: string) => ({ name, in: "path", required: true, schema: { type: "string" }, description });
-const tenantParam = {
+export const path = (name: string, description: string) => ({ name, in: "path", required: true, schema: { type: "string" }, description });
+export const tenantParam = {
   name: "tenant_id",
   in: "query",
   required: false,
@@ -50,7 +87,7 @@ export function dataPaths({ json, problems }: OpenApiHelpers): Record<string, Js
           content: { "application/json": { schema: input(importRequestSchema) }, "text/csv": { schema: { type: "string" } } },
         },
         responses: {
-          202: json({ type: "object", properties: { id: { type: "string" }, state: { type: "string" }, status_url: { type: "string" } } }, "Queued; the id is the import's (and its job's)"),
+          202: json(output(importStartedSchema), "Queued; the id is the import's (and its job's)"),
           ...problems("BadRequest", "Unauthorized", "NotFound", "PayloadTooLarge", "UnsupportedMediaType", "ValidationFailed"),
         },
       }),
@@ -59,7 +96,7 @@ export function dataPaths({ json, problems }: OpenApiHelpers): Record<string, Js
       get: op("imports", "An import's status and counters: rows read, created, updated, invalid, duplicate, list_added", {
         operationId: "getImport",
         parameters: [tenantParam, path("id", "Import id")],
-        responses: { 200: json(object, "Status, counters and report_url once there is a report"), ...problems("Unauthorized", "NotFound") },
+        responses: { 200: json(output(importStatusSchema), "Status, counters and report_url once there is a report"), ...problems("Unauthorized", "NotFound") },
       }),
     },
     "/v1/imports/{id}/report": {
@@ -73,14 +110,14 @@ export function dataPaths({ json, problems }: OpenApiHelpers): Record<string, Js
       post: op("exports", "Export a list's or segment's contacts, or a campaign's sends and events, to CSV", {
         operationId: "startExport",
         requestBody: body(exportRequestSchema),
-        responses: { 202: json(object, "Queued"), ...problems("BadRequest", "Unauthorized", "NotFound", "UnsupportedMediaType", "ValidationFailed") },
+        responses: { 202: json(output(exportStartedSchema), "Queued"), ...problems("BadRequest", "Unauthorized", "NotFound", "UnsupportedMediaType", "ValidationFailed") },
       }),
     },
     "/v1/exports/{id}": {
       get: op("exports", "An export's status, size and, when ready, its signed download_url", {
         operationId: "getExport",
         parameters: [tenantParam, path("id", "Export id")],
-        responses: { 200: json(object, "The export"), ...problems("Unauthorized", "NotFound") },
+        responses: { 200: json(output(exportViewSchema), "The export"), ...problems("Unauthorized", "NotFound") },
       }),
     },
     "/files/{token}": {
@@ -92,8 +129,7 @@ export function dataPaths({ json, problems }: OpenApiHelpers): Record<string, Js
         parameters: [path("token", "From download_url")],
         responses: {
           200: { description: "The CSV, as an attachment", content: { "text/csv": { schema: { type: "string" } } } },
-          404: { description: "A token we did not sign, or an export that is gone" },
-          410: { description: "The link has expired" },
+          ...problems("NotFound", "Gone"),
         },
       },
     },
@@ -101,24 +137,24 @@ export function dataPaths({ json, problems }: OpenApiHelpers): Record<string, Js
       post: op("webhooks", "Register an endpoint; the answer carries its whsec_ secret (shown only here and at rotation)", {
         operationId: "createWebhookEndpoint",
         requestBody: body(webhookSchemas.create),
-        responses: { 201: json(object, "The endpoint, with its secret"), ...problems("BadRequest", "Unauthorized", "UnsupportedMediaType", "ValidationFailed") },
+        responses: { 201: json(output(endpointWithSecretSchema), "The endpoint, with its secret"), ...problems("BadRequest", "Unauthorized", "UnsupportedMediaType", "ValidationFailed") },
       }),
       get: op("webhooks", "List endpoints (without secrets)", {
         operationId: "listWebhookEndpoints",
-        responses: { 200: json(object, "{ endpoints }"), ...problems("Unauthorized") },
+        responses: { 200: json(output(endpointListSchema), "The tenant's endpoints"), ...problems("Unauthorized") },
       }),
     },
     "/v1/webhooks/endpoints/{id}": {
       get: op("webhooks", "Get an endpoint (without its secret)", {
         operationId: "getWebhookEndpoint",
         parameters: [tenantParam, endpointId],
-        responses: { 200: json(object, "The endpoint"), ...problems("Unauthorized", "NotFound") },
+        responses: { 200: json(output(endpointViewSchema), "The endpoint"), ...problems("Unauthorized", "NotFound") },
       }),
       patch: op("webhooks", "Change an endpoint's event types or notify_email", {
         operationId: "updateWebhookEndpoint",
         parameters: [tenantParam, endpointId],
         requestBody: body(webhookSchemas.update),
-        responses: { 200: json(object, "The endpoint"), ...problems("BadRequest", "Unauthorized", "NotFound", "ValidationFailed") },
+        responses: { 200: json(output(endpointViewSchema), "The endpoint"), ...problems("BadRequest", "Unauthorized", "NotFound", "ValidationFailed") },
       }),
     },
     "/v1/webhooks/endpoints/{id}/rotate": {
@@ -126,28 +162,28 @@ export function dataPaths({ json, problems }: OpenApiHelpers): Record<string, Js
         operationId: "rotateWebhookSecret",
         parameters: [tenantParam, endpointId],
         requestBody: { ...body(webhookSchemas.rotate), required: false },
-        responses: { 200: json(object, "The endpoint, with its new secret"), ...problems("Unauthorized", "NotFound", "ValidationFailed") },
+        responses: { 200: json(output(endpointWithSecretSchema), "The endpoint, with its new secret"), ...problems("Unauthorized", "NotFound", "ValidationFailed") },
       }),
     },
     "/v1/webhooks/endpoints/{id}/disable": {
       post: op("webhooks", "Disable an endpoint: no more deliveries", {
         operationId: "disableWebhookEndpoint",
         parameters: [tenantParam, endpointId],
-        responses: { 200: json(object, "The endpoint"), ...problems("Unauthorized", "NotFound") },
+        responses: { 200: json(output(endpointViewSchema), "The endpoint"), ...problems("Unauthorized", "NotFound") },
       }),
     },
     "/v1/webhooks/endpoints/{id}/test": {
       post: op("webhooks", "Send a webhook.test event to the endpoint", {
         operationId: "testWebhookEndpoint",
         parameters: [tenantParam, endpointId],
-        responses: { 202: json(object, "{ event_id, job_id }"), ...problems("Unauthorized", "NotFound", "Conflict") },
+        responses: { 202: json(output(webhookTestSchema), "The test event and its delivery job"), ...problems("Unauthorized", "NotFound", "Conflict") },
       }),
     },
     "/v1/webhooks/endpoints/{id}/deliveries": {
       get: op("webhooks", "The delivery log, newest first: time, outcome, status code, duration, capped response body", {
         operationId: "listWebhookDeliveries",
         parameters: [tenantParam, endpointId, { name: "cursor", in: "query", required: false, schema: { type: "string" } }],
-        responses: { 200: json(object, "{ deliveries, next_cursor }"), ...problems("Unauthorized", "NotFound", "ValidationFailed") },
+        responses: { 200: json(output(deliveryListSchema), "A page of deliveries"), ...problems("Unauthorized", "NotFound", "ValidationFailed") },
       }),
     },
     "/providers/resend/events": {
@@ -158,10 +194,8 @@ export function dataPaths({ json, problems }: OpenApiHelpers): Record<string, Js
         security: [],
         requestBody: { required: true, content: { "application/json": { schema: object } } },
         responses: {
-          200: json(object, "Recorded, already recorded, or ignored"),
-          400: { description: "A signed body that is not a Resend event" },
-          401: { description: "Unsigned or badly signed" },
-          404: { description: "RESEND_WEBHOOK_SECRET is not set on this server" },
+          200: json(output(resendOutcomeSchema), "Recorded, already recorded, about a message we did not send, or ignored (another event type)"),
+          ...problems("BadRequest", "Unauthorized", "NotFound"),
         },
       },
     },

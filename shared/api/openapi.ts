@@ -6,13 +6,18 @@ import { z } from "zod";
 import type { JobType } from "../jobs/definition";
 import { enqueueRequestSchema, MAX_BATCH } from "../queue/queue";
 import { jobErrorViewSchema, jobViewSchema } from "./job-view";
-import { dataPaths, keyPaths } from "./openapi-data";
+import { dataPaths, input, keyPaths, output, queryParameters } from "./openapi-data";
+import { emailPaths, operationsPaths } from "./openapi-email";
 import { PROBLEM_CONTENT_TYPE, problemSchema } from "./problem";
 import { PROMETHEUS_CONTENT_TYPE } from "./prometheus";
 import {
   batchResponseSchema,
   healthSchema,
+  jobGetQuerySchema,
   jobListSchema,
+  laneRequestSchema,
+  laneResultSchema,
+  tenantQuerySchema,
   listQuerySchema,
   queueListSchema,
   queueStatsSchema,
@@ -93,7 +98,8 @@ const PROBLEMS = {
   Unauthorized: [401, "Missing, invalid or revoked API key"],
   Forbidden: [403, "The key may not do this (another tenant, an admin-only operation)"],
   NotFound: [404, "No such resource for this key (another tenant's job is not found either)"],
-  Conflict: [409, "The job is not in a state that allows this"],
+  Conflict: [409, "The resource is not in a state that allows this (the detail says what to do)"],
+  Gone: [410, "The link has expired, or what it named is gone"],
   PayloadTooLarge: [413, "The body exceeds the size limit"],
   UnsupportedMediaType: [415, "The body is not application/json"],
   ValidationFailed: [422, "The body or query failed its schema; `errors` lists every offending path"],
@@ -183,10 +189,21 @@ export function buildOpenApiDocument(options: { catalog: ReadonlyMap<string, Job
         }),
       },
       "/v1/jobs/{id}": {
-        get: jobOp("Get a job", {
+        get: jobOp("Get a job; with ?wait=<seconds>, when it has finished (a long-poll)", {
           operationId: "getJob",
-          parameters: [idParam],
-          responses: { 200: json(ref("Job"), "The job"), ...responseRefs("Unauthorized", "NotFound") },
+          description:
+            "With `wait`, the answer comes as soon as the job is completed, failed or cancelled, or when the wait is over " +
+            "with the job as it is then (check `state`). The server reads the job again with a short backoff; no connection is held while waiting.",
+          parameters: [idParam, ...queryParameters(jobGetQuerySchema)],
+          responses: { 200: json(ref("Job"), "The job"), ...responseRefs("Unauthorized", "NotFound", "ValidationFailed") },
+        }),
+        delete: jobOp("Delete a finished job (completed, failed or cancelled)", {
+          operationId: "deleteJob",
+          parameters: [idParam, ...queryParameters(tenantQuerySchema)],
+          responses: {
+            204: { description: "Deleted" },
+            ...responseRefs("Unauthorized", "NotFound", "Conflict", "ValidationFailed"),
+          },
         }),
       },
       "/v1/jobs/{id}/cancel": {
@@ -229,12 +246,9 @@ export function buildOpenApiDocument(options: { catalog: ReadonlyMap<string, Job
               operationId: `${action}Queue`,
               tags: ["queues"],
               parameters: [{ name: "type", in: "path", required: true, schema: { type: "string", enum: [...options.catalog.keys()] } }],
-              requestBody: {
-                required: false,
-                content: { "application/json": { schema: { type: "object", properties: { tenant_id: { type: "string", description: "Only this tenant's jobs" } } } } },
-              },
+              requestBody: { required: false, content: { "application/json": { schema: input(laneRequestSchema) } } },
               responses: {
-                200: json({ type: "object", properties: { type: { type: "string" }, tenant_id: { type: ["string", "null"] }, paused: { type: "boolean" }, jobs: { type: "integer" } } }, "The lane's new state and how many jobs it moved"),
+                200: json(output(laneResultSchema), "The lane's new state and how many jobs it moved"),
                 ...responseRefs("Unauthorized", "Forbidden", "NotFound", "ValidationFailed"),
               },
             },
@@ -263,6 +277,8 @@ export function buildOpenApiDocument(options: { catalog: ReadonlyMap<string, Job
         },
       },
       ...dataPaths({ json, problems: responseRefs }),
+      ...emailPaths({ json, problems: responseRefs }),
+      ...operationsPaths({ json, problems: responseRefs }),
       ...keyPaths({ json, problems: responseRefs }),
       "/openapi.json": {
         get: {

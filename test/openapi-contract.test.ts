@@ -1,0 +1,328 @@
+/**
+ * The API as a contract: the served /openapi.json against the app that serves it.
+ * - Every route the app serves (walked from Hono's app.routes, not a list kept here) under /v1,
+ *   plus /healthz, /metrics, /openapi.json, /files, /providers and /u, is in the document.
+ * - The document is valid OpenAPI 3.1 (swagger-parser), and request schemas leave fields with
+ *   defaults optional.
+ * - The answers of a small end-to-end flow, successes and problems, are validated against the
+ *   schema the document gives for that operation, status and media type (ajv, JSON Schema
+ *   2020-12 as OpenAPI 3.1 uses it); an undocumented status fails too.
+ */
+import SwaggerParser from "@apidevtools/swagger-parser";
+import Ajv2020 from "ajv/dist/2020.js";
+import addFormats from "ajv-formats";
+import { mkdtemp, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ApiKeys, type CreatedApiKey } from "../shared/api/api-keys";
+import { createApp } from "../shared/api/app";
+import { UnsubscribeLinks } from "../shared/email/unsubscribe";
+import { ExportLinks } from "../shared/exports/links";
+import type { Sql } from "../shared/ports";
+import { createEngine } from "../shared/queue/engine";
+import { createLocalStorage } from "../workers/node/local-storage";
+import { createTestDatabase } from "./support/services";
+
+type Json = Record<string, any>;
+
+let db: Awaited<ReturnType<typeof createTestDatabase>>;
+let sql: Sql;
+let app: ReturnType<typeof createApp>;
+let doc: Json;
+let admin: CreatedApiKey;
+let tenant: CreatedApiKey;
+let folder: string;
+const ajv = new Ajv2020({ strict: false, allErrors: true });
+addFormats(ajv);
+/** Operations the flow answered, to tell how much of the document it covered. */
+const exercised = new Set<string>();
+
+const METHODS = ["get", "post", "put", "patch", "delete"];
+const pointer = (...parts: string[]) => parts.map((p) => p.replace(/~/g, "~0").replace(/\//g, "~1")).join("/");
+
+/** The routes the app serves that the document must describe ("GET /v1/jobs/{id}"). */
+export function servedRoutes(served: { method: string; path: string }[]): string[] {
+  const routes = served
+    .filter((r) => r.method !== "ALL" && /^\/(v1\/|healthz$|metrics$|openapi\.json$|files\/|providers\/|u\/)/.test(r.path))
+    .map((r) => `${r.method} ${r.path.replace(/:(\w+)/g, "{$1}")}`);
+  return [...new Set(routes)].sort();
+}
+
+export function documentedRoutes(document: Json): Set<string> {
+  return new Set(
+    Object.entries<Json>(document.paths).flatMap(([p, ops]) => Object.keys(ops).filter((m) => METHODS.includes(m)).map((m) => `${m.toUpperCase()} ${p}`)),
+  );
+}
+
+/**
+ * Validates one answer against the document: the operation must document the status, and a
+ * body with a documented media type must match its schema.
+ */
+function expectDocumented(method: string, template: string, res: { status: number; type: string; text: string }): void {
+  const op = doc.paths[template]?.[method.toLowerCase()];
+  expect(op, `${method} ${template} is not in the document`).toBeDefined();
+  let response = op.responses[String(res.status)];
+  let where = `#/${pointer("paths", template, method.toLowerCase(), "responses", String(res.status))}`;
+  expect(response, `${method} ${template} answered ${res.status}, which it does not document: ${res.text.slice(0, 300)}`).toBeDefined();
+  if (response.$ref) {
+    where = response.$ref;
+    response = where.slice(2).split("/").reduce((o: Json, k: string) => o[k.replace(/~1/g, "/").replace(/~0/g, "~")], doc);
+  }
+  exercised.add(`${method} ${template}`);
+  if (res.status === 204) return expect(res.text).toBe("");
+  const base = (type: string) => type.split(";")[0]!.trim();
+  const content = response.content as Json | undefined;
+  expect(content, `${method} ${template} ${res.status} documents no body`).toBeDefined();
+  // Matched by media type; the documented key may carry parameters (Prometheus' version).
+  const mediaType = Object.keys(content!).find((k) => base(k) === base(res.type));
+  expect(mediaType, `${method} ${template} ${res.status}: media type ${res.type} is not documented`).toBeDefined();
+  if (!mediaType!.includes("json")) return;
+  const validate = ajv.getSchema(`openapi${where}/${pointer("content", mediaType!, "schema")}`);
+  expect(validate).toBeDefined();
+  const body = JSON.parse(res.text);
+  const ok = validate!(body);
+  expect(ok, `${method} ${template} ${res.status}: ${ajv.errorsText(validate!.errors)}\n${res.text.slice(0, 600)}`).toBe(true);
+}
+
+interface Call {
+  key?: string;
+  params?: Record<string, string>;
+  query?: Record<string, string>;
+  body?: unknown;
+  /** Sent as text/csv instead of a JSON body. */
+  csv?: string;
+}
+
+/** Calls the app and checks the answer against the document; returns it for the flow to use. */
+async function api(method: string, template: string, opts: Call = {}): Promise<{ status: number; json: any; text: string }> {
+  let url = template.replace(/\{(\w+)\}/g, (_, name: string) => encodeURIComponent(opts.params?.[name] ?? ""));
+  if (opts.query) url += `?${new URLSearchParams(opts.query)}`;
+  const headers: Record<string, string> = {};
+  if (opts.key) headers.authorization = `Bearer ${opts.key}`;
+  if (opts.body !== undefined) headers["content-type"] = "application/json";
+  if (opts.csv !== undefined) headers["content-type"] = "text/csv";
+  const res = await app.request(url, { method, headers, body: opts.csv ?? (opts.body === undefined ? undefined : JSON.stringify(opts.body)) });
+  const text = await res.text();
+  expectDocumented(method, template, { status: res.status, type: res.headers.get("content-type") ?? "", text });
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    json = undefined;
+  }
+  return { status: res.status, json, text };
+}
+
+beforeAll(async () => {
+  db = await createTestDatabase("contract");
+  sql = db.sql;
+  folder = await mkdtemp(join(tmpdir(), "contract-"));
+  const engine = createEngine({ sql });
+  const apiKeys = new ApiKeys(sql, { pepper: "contract-pepper" });
+  admin = await apiKeys.create({ tenantId: null, admin: true, name: "ops" });
+  tenant = await apiKeys.create({ tenantId: "acme", admin: false, name: "web" });
+  await sql.query("insert into tenants (id, name) values ('acme', 'Acme')");
+  app = createApp({
+    queue: engine.queue,
+    sql,
+    apiKeys,
+    version: "contract",
+    unsubscribe: new UnsubscribeLinks("contract-unsubscribe-secret", "http://localhost"),
+    exports: { storage: createLocalStorage(folder), links: new ExportLinks("contract-pepper", "http://localhost") },
+    resendWebhookSecret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    // Webhook endpoints on a name that resolves to a public address (nothing is delivered here).
+    webhookGuard: { resolver: { resolve: async () => ["93.184.215.14"] } },
+  });
+  doc = (await (await app.request("/openapi.json")).json()) as Json;
+  ajv.addSchema(doc, "openapi");
+});
+
+afterAll(async () => {
+  await db?.drop();
+  if (folder) await rm(folder, { recursive: true, force: true });
+});
+
+describe("the document covers the app", () => {
+  it("documents every route the app serves", () => {
+    const served = servedRoutes(app.routes);
+    expect(served.length).toBeGreaterThan(50);
+    const documented = documentedRoutes(doc);
+    expect(served.filter((r) => !documented.has(r)), "served but not in /openapi.json").toEqual([]);
+    // And nothing documented that is not served.
+    expect([...documented].filter((r) => !served.includes(r))).toEqual([]);
+  });
+
+  it("fails when a route's documentation is removed", () => {
+    const trimmed = structuredClone(doc);
+    delete trimmed.paths["/v1/lists"].get;
+    delete trimmed.paths["/v1/jobs/{id}"].delete;
+    const documented = documentedRoutes(trimmed);
+    expect(servedRoutes(app.routes).filter((r) => !documented.has(r))).toEqual(["DELETE /v1/jobs/{id}", "GET /v1/lists"]);
+  });
+
+  it("is a valid OpenAPI 3.1 document", async () => {
+    await expect(SwaggerParser.validate(structuredClone(doc) as never)).resolves.toBeDefined();
+    const ids = Object.values<Json>(doc.paths).flatMap((ops) => Object.values<Json>(ops).map((o) => o.operationId));
+    expect(new Set(ids).size, "operationIds are unique").toBe(ids.length);
+  });
+
+  it("leaves fields with defaults optional in request bodies and queries", () => {
+    const offenders: string[] = [];
+    const walk = (schema: unknown, at: string) => {
+      if (!schema || typeof schema !== "object") return;
+      const s = schema as Json;
+      if (s.$ref) return walk(s.$ref.slice(2).split("/").reduce((o: Json, k: string) => o[k], doc), s.$ref);
+      for (const [name, prop] of Object.entries<Json>(s.properties ?? {})) {
+        if (prop && "default" in prop && (s.required ?? []).includes(name)) offenders.push(`${at}.${name}`);
+        walk(prop, `${at}.${name}`);
+      }
+      for (const k of ["items", "additionalProperties"]) walk(s[k], `${at}.${k}`);
+      for (const k of ["oneOf", "anyOf", "allOf"]) for (const [i, b] of (s[k] ?? []).entries()) walk(b, `${at}.${k}.${i}`);
+    };
+    for (const [p, ops] of Object.entries<Json>(doc.paths)) {
+      for (const [m, op] of Object.entries<Json>(ops)) {
+        for (const [type, media] of Object.entries<Json>(op.requestBody?.content ?? {})) walk(media.schema, `${m} ${p} ${type}`);
+        for (const prm of op.parameters ?? []) if (prm.required && prm.schema && "default" in prm.schema) offenders.push(`${m} ${p} ?${prm.name}`);
+      }
+    }
+    expect(offenders).toEqual([]);
+    // The case users hit: a webhook endpoint needs only its url, a segment no filters.
+    expect(doc.paths["/v1/webhooks/endpoints"].post.requestBody.content["application/json"].schema.required).toEqual(["url"]);
+  });
+
+  it("gives the shown-once secret and the download link real schemas", () => {
+    const created = doc.paths["/v1/webhooks/endpoints"].post.responses["201"].content["application/json"].schema;
+    expect(created.required).toContain("secret");
+    const exported = doc.paths["/v1/exports/{id}"].get.responses["200"].content["application/json"].schema;
+    expect(exported.properties.download_url).toBeDefined();
+  });
+});
+
+describe("real answers match their documented schemas", () => {
+  it("the jobs and queues routes", async () => {
+    const job = await api("POST", "/v1/jobs", {
+      key: tenant.key,
+      body: { type: "email.send", payload: { recipient: "ada@example.com", template_id: "sys_transactional", variables: { title: "Hi" } } },
+    });
+    expect(job.status).toBe(201);
+    const id = job.json.id as string;
+    await api("POST", "/v1/jobs/batch", { key: tenant.key, body: { jobs: [{ type: "email.send", payload: { recipient: "b@example.com", template_id: "t1" } }] } });
+    await api("GET", "/v1/jobs", { key: tenant.key, query: { limit: "1" } });
+    await api("GET", "/v1/jobs/{id}", { key: tenant.key, params: { id } });
+    const waited = await api("GET", "/v1/jobs/{id}", { key: tenant.key, params: { id }, query: { wait: "1" } });
+    expect(waited.json.state).toBe("queued");
+    expect((await api("DELETE", "/v1/jobs/{id}", { key: tenant.key, params: { id } })).status).toBe(409);
+    await api("POST", "/v1/jobs/{id}/cancel", { key: tenant.key, params: { id } });
+    expect((await api("POST", "/v1/jobs/{id}/cancel", { key: tenant.key, params: { id } })).status).toBe(409);
+    await api("POST", "/v1/jobs/{id}/retry", { key: tenant.key, params: { id } });
+    await api("POST", "/v1/jobs/{id}/cancel", { key: tenant.key, params: { id } });
+    expect((await api("DELETE", "/v1/jobs/{id}", { key: tenant.key, params: { id } })).status).toBe(204);
+    expect((await api("GET", "/v1/jobs/{id}", { key: tenant.key, params: { id } })).status).toBe(404);
+    expect((await api("POST", "/v1/jobs", { key: tenant.key, body: { type: "email.send", payload: { recipient: "nope" } } })).status).toBe(422);
+    expect((await api("GET", "/v1/jobs", {})).status).toBe(401);
+    expect((await api("GET", "/v1/jobs/{id}", { key: tenant.key, params: { id }, query: { wait: "61" } })).status).toBe(422);
+
+    for (const key of [admin.key, tenant.key]) await api("GET", "/v1/queues", { key });
+    await api("POST", "/v1/queues/{type}/pause", { key: admin.key, params: { type: "email.send" }, body: { tenant_id: "acme" } });
+    const paused = await api("GET", "/v1/queues", { key: admin.key });
+    expect(paused.json.queues.find((q: Json) => q.type === "email.send")).toMatchObject({ paused_tenants: ["acme"] });
+    await api("POST", "/v1/queues/{type}/resume", { key: admin.key, params: { type: "email.send" }, body: { tenant_id: "acme" } });
+    await api("POST", "/v1/queues/{type}/retry-failed", { key: admin.key, params: { type: "email.send" } });
+    expect((await api("POST", "/v1/queues/{type}/pause", { key: tenant.key, params: { type: "email.send" } })).status).toBe(403);
+    await api("GET", "/v1/scaling", { key: admin.key });
+    await api("GET", "/v1/workers", { key: admin.key });
+    await api("GET", "/healthz");
+  });
+
+  it("the email pipeline's routes", async () => {
+    const t = { key: tenant.key };
+    const list = await api("POST", "/v1/lists", { ...t, body: { name: "Newsletter" } });
+    expect(list.status).toBe(201);
+    await api("GET", "/v1/lists/{id}", { ...t, params: { id: list.json.id } });
+    await api("GET", "/v1/lists", t);
+    await api("GET", "/v1/lists", { key: admin.key, query: { tenant_id: "acme", limit: "1" } });
+    expect((await api("GET", "/v1/lists", { key: admin.key })).status).toBe(422);
+    expect((await api("GET", "/v1/lists", { ...t, query: { cursor: "bogus" } })).status).toBe(422);
+    await api("POST", "/v1/contacts", { ...t, body: { list_id: list.json.id, contacts: [{ email: "ada@example.com", name: "Ada", attributes: { plan: "pro" } }] } });
+    await api("GET", "/v1/contacts", t);
+    const segment = await api("POST", "/v1/segments", { ...t, body: { name: "Pro", list_id: list.json.id, filters: [{ attribute: "plan", op: "eq", value: "pro" }] } });
+    expect(segment.status).toBe(201);
+    const template = await api("POST", "/v1/templates", {
+      ...t,
+      body: { name: "Hello", subject: "Hi {{name}}", blocks: [{ type: "heading", text: "Hi" }, { type: "button", text: "Go", href: "https://example.com" }, { type: "divider" }] },
+    });
+    await api("GET", "/v1/templates/{id}", { ...t, params: { id: template.json.id } });
+    expect((await api("GET", "/v1/templates/{id}", { ...t, params: { id: "tpl_missing" } })).status).toBe(404);
+    const campaign = await api("POST", "/v1/campaigns", { ...t, body: { name: "Welcome", template_id: template.json.id, segment_id: segment.json.id } });
+    expect(campaign.status).toBe(201);
+    await api("GET", "/v1/campaigns", t);
+    await api("GET", "/v1/campaigns", { ...t, query: { status: "draft" } });
+    await api("GET", "/v1/campaigns/{id}", { ...t, params: { id: campaign.json.id } });
+    expect((await api("POST", "/v1/campaigns/{id}/pause", { ...t, params: { id: campaign.json.id } })).status).toBe(409);
+    await api("POST", "/v1/campaigns/{id}/start", { ...t, params: { id: campaign.json.id }, body: { at: "2099-01-01T00:00:00Z" } });
+    await api("POST", "/v1/campaigns/{id}/cancel", { ...t, params: { id: campaign.json.id } });
+    const other = await api("POST", "/v1/campaigns", { ...t, body: { name: "Later", template_id: template.json.id, list_id: list.json.id } });
+    await api("POST", "/v1/campaigns/{id}/start", { ...t, params: { id: other.json.id } });
+    await api("POST", "/v1/campaigns/{id}/pause", { ...t, params: { id: other.json.id } });
+    await api("POST", "/v1/campaigns/{id}/resume", { ...t, params: { id: other.json.id } });
+    await api("POST", "/v1/suppressions", { ...t, body: { email: "Gone@Example.com" } });
+    await api("GET", "/v1/suppressions", t);
+    expect((await api("DELETE", "/v1/suppressions/{email}", { ...t, params: { email: "gone@example.com" } })).status).toBe(204);
+    expect((await api("DELETE", "/v1/suppressions/{email}", { ...t, params: { email: "gone@example.com" } })).status).toBe(404);
+    await api("GET", "/v1/outbox", t);
+    expect((await api("POST", "/v1/lists", { ...t, body: { name: "" } })).status).toBe(422);
+
+    // Exports and imports of that list; webhooks.
+    const exp = await api("POST", "/v1/exports", { ...t, body: { source: "list", list_id: list.json.id } });
+    expect(exp.status).toBe(202);
+    await api("GET", "/v1/exports/{id}", { ...t, params: { id: exp.json.id } });
+    expect((await api("GET", "/files/{token}", { params: { token: "not-a-token" } })).status).toBe(404);
+    const imp = await api("POST", "/v1/imports", {
+      key: admin.key,
+      query: { tenant_id: "acme", mapping: JSON.stringify({ email: "email" }) },
+      csv: "email\nbob@example.com\n",
+    });
+    expect(imp.status, imp.text).toBe(202);
+    expect(imp.json.status_url).toBe(`/v1/imports/${imp.json.id}?tenant_id=acme`);
+    await api("GET", "/v1/imports/{id}", { key: admin.key, params: { id: imp.json.id }, query: { tenant_id: "acme" } });
+    expect((await api("GET", "/v1/imports/{id}/report", { ...t, params: { id: imp.json.id } })).status).toBe(404);
+    const endpoint = await api("POST", "/v1/webhooks/endpoints", { ...t, body: { url: "https://hooks.example.com/in" } });
+    expect(endpoint.json.secret).toMatch(/^whsec_/);
+    const ep = { ...t, params: { id: endpoint.json.id } };
+    await api("GET", "/v1/webhooks/endpoints", t);
+    await api("GET", "/v1/webhooks/endpoints/{id}", ep);
+    await api("PATCH", "/v1/webhooks/endpoints/{id}", { ...ep, body: { event_types: ["campaign.sent"] } });
+    await api("POST", "/v1/webhooks/endpoints/{id}/rotate", ep);
+    await api("POST", "/v1/webhooks/endpoints/{id}/test", ep);
+    await api("GET", "/v1/webhooks/endpoints/{id}/deliveries", ep);
+    await api("POST", "/v1/webhooks/endpoints/{id}/disable", ep);
+    expect((await api("POST", "/providers/resend/events", { body: {} })).status).toBe(401);
+    expect((await api("GET", "/u/{token}", { params: { token: "v2.bogus" } })).status).toBe(404);
+    expect((await api("POST", "/u/{token}", { params: { token: "v2.bogus" } })).status).toBe(404);
+    await api("GET", "/v1/keys", { key: admin.key });
+  });
+
+  it("serves /metrics and /openapi.json as documented", async () => {
+    const metrics = await app.request("/metrics", { headers: { authorization: `Bearer ${admin.key}` } });
+    expectDocumented("GET", "/metrics", { status: metrics.status, type: metrics.headers.get("content-type") ?? "", text: await metrics.text() });
+    await api("GET", "/openapi.json");
+  });
+});
+
+describe("the checker itself", () => {
+  it("refuses an answer off its schema and a status the operation does not document", () => {
+    const queues = { queues: [{ type: "email.send", pool: "email", waiting: 1, scheduled: 0, active: 0, failed: 0, completed_last_hour: 0, failed_last_hour: 0 }] };
+    // The answer /v1/queues gave before its schema named paused, paused_tenants and paused_jobs.
+    const answer = { queues: [{ ...queues.queues[0], paused: false, paused_jobs: 0, surprise: true }] };
+    expect(() => expectDocumented("GET", "/v1/queues", { status: 200, type: "application/json", text: JSON.stringify(answer) })).toThrow(/surprise|additional/);
+    expect(() => expectDocumented("GET", "/v1/queues", { status: 200, type: "application/json", text: JSON.stringify(queues) })).toThrow(/paused/);
+    expect(() => expectDocumented("GET", "/v1/lists", { status: 418, type: "application/json", text: "{}" })).toThrow(/does not document/);
+  });
+
+  it("the flow exercised nearly every documented operation", () => {
+    const left = [...documentedRoutes(doc)].filter((r) => !exercised.has(r)).sort();
+    // The key routes have their own contract checks in test/key-routes.test.ts.
+    expect(left).toEqual(["DELETE /v1/keys/{id}", "GET /v1/keys/{id}", "POST /v1/keys", "POST /v1/keys/{id}/revoke"]);
+  });
+});
