@@ -229,7 +229,7 @@ describe.each(DRIVERS)("the rescue on the %s driver", (driver) => {
       { id: job.id, cancel_requested: false, busy: false },
     ]);
     expect(await get(job.id)).toMatchObject({ state: "active", attempt: 1, workerId: "slow-worker", progress: { half: true } });
-    expect((await get(job.id)).leaseUntil!.getTime()).toBe(leaseUntil.getTime());
+    expect((await get(job.id)).leaseUntil!.getTime()).toBeGreaterThanOrEqual(leaseUntil.getTime());
     expect(await take("other-worker", 10)).toEqual([]); // the stale lane entry claims nothing
   });
 
@@ -262,10 +262,45 @@ describe.each(DRIVERS)("the rescue on the %s driver", (driver) => {
           [b!.job.id, false],
         ]),
       );
-      expect((await get(b!.job.id)).leaseUntil!.getTime()).toBe(leaseUntil.getTime());
+      expect((await get(b!.job.id)).leaseUntil!.getTime()).toBeGreaterThanOrEqual(leaseUntil.getTime());
     } finally {
       unlock();
     }
+  });
+
+  /** Holds a lock on the whole jobs table (writes and FOR UPDATE wait) until the returned release is called. */
+  const lockJobsTable = async () => {
+    let release!: () => void;
+    await new Promise<void>((ready) => {
+      void h.sql.begin(async (tx) => {
+        await tx.query("lock table jobs in exclusive mode");
+        ready();
+        await new Promise<void>((r) => (release = r));
+      });
+    });
+    return () => release();
+  };
+
+  it("counts the time a rescue or a heartbeat waited behind a lock in the lease's favour", async () => {
+    const [a, b] = await engine.queue.enqueueMany([send("t1", 1), send("t1", 2)]);
+    await take("worker", 2); // leases until t+5 s
+    clock.advance(5_500); // 0.5 s past them, by the clock of the statements sent now
+    let release = await lockJobsTable();
+    const rescue = engine.queue.ledger.rescueExpired(clock.now(), 100, { expiredBefore: clock.now() });
+    await new Promise((r) => setTimeout(r, 1_500));
+    release();
+    // The rescue was sent 0.5 s after the leases ended but waited 1.5 s: heartbeats were waiting too.
+    expect((await rescue).rescued).toEqual([]);
+
+    release = await lockJobsTable();
+    const sentAt = clock.now().getTime();
+    const beat = engine.queue.ledger.heartbeatMany([{ id: a!.job.id, attempt: 1, progress: undefined }], new Date(sentAt + 5_000));
+    await new Promise((r) => setTimeout(r, 1_500));
+    release();
+    expect(await beat).toHaveLength(1);
+    // Renewed for 5 s from when it ran, not from when it was sent.
+    expect((await get(a!.job.id)).leaseUntil!.getTime()).toBeGreaterThanOrEqual(sentAt + 5_000 + 1_400);
+    expect((await get(b!.job.id)).state).toBe("active");
   });
 
   it("does not take live jobs after a database stall: heartbeats that waited it out were stamped before it", async () => {

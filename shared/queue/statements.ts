@@ -185,7 +185,10 @@ held as (
   for update of j skip locked
 ),
 renewed as (
-  update jobs j set state = 'active', lease_until = greatest(j.lease_until, $4), finished_at = null,
+  -- Plus the time this statement waited (behind a lock on jobs, say): the lease was stamped when
+  -- the heartbeat was sent, and would otherwise end that much sooner (a duration, see the rescue).
+  update jobs j set state = 'active', lease_until = greatest(j.lease_until, $4::timestamptz + (clock_timestamp() - now())),
+    finished_at = null,
     progress = coalesce(u.progress, j.progress)
   from held h join u on u.id = h.id
   where j.id = h.id
@@ -237,7 +240,14 @@ select promoted.*, (select count(*) from notified) as _n from promoted`;
  */
 export const JobRescueExpired = `
 with expired as (
-  select id, type, priority from jobs where state = 'active' and lease_until < $4
+  select id, type, priority from jobs
+  where state = 'active' and lease_until < $4
+    -- Minus the time this statement waited (a lock on jobs): the heartbeats that waited with it
+    -- were stamped before the wait. A difference of two database clock readings, so no clock but
+    -- the injected one decides a time (a test's manual clock is unaffected). now() is when the
+    -- statement's own transaction began: statement_timestamp() is taken after the wait when the
+    -- statement is prepared (measured: 0.00002 s against 1.2 s behind a lock).
+    and lease_until < $4::timestamptz - (clock_timestamp() - now())
   order by lease_until limit $2 for update skip locked
 ),
 heads as materialized (
