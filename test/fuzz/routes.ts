@@ -173,8 +173,12 @@ export function operationsFromOpenApi(doc: JsonSchema): Operation[] {
       if (!["get", "post", "put", "patch", "delete"].includes(method)) continue;
       const params = ((op.parameters ?? []) as JsonSchema[]).map((raw) => {
         const prm = deref(doc, raw)!;
-        return { name: prm.name as string, in: prm.in as "path" | "query" | "header", schema: prm.schema ?? { type: "string" }, kind: prm.in === "path" ? kindOf(path, prm.name) : undefined };
+        // The API runs alone here (no worker finishes a job), so a valid ?wait= is the whole wait,
+        // and requests go one at a time: 1 s keeps the run's budget for other requests.
+        const schema = prm.in === "query" && prm.name === "wait" ? { ...prm.schema, maximum: 1 } : (prm.schema ?? { type: "string" });
+        return { name: prm.name as string, in: prm.in as "path" | "query" | "header", schema, kind: prm.in === "path" ? kindOf(path, prm.name) : undefined };
       });
+      const html = Object.values<JsonSchema>(op.responses ?? {}).every((r) => r.content && Object.keys(r.content).every((t) => t.startsWith("text/html")));
       const content = op.requestBody?.content as Record<string, JsonSchema> | undefined;
       const contentTypes = content ? Object.keys(content) : [];
       const jsonType = contentTypes.find((t) => t.includes("json"));
@@ -196,6 +200,7 @@ export function operationsFromOpenApi(doc: JsonSchema): Operation[] {
           : undefined,
         auth: security && security.length === 0 ? "none" : !path.startsWith("/v1") && path !== "/metrics" ? "none" : admin ? "admin" : "tenant",
         resendSigned: path === "/providers/resend/events",
+        ...(html ? { html: true } : {}),
       });
     }
   }
