@@ -326,6 +326,23 @@ describe.each(DRIVERS)("the rescue on the %s driver", (driver) => {
     expect((await get(job.id)).state).toBe("queued");
   });
 
+  it("after taking the leadership over, rescues in its first pass only leases that ended before the old leader stopped", async () => {
+    const { job } = await engine.queue.enqueue(send("t1", 1));
+    const a = new Scheduler({ queue: engine.queue, holderId: "a", leaseTtlMs: 5_000 });
+    const b = new Scheduler({ queue: engine.queue, holderId: "b", leaseTtlMs: 5_000 });
+    expect((await a.runOnce()).leader).toBe(true); // a renews at t, then is stuck (or dies)
+    await take("worker"); // lease until t+5 s; its heartbeats are stuck as long as a is
+    clock.advance(6_000);
+    // b takes over at t+6 s: the job's lease reads as expired, but a stopped renewing at t, and
+    // the worker may have been stuck just as long.
+    const first = await b.runOnce();
+    expect(first).toMatchObject({ leader: true, rescued: 0 });
+    clock.advance(1_000);
+    // Still not renewed a pass later: its worker is gone (with the old leader, say).
+    expect((await b.runOnce()).rescued).toBe(1);
+    expect((await get(job.id)).state).toBe("queued");
+  });
+
   it("puts a rescued job just ahead of its lane's head, not behind its tenant's backlog", async () => {
     const q = engine.queue;
     const high = (tenantId: string, n: number) => ({ ...send(tenantId, n), priority: "high" as const });

@@ -359,14 +359,25 @@ export class Ledger {
     return rows.length;
   }
 
-  async acquireLease(name: string, holder: string, now: Date, ttlMs: number): Promise<boolean> {
-    const rows = await this.sql.query(q.LeaseAcquire, [
+  /**
+   * Takes or renews a named lease. `tookOver` is set when the lease was taken from another
+   * holder whose lease had run out: when it ended.
+   */
+  async acquireLease(
+    name: string,
+    holder: string,
+    now: Date,
+    ttlMs: number,
+  ): Promise<{ held: boolean; tookOver?: { from: string; expiredAt: Date } }> {
+    const [row] = await this.sql.query<{ previous_holder: string | null; previous_expires_at: number | null }>(q.LeaseAcquire, [
       name,
       holder,
       now.toISOString(),
       new Date(now.getTime() + ttlMs).toISOString(),
     ]);
-    return rows.length > 0;
+    if (!row) return { held: false };
+    if (row.previous_holder === null || row.previous_holder === holder || row.previous_expires_at === null) return { held: true };
+    return { held: true, tookOver: { from: row.previous_holder, expiredAt: new Date(Number(row.previous_expires_at)) } };
   }
 
   async releaseLease(name: string, holder: string): Promise<void> {

@@ -391,13 +391,16 @@ delete from jobs j using doomed where j.id = doomed.id`;
 
 /**
  * LeaseAcquire: take or renew a named lease (the scheduler's leadership). Returns a row only
- * to the holder. $1 name, $2 holder, $3 now, $4 expires_at.
+ * to the holder, with the previous holder and when its lease ended (a takeover tells the new
+ * leader since when the old one had stopped renewing). $1 name, $2 holder, $3 now, $4 expires_at.
  */
 export const LeaseAcquire = `
+with previous as (select holder, expires_at from leases where name = $1)
 insert into leases (name, holder, expires_at) values ($1, $2, $4)
 on conflict (name) do update set holder = excluded.holder, expires_at = excluded.expires_at
   where leases.holder = excluded.holder or leases.expires_at < $3
-returning holder`;
+returning holder, (select holder from previous) as previous_holder,
+  (select (extract(epoch from expires_at) * 1000)::float8 from previous) as previous_expires_at`;
 
 /** LeaseRelease: $1 name, $2 holder. */
 export const LeaseRelease = `delete from leases where name = $1 and holder = $2`;
