@@ -368,6 +368,26 @@ describe.each(DRIVERS)("the rescue on the %s driver", (driver) => {
     expect(next).toMatchObject({ id: lost!.id, attempt: 2 });
   });
 
+  it("puts a job handed back at shutdown just ahead of its lane's head, its attempt taken back", async () => {
+    const q = engine.queue;
+    const high = (tenantId: string, n: number) => ({ ...send(tenantId, n), priority: "high" as const });
+    await q.enqueueMany(Array.from({ length: 12 }, (_, i) => high("t1", i))); // virtual times 1..12
+    const [held] = await take("stopping-worker"); // time 1: running when SIGTERM's grace ran out
+    const done = await take("live-worker", 6); // times 2..7 run and complete
+    await q.ledger.finishMany(done.map((j) => ({ id: j.id, attempt: 1, state: "completed" as const })), clock.now());
+    await q.enqueueMany(Array.from({ length: 5 }, (_, i) => high("t2", 100 + i)));
+
+    const entries = await q.ledger.releaseMany([{ id: held!.id, attempt: 1 }], clock.now());
+    expect(entries.map((e) => e.id)).toEqual([held!.id]);
+    await q.publish(entries);
+    const released = await get(held!.id);
+    expect(released).toMatchObject({ state: "queued", attempt: 0 });
+    // Before: scheduled, then promoted to 13, behind t1's waiting jobs.
+    expect(released.vtime).toBe(7);
+    const [next] = await take("live-worker");
+    expect(next).toMatchObject({ id: held!.id, attempt: 1 });
+  });
+
   it("puts a rescued job of a paused lane in the pause, not in the lane", async () => {
     const { job } = await engine.queue.enqueue(send("t1", 1));
     await take("dead-worker");

@@ -213,14 +213,11 @@ export class Ledger {
     ]);
   }
 
-  async releaseMany(jobs: readonly { id: string; attempt: number }[], now: Date): Promise<string[]> {
+  /** Hands jobs back into their lanes (see JobReleaseMany); returns the ones now queued, to publish. */
+  async releaseMany(jobs: readonly { id: string; attempt: number }[], now: Date, notify = false): Promise<LaneEntry[]> {
     if (jobs.length === 0) return [];
-    const rows = await this.hot.query<{ id: string }>(q.JobReleaseMany, [
-      jobs.map((j) => j.id),
-      jobs.map((j) => j.attempt),
-      now.toISOString(),
-    ]);
-    return rows.map((r) => r.id);
+    const rows = await this.hot.query(q.JobReleaseMany, [jobs.map((j) => j.id), jobs.map((j) => j.attempt), now.toISOString(), notify]);
+    return rows.filter((r) => r.state === "queued").map(rowToLane);
   }
 
   async heartbeatMany(

@@ -155,12 +155,40 @@ from unnest($1::bigint[], $2::int[], $3::text[]::job_state[], $4::text[]::jsonb[
 where j.id = u.id and j.attempt = u.attempt and (j.state::text = 'active' or ${rescuedFrom("u.attempt")})
 returning j.id::text as id, j.state`;
 
-/** JobReleaseMany: hands active jobs back at shutdown without counting the attempt. $1 ids, $2 attempts, $3 now. */
+/**
+ * JobReleaseMany: hands active jobs back at shutdown without counting the attempt, straight into
+ * their lanes just ahead of the head, as the rescue does (JobRescueExpired): through promotion
+ * they got times behind their tenant's backlog, and in a chaos run 50 jobs handed back at a
+ * SIGTERM finished last, 29 s later, at the end of a 10,000-job drain. In a paused lane a job
+ * waits as 'paused'. $1 ids, $2 attempts, $3 now, $4 notify (Postgres driver).
+ */
 export const JobReleaseMany = `
-update jobs j set state = 'scheduled', run_at = $3, attempt = j.attempt - 1, lease_until = null, worker_id = null
-from unnest($1::bigint[], $2::int[]) as u(id, attempt)
-where j.id = u.id and j.attempt = u.attempt and j.state::text = 'active'
-returning j.id::text as id`;
+with handed as (
+  select j.id, j.type, j.priority from jobs j join unnest($1::bigint[], $2::int[]) as u(id, attempt)
+    on j.id = u.id and j.attempt = u.attempt
+  where j.state::text = 'active'
+  for update of j
+),
+heads as materialized (
+  select g.type, g.priority,
+    (select q.vtime from jobs q where q.state = 'queued' and q.type = g.type and q.priority = g.priority
+     order by q.type, q.priority, q.vtime limit 1) as head
+  from (select distinct type, priority from handed) g
+),
+released as (
+  update jobs j set
+    state = case when exists (select 1 from paused_lanes p where p.type = j.type and p.tenant_id in ('*', j.tenant_id))
+                 then 'paused'::job_state else 'queued'::job_state end,
+    vtime = case when j.vtime > h.head then j.vtime else coalesce(h.head - 1, j.vtime) end,
+    run_at = $3, attempt = j.attempt - 1, lease_until = null, worker_id = null
+  from handed e join heads h using (type, priority)
+  where j.id = e.id
+  returning j.id::text as id, j.type, j.priority, j.vtime::float8 as vtime, j.state::text as state
+),
+notified as (
+  select pg_notify('pm_jobs', t.type) from (select distinct type from released where state = 'queued') t where $4::boolean
+)
+select released.*, (select count(*) from notified) as _n from released`;
 
 /**
  * JobHeartbeatMany: extends leases of running jobs and saves their progress. Returns the jobs

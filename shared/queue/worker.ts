@@ -289,7 +289,7 @@ export class WorkerPool {
     for (let attempt = 1; ; attempt++) {
       try {
         const now = queue.clock.now();
-        const [held] = await Promise.all([
+        const [held, handedBack] = await Promise.all([
           queue.ledger.finishMany(
             finished.map((i) => i.outcome),
             now,
@@ -297,6 +297,7 @@ export class WorkerPool {
           queue.ledger.releaseMany(
             released.map((i) => ({ id: i.outcome.id, attempt: i.outcome.attempt })),
             now,
+            queue.dispatcher.wakesThroughPostgres,
           ),
         ]);
         const kept = new Set(held.map((h) => h.id));
@@ -317,7 +318,7 @@ export class WorkerPool {
           else if (s === "scheduled" && !item.outcome.refund) stats.record(item.type, "retried", item.durationMs);
         }
         for (const i of items) if (this.unrecorded.get(i.outcome.id) === i.outcome.attempt) this.unrecorded.delete(i.outcome.id);
-        if (released.length > 0) await queue.promoteDue();
+        if (handedBack.length > 0) await queue.publish(handedBack);
         return;
       } catch (err) {
         // The outcomes are the only record of work done: keep trying while the database is away
