@@ -7,6 +7,7 @@
  * would hold a connection for the whole wait and which Neon's HTTP driver does not have).
  */
 import type { Job, JobState } from "../queue/job";
+import { sleep } from "../sleep";
 
 /** The states a job does not leave by itself. */
 export const FINISHED_STATES: ReadonlySet<JobState> = new Set(["completed", "failed", "cancelled"]);
@@ -17,19 +18,6 @@ export const MAX_WAIT_SECONDS = 60;
 const FIRST_DELAY_MS = 50;
 const MAX_DELAY_MS = 1_000;
 
-/** Resolves after ms, or at once when the signal aborts (the client went away). */
-function pause(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener("abort", done, { once: true });
-  });
-}
 
 /**
  * The job once it is finished, or as it is when `seconds` have passed (or the client left).
@@ -47,7 +35,7 @@ export async function waitForFinished(
   while (!FINISHED_STATES.has(job.state) && !options.signal?.aborted) {
     const left = deadline - now();
     if (left <= 0) break;
-    await pause(Math.min(delay, left), options.signal);
+    await sleep(Math.min(delay, left), options.signal);
     delay = Math.min(delay * 2, MAX_DELAY_MS);
     if (options.signal?.aborted) break;
     job = await read();

@@ -155,6 +155,23 @@ from unnest($1::bigint[], $2::int[], $3::text[]::job_state[], $4::text[]::jsonb[
 where j.id = u.id and j.attempt = u.attempt and (j.state::text = 'active' or ${rescuedFrom("u.attempt")})
 returning j.id::text as id, j.state`;
 
+/** The virtual time at the head of each (type, priority) lane of the jobs in CTE `from`. */
+const laneHeads = (from: string) => `
+  select g.type, g.priority,
+    (select q.vtime from jobs q where q.state = 'queued' and q.type = g.type and q.priority = g.priority
+     order by q.type, q.priority, q.vtime limit 1) as head
+  from (select distinct type, priority from ${from}) g`;
+
+/**
+ * A job going back into its lane (rescued, handed back) goes just ahead of the head `h.head`, or
+ * keeps its own time if that is later. Not its old time: a time far back would become the lane's
+ * head, and a tenant arriving next would get times from there, ahead of everyone's backlog.
+ */
+const aheadOfHead = "case when j.vtime > h.head then j.vtime else coalesce(h.head - 1, j.vtime) end";
+
+/** Whether job `j`'s lane is paused (for every tenant, or for its own). */
+const inPausedLane = "exists (select 1 from paused_lanes p where p.type = j.type and p.tenant_id in ('*', j.tenant_id))";
+
 /**
  * JobReleaseMany: hands active jobs back at shutdown without counting the attempt, straight into
  * their lanes just ahead of the head, as the rescue does (JobRescueExpired): through promotion
@@ -169,17 +186,11 @@ with handed as (
   where j.state::text = 'active'
   for update of j
 ),
-heads as materialized (
-  select g.type, g.priority,
-    (select q.vtime from jobs q where q.state = 'queued' and q.type = g.type and q.priority = g.priority
-     order by q.type, q.priority, q.vtime limit 1) as head
-  from (select distinct type, priority from handed) g
-),
+heads as materialized (${laneHeads("handed")}),
 released as (
   update jobs j set
-    state = case when exists (select 1 from paused_lanes p where p.type = j.type and p.tenant_id in ('*', j.tenant_id))
-                 then 'paused'::job_state else 'queued'::job_state end,
-    vtime = case when j.vtime > h.head then j.vtime else coalesce(h.head - 1, j.vtime) end,
+    state = case when ${inPausedLane} then 'paused'::job_state else 'queued'::job_state end,
+    vtime = ${aheadOfHead},
     run_at = $3, attempt = j.attempt - 1, lease_until = null, worker_id = null
   from handed e join heads h using (type, priority)
   where j.id = e.id
@@ -278,22 +289,14 @@ with expired as (
     and lease_until < $4::timestamptz - (clock_timestamp() - now())
   order by lease_until limit $2 for update skip locked
 ),
-heads as materialized (
-  select g.type, g.priority,
-    (select q.vtime from jobs q where q.state = 'queued' and q.type = g.type and q.priority = g.priority
-     order by q.type, q.priority, q.vtime limit 1) as head
-  from (select distinct type, priority from expired) g
-),
+heads as materialized (${laneHeads("expired")}),
 rescued as (
   update jobs j set
     state = case when j.cancel_requested then 'cancelled'::job_state
                  when j.attempt >= j.max_attempts then 'failed'::job_state
-                 when exists (select 1 from paused_lanes p where p.type = j.type and p.tenant_id in ('*', j.tenant_id))
-                   then 'paused'::job_state
+                 when ${inPausedLane} then 'paused'::job_state
                  else 'queued'::job_state end,
-    -- Just ahead of the head, not at its old time: a time far back would become the lane's head,
-    -- and a tenant arriving next would get times from there, ahead of everyone's backlog.
-    vtime = case when j.vtime > h.head then j.vtime else coalesce(h.head - 1, j.vtime) end,
+    vtime = ${aheadOfHead},
     run_at = $1,
     finished_at = case when j.cancel_requested or j.attempt >= j.max_attempts then $1::timestamptz end,
     last_error = jsonb_build_object(

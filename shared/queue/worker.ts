@@ -8,6 +8,7 @@ import { RunControl } from "./run-control";
 import { failureOutcome, isPermanent } from "./outcome";
 import type { Queue } from "./queue";
 import type { StatsRecorder } from "./stats";
+import { sleep } from "../sleep";
 
 export interface WorkerPoolOptions {
   /** The pool's name, for logs and the worker id. */
@@ -424,16 +425,4 @@ export class WorkerPool {
 
 const rank = (j: Job) => (j.priority === "high" ? 0 : j.priority === "normal" ? 1 : 2);
 
-function sleep(ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const done = () => {
-      clearTimeout(timer);
-      signal?.removeEventListener("abort", done);
-      resolve();
-    };
-    const timer = setTimeout(done, ms);
-    signal?.addEventListener("abort", done, { once: true });
-  });
-}
 
