@@ -9,6 +9,16 @@ const TAG = "before:";
 
 const toBase64url = (s: string) => btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
 
+/** A cursor's text, or null when it is not base64url of a bounded length. */
+function cursorText(cursor: string): string | null {
+  if (!/^[A-Za-z0-9_-]{1,200}$/.test(cursor)) return null;
+  try {
+    return atob(cursor.replace(/-/g, "+").replace(/_/g, "/"));
+  } catch {
+    return null;
+  }
+}
+
 /** The cursor of the page after the job with this id (lists are newest first, by id). */
 export function encodeCursor(lastId: string): string {
   return toBase64url(`${TAG}${lastId}`);
@@ -16,13 +26,8 @@ export function encodeCursor(lastId: string): string {
 
 /** The id to continue below, or null when the cursor is not one of ours. */
 export function decodeCursor(cursor: string): string | null {
-  if (!/^[A-Za-z0-9_-]{1,200}$/.test(cursor)) return null;
-  let text: string;
-  try {
-    text = atob(cursor.replace(/-/g, "+").replace(/_/g, "/"));
-  } catch {
-    return null;
-  }
+  const text = cursorText(cursor);
+  if (text === null) return null;
   if (!text.startsWith(TAG)) return null;
   const id = text.slice(TAG.length);
   return isBigintId(id) ? id : null;
@@ -45,13 +50,8 @@ export function encodeTimeCursor(at: string, id: string): string {
 
 /** { at, id } to continue below, or null when the cursor is not one of ours. */
 export function decodeTimeCursor(cursor: string): { at: string; id: string } | null {
-  if (!/^[A-Za-z0-9_-]{1,200}$/.test(cursor)) return null;
-  let text: string;
-  try {
-    text = atob(cursor.replace(/-/g, "+").replace(/_/g, "/"));
-  } catch {
-    return null;
-  }
+  const text = cursorText(cursor);
+  if (text === null) return null;
   if (!text.startsWith(AT_TAG)) return null;
   const [at, id, ...rest] = text.slice(AT_TAG.length).split("|");
   if (at === undefined || id === undefined || rest.length > 0 || !/^[A-Za-z0-9_.:-]{1,128}$/.test(id)) return null;
