@@ -69,7 +69,7 @@ export const batchResponseSchema = z.object({
 
 export const queueStatsSchema = z.object({
   type: z.string(),
-  pool: z.enum(POOLS as [string, ...string[]]),
+  pool: z.string().describe(`The pool that runs the type: ${POOLS.join(", ")} for the built-in types, any name for types added through the library`),
   paused: z.boolean().describe("Paused for every tenant (a tenant key: or for its own tenant)"),
   paused_tenants: z.array(z.string()).optional().describe("Admin keys only: the tenants whose jobs of this type are paused"),
   waiting: z.number().int().describe("Jobs in the queued state"),

@@ -2,7 +2,7 @@ import { z } from "zod";
 import type { Dispatcher } from "../dispatch/dispatcher";
 import { catalog as defaultCatalog } from "../jobs/catalog";
 import { tenantId as tenantIdField, timestamp } from "../jobs/fields";
-import { type JobType, type Priority, priorityRank, PRIORITIES } from "../jobs/definition";
+import { declaresField, type JobType, type Priority, priorityRank, PRIORITIES } from "../jobs/definition";
 import { type Clock, type Logger, type Sql, type SqlClient, silentLogger, systemClock } from "../ports";
 import { ConflictError, NotFoundError, ValidationError } from "./errors";
 import type { Job, JobState, LaneEntry } from "./job";
@@ -15,7 +15,7 @@ export const MAX_BATCH = 1_000;
 export interface EnqueueInput {
   type: string;
   payload: unknown;
-  /** Owner of the job. Filled into payload.tenant_id when the payload has none. */
+  /** Owner of the job. Filled into payload.tenant_id when the payload has none and its type's schema declares one. */
   tenantId: string;
   /** Defaults to the type's priority for this payload. */
   priority?: Priority;
@@ -51,6 +51,14 @@ export interface QueueOptions {
    */
   onPublished?: (entries: readonly LaneEntry[]) => Promise<void>;
 }
+
+/** Per type definition: whether its payload schema has a tenant_id field to fill in. */
+const takesTenantId = new WeakMap<JobType, boolean>();
+const declaresTenantId = (def: JobType): boolean => {
+  let known = takesTenantId.get(def);
+  if (known === undefined) takesTenantId.set(def, (known = declaresField(def.payload, "tenant_id")));
+  return known;
+};
 
 const issuePath = (path: readonly PropertyKey[]): (string | number)[] =>
   path.map((p) => (typeof p === "number" ? p : String(p)));
@@ -95,7 +103,9 @@ export class Queue {
         { path: [...at, "payload"], message: "expected an object" },
       ]);
     }
-    const withTenant = "tenant_id" in raw ? raw : { ...raw, tenant_id: input.tenantId };
+    // Only into schemas that have the field: a strict schema of an added type need not declare it
+    // (its handler reads job.tenantId), and the built-in ones all do.
+    const withTenant = "tenant_id" in raw || !declaresTenantId(def) ? raw : { ...raw, tenant_id: input.tenantId };
     const parsed = def.payload.safeParse(withTenant);
     if (!parsed.success) {
       throw new ValidationError(

@@ -147,7 +147,7 @@ export function loadConfig(env: Record<string, string | undefined>, argv: readon
   return config;
 }
 
-export const poolConcurrency = (config: NodeConfig, pool: PoolName): number =>
+export const poolConcurrency = (config: NodeConfig, pool: string): number =>
   pool === "email" ? config.EMAIL_CONCURRENCY : pool === "import" ? config.IMPORT_CONCURRENCY : config.DEFAULT_CONCURRENCY;
 
 /** What `npm start -- --help` prints. */

@@ -6,7 +6,8 @@ import { serve, type ServerType } from "@hono/node-server";
 import { ApiKeys } from "../../shared/api/api-keys";
 import { createApp } from "../../shared/api/app";
 import { ExportLinks } from "../../shared/exports/links";
-import { typesOfPool } from "../../shared/jobs/catalog";
+import { catalog as builtInCatalog, typesOfPool } from "../../shared/jobs/catalog";
+import type { JobType } from "../../shared/jobs/definition";
 import type { Logger, Redis, Sql } from "../../shared/ports";
 import { createEngine, type Engine } from "../../shared/queue/engine";
 import type { Handler } from "../../shared/queue/handler";
@@ -15,7 +16,7 @@ import { WorkerRegistry } from "../../shared/queue/registry";
 import { WorkerPool } from "../../shared/queue/worker";
 import { createHandlers, retentionOf } from "../handlers";
 import { listenUrl, type NodeConfig, poolConcurrency, publicUrlOf } from "./config";
-import { openDatabase } from "./database";
+import { type Database, openDatabase } from "./database";
 import { nodeEmailServices } from "./mail";
 import { MemoryIntake } from "./memory-intake";
 import { memoryLimitBytes, memoryReader } from "./memory";
@@ -45,19 +46,34 @@ export async function startNodeRuntime(
   config: NodeConfig,
   logger: Logger,
   options: {
+    /** Replaces the built-in handlers (tests). */
     handlers?: Handler[];
+    /** Handlers run beside the built-in ones (the library's custom types). */
+    addedHandlers?: readonly Handler[];
+    /** The job catalog; defaults to the built-in one. */
+    catalog?: ReadonlyMap<string, JobType>;
+    /** The pools to run instead of config.POOLS: any pool a type of the catalog names. */
+    pools?: readonly string[];
+    /** Slots per pool, over EMAIL_CONCURRENCY, IMPORT_CONCURRENCY and DEFAULT_CONCURRENCY. */
+    concurrency?: Readonly<Record<string, number>>;
+    /** An opened, migrated database to use instead of opening DATABASE_URL; stop() calls its close(). */
+    database?: Database;
+    /** A Redis client to use instead of connecting to REDIS_URL; left open by stop() (the caller's). */
+    redis?: Redis;
     /** Reads this process's memory use; tests pass their own to simulate pressure. */
     memory?: () => { rss: number; ratio: number };
   } = {},
 ): Promise<NodeRuntime> {
-  const db = await openDatabase(config, logger);
+  const db = options.database ?? (await openDatabase(config, logger));
   const { sql, hotSql, pepper, adminKey, localAdminKey } = db;
 
-  let redis: Redis | undefined;
-  if (config.REDIS_URL) {
-    redis = createIoRedis(config.REDIS_URL, { onError: (err) => logger.debug("redis connection error", { err: err.message }) });
+  let redis: Redis | undefined = options.redis;
+  let ownRedis: Redis | undefined;
+  if (!redis && config.REDIS_URL) {
+    redis = ownRedis = createIoRedis(config.REDIS_URL, { onError: (err) => logger.debug("redis connection error", { err: err.message }) });
   }
-  const engine = createEngine({ sql, hotSql, redis, logger, redisOptions: { prefix: config.REDIS_PREFIX } });
+  const catalog = options.catalog ?? builtInCatalog;
+  const engine = createEngine({ sql, hotSql, redis, logger, catalog, redisOptions: { prefix: config.REDIS_PREFIX } });
   const mail = nodeEmailServices(config, { sql, redis, clock: engine.clock, pepper });
   const workerId = `${hostname()}:${process.pid}`;
   const runsWorkers = config.ROLE !== "api";
@@ -82,8 +98,8 @@ export async function startNodeRuntime(
   let unlistenCancel: (() => Promise<void>) | undefined;
   if (runsWorkers) {
     await engine.dispatcher.start();
-    const handlers =
-      options.handlers ??
+    const handlers = [
+      ...(options.handlers ??
       createHandlers({
         sql,
         clock: engine.clock,
@@ -92,16 +108,18 @@ export async function startNodeRuntime(
         webhooks: { ...guard, fetch: guardedFetch, logger, queue: engine.queue },
         exports: { storage, queue: engine.queue, links: exportLinks },
         imports: { storage, queue: engine.queue, logger },
-      });
-    for (const pool of config.POOLS) {
-      const types = new Set(typesOfPool(pool));
+      })),
+      ...(options.addedHandlers ?? []),
+    ];
+    for (const pool of options.pools ?? config.POOLS) {
+      const types = new Set(typesOfPool(pool, catalog));
       const mine = handlers.filter((h) => types.has(h.type));
       if (mine.length === 0) continue;
       pools.push(
         new WorkerPool({
           name: pool,
           handlers: mine,
-          concurrency: poolConcurrency(config, pool),
+          concurrency: options.concurrency?.[pool] ?? poolConcurrency(config, pool),
           queue: engine.queue,
           stats: engine.stats,
           workerId: `${workerId}:${pool}`,
@@ -188,7 +206,7 @@ export async function startNodeRuntime(
       await engine.dispatcher.close();
       await Promise.race([closed, new Promise((r) => setTimeout(r, 2_000))]);
       await mail.close().catch(() => {});
-      await redis?.close();
+      await ownRedis?.close();
       await db.close();
       logger.info("stopped");
     })());
