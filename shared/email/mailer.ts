@@ -61,9 +61,25 @@ export class ProviderError extends Error {
   }
 }
 
+/**
+ * The instants that decide whether a message may be delivered twice or not at all after a crash,
+ * for a provider without an idempotency key (SMTP). Called synchronously, at the instant itself:
+ * what they write must be on its way to the database before the process can die in between.
+ */
+export interface HandoverHooks {
+  /**
+   * The message's last byte (SMTP's terminating dot) is with the operating system, on its way to
+   * a relay that from then on holds the whole message. `providerMessageId` is the id it goes under.
+   */
+  handedOver(providerMessageId: string): void;
+  /** After handedOver: the relay refused it, or the session broke before it answered. */
+  notTaken(): void;
+}
+
 export interface Mailer {
   readonly name: string;
-  send(message: OutgoingMessage, signal?: AbortSignal): Promise<SendResult>;
+  /** `hooks` are called by providers that can tell when a message was handed over (SMTP). */
+  send(message: OutgoingMessage, signal?: AbortSignal, hooks?: HandoverHooks): Promise<SendResult>;
   /**
    * Sends several messages in one call where the provider has a batch endpoint (Resend: 100 a
    * call). Results come back in input order; a failed call rejects as a whole with ProviderError.

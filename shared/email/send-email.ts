@@ -6,7 +6,7 @@ import type { BatchResult } from "../queue/handler";
 import type { Job } from "../queue/job";
 import type { Queue } from "../queue/queue";
 import { publishCampaignEnds } from "./campaign-events";
-import { type Mailer, type OutgoingMessage, ProviderError, type SendResult } from "./mailer";
+import { type HandoverHooks, type Mailer, type OutgoingMessage, ProviderError, type SendResult } from "./mailer";
 import type { ProviderRouter } from "./provider-router";
 import type { RateLimiter } from "./rate-limit";
 import { type Rendered, type TemplateRenderer, TemplateNotFound } from "./renderer";
@@ -30,6 +30,18 @@ export interface SendEmailDeps {
   limits?: { providerPerSecond?: number; tenantPerSecond?: number };
   /** With a queue, a campaign whose last send ends here publishes campaign.sent to its tenant's webhooks. */
   queue?: Queue;
+  /** Where providers without an idempotency key (SMTP) note a message's handover; see HandoverHooks. */
+  handover?: HandoverJournal;
+}
+
+/**
+ * Writes a message's handover instants to its ledger row. Each call must have put its statement
+ * on the way to the database before it returns (the process may die in the next instant); the
+ * promise settles when it is written, and never rejects (a note that fails is logged).
+ */
+export interface HandoverJournal {
+  handedOver(sendId: string, providerMessageId: string): Promise<void>;
+  notTaken(sendId: string): Promise<void>;
 }
 
 /** How long a send of a paused campaign waits before it looks again. */
@@ -50,6 +62,8 @@ interface LedgerRow {
   batch_key: string | null;
   /** Set once the message went to its provider alone (and may have arrived): it then only ever goes alone. */
   alone_at: Date | null;
+  /** Set once the message's last byte went to its relay (SMTP): it is there, whatever the sender's fate. */
+  handed_over_at: Date | null;
   provider: string | null;
 }
 
@@ -91,7 +105,7 @@ export async function sendEmails(jobs: readonly Job<EmailPayload>[], deps: SendE
   const ended = new Set(campaignRows.filter((c) => c.unpublished).map((c) => c.id));
   const noteEnded = (ids: string[]) => ids.forEach((id) => ended.add(id));
   let live: Job<EmailPayload>[] = [];
-  const cancelled: Job<EmailPayload>[] = [];
+  let cancelled: Job<EmailPayload>[] = [];
   for (const job of jobs) {
     const status = job.payload.campaign_id ? campaigns.get(tenantScoped(job.tenantId, job.payload.campaign_id)) : undefined;
     if (job.payload.campaign_id && status === undefined) {
@@ -102,7 +116,21 @@ export async function sendEmails(jobs: readonly Job<EmailPayload>[], deps: SendE
   }
 
   // 2. The ledger: one row a message. Rows already sent or skipped mean a repeated run: no-op.
+  //    A row still 'sending' whose message was handed over to its relay (SMTP's dot left before
+  //    the sender died) is there: recorded sent, not sent again, even if its campaign was since
+  //    cancelled or its recipient suppressed.
   const ledger = await claimLedger(deps.sql, [...live, ...cancelled]);
+  const handedOver = [...live, ...cancelled].filter((j) => {
+    const row = ledger.get(ledgerKey(j))!;
+    return row.status === "sending" && row.handed_over_at !== null;
+  });
+  if (handedOver.length > 0) {
+    const rows = handedOver.map((j) => ledger.get(ledgerKey(j))!);
+    noteEnded(await finalize(deps, rows.map((r) => ({ ...sentRow(r, r.provider ?? "smtp", { providerMessageId: r.provider_message_id ?? "" }), detail: "handed over to the relay; its reply was not heard" }))));
+    handedOver.forEach((job, i) => done(job, { ok: true, result: { status: "sent", provider: rows[i]!.provider, message_id: rows[i]!.provider_message_id, handed_over: true } }));
+    live = live.filter((j) => !results.has(j.id));
+    cancelled = cancelled.filter((j) => !results.has(j.id));
+  }
   noteEnded(await markSkipped(deps, cancelled, ledger, "campaign cancelled"));
   for (const job of cancelled) done(job, { ok: true, result: { status: "skipped", reason: "campaign cancelled" } });
   const fresh: Job<EmailPayload>[] = [];
@@ -271,9 +299,11 @@ async function sendFree(deps: SendingDeps, preferred: string | undefined, jobs: 
       const sent = new Set<Job<EmailPayload>>();
       await eachConcurrently(pending, mailer.concurrency ?? DEFAULT_CONCURRENCY, async (job) => {
         let result: SendResult;
+        const handover = handoverOf(deps, deps.rowOf(job));
         try {
-          result = await mailer.send(deps.messageOf(job), signal);
+          result = await mailer.send(deps.messageOf(job), signal, handover.hooks);
         } catch (err) {
+          await handover.written();
           failures.push(err);
           return;
         }
@@ -296,13 +326,30 @@ async function sendFree(deps: SendingDeps, preferred: string | undefined, jobs: 
 /** One message alone, recorded as soon as the provider answers. */
 async function sendAlone(deps: SendingDeps, mailer: Mailer, job: Job<EmailPayload>, signal?: AbortSignal): Promise<void> {
   let result: SendResult;
+  const handover = handoverOf(deps, deps.rowOf(job));
   try {
-    result = await mailer.send(deps.messageOf(job), signal);
+    result = await mailer.send(deps.messageOf(job), signal, handover.hooks);
   } catch (err) {
+    // A handover cleared for a refusal must be written before the failure is: the retry reads it.
+    await handover.written();
     return deps.failed(job, err);
   }
   await deps.record([sentRow(deps.rowOf(job), mailer.name, result)]);
   deps.done(job, mailer.name, result);
+}
+
+/** The hooks that note one message's handover in its ledger row, and a wait for the last note. */
+function handoverOf(deps: SendEmailDeps, row: LedgerRow): { hooks?: HandoverHooks; written(): Promise<void> } {
+  const journal = deps.handover;
+  if (!journal) return { written: async () => {} };
+  let last: Promise<void> = Promise.resolve();
+  return {
+    hooks: {
+      handedOver: (messageId) => void (last = journal.handedOver(row.id, messageId)),
+      notTaken: () => void (last = journal.notTaken(row.id)),
+    },
+    written: () => last,
+  };
 }
 
 /** A failed write to the ledger, told apart from a provider's failure on the way out of a send. */
@@ -461,7 +508,8 @@ async function claimLedger(sql: SqlClient, jobs: readonly Job<EmailPayload>[]): 
     ],
   );
   const rows = await sql.query<LedgerRow & { tenant_id: string }>(
-    `select s.id::text as id, s.tenant_id, s.idempotency_key, s.status, s.provider_message_id, s.batch_key, s.alone_at, s.provider
+    `select s.id::text as id, s.tenant_id, s.idempotency_key, s.status, s.provider_message_id, s.batch_key, s.alone_at,
+       s.handed_over_at, s.provider
      from email_sends s join unnest($1::text[], $2::text[]) as u(tenant_id, key)
        on s.tenant_id = u.tenant_id and s.idempotency_key = u.key`,
     [jobs.map((j) => j.tenantId), keys],

@@ -315,14 +315,10 @@ export async function runScenario(cluster: PostgresCluster, logRoot: string, sce
     if (scenario.kind !== "campaign" && system.recipients.length !== scenario.jobs) {
       problems.push(`${system.recipients.length} of ${scenario.jobs} jobs enqueued`);
     }
-    // Over SMTP, one same-key repeat per pooled connection per kill (see tally.ts).
-    const kills = system.faults.filter((f) => /SIGKILL/i.test(f.what)).length;
-    const sameKeyRepeatsAllowed = scenario.system.provider === "smtp" ? kills * SMTP_CONNECTIONS : 0;
     const result = await tally(system, {
       name: scenario.name,
       expected: scenario.kind === "campaign" ? expected : padTo(expected, scenario.jobs),
       problems,
-      sameKeyRepeatsAllowed,
     });
     log(`${scenario.name}: ${result.ok ? "ok" : "FAILED"} in ${system.rel(Date.now())}`);
     return result;
@@ -330,9 +326,6 @@ export async function runScenario(cluster: PostgresCluster, logRoot: string, sce
     await system.stop();
   }
 }
-
-/** The SMTP mailer's pool size (workers/node/smtp.ts' default; the sink's URL sets none). */
-const SMTP_CONNECTIONS = 10;
 
 /** The recipients a transactional scenario meant to mail, also those it never got to enqueue. */
 function padTo(recipients: string[], n: number): string[] {

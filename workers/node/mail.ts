@@ -2,8 +2,9 @@ import type { Mailer } from "../../shared/email/mailer";
 import { createOutboxMailer } from "../../shared/email/providers/outbox";
 import { createResendMailer } from "../../shared/email/providers/resend";
 import { createEmailServices } from "../../shared/email/services";
-import type { Clock, Redis, Sql } from "../../shared/ports";
+import { type Clock, type Logger, type Redis, silentLogger, type Sql } from "../../shared/ports";
 import { type NodeConfig, publicUrlOf } from "./config";
+import { createHandoverJournal } from "./handover-journal";
 import { createSmtpMailer, type SmtpMailer } from "./smtp";
 
 /**
@@ -11,7 +12,7 @@ import { createSmtpMailer, type SmtpMailer } from "./smtp";
  * the outbox when none is configured (the embedded default: messages stored, readable in
  * outbox_messages), and the email services built on them.
  */
-export function nodeEmailServices(config: NodeConfig, deps: { sql: Sql; redis?: Redis; clock: Clock; pepper: string }) {
+export function nodeEmailServices(config: NodeConfig, deps: { sql: Sql; redis?: Redis; clock: Clock; pepper: string; logger?: Logger }) {
   const mailers: Mailer[] = [];
   let smtp: SmtpMailer | undefined;
   if (config.RESEND_API_KEY) mailers.push(createResendMailer({ apiKey: config.RESEND_API_KEY, baseUrl: config.RESEND_BASE_URL }));
@@ -38,5 +39,22 @@ export function nodeEmailServices(config: NodeConfig, deps: { sql: Sql; redis?: 
     providerPerSecond: config.MAIL_RATE_PER_SECOND,
     tenantPerSecond: config.TENANT_MAIL_RATE_PER_SECOND,
   });
-  return { ...services, close: async () => smtp?.close() };
+  // SMTP has no idempotency key: the ledger notes each message's handover to the relay on a
+  // connection of its own (see handover-journal.ts). Only where sends run, on a real Postgres.
+  const handover =
+    smtp && wanted.includes("smtp") && config.DATABASE_URL && config.ROLE !== "api"
+      ? createHandoverJournal(config.DATABASE_URL, {
+          applicationName: `penguinmails-jobs:${config.ROLE}:handover`,
+          logger: deps.logger ?? silentLogger,
+          fallback: deps.sql,
+        })
+      : undefined;
+  return {
+    ...services,
+    send: { ...services.send, handover },
+    close: async () => {
+      await smtp?.close();
+      await handover?.close();
+    },
+  };
 }

@@ -74,7 +74,7 @@ export async function startNodeRuntime(
   }
   const catalog = options.catalog ?? builtInCatalog;
   const engine = createEngine({ sql, hotSql, redis, logger, catalog, redisOptions: { prefix: config.REDIS_PREFIX } });
-  const mail = nodeEmailServices(config, { sql, redis, clock: engine.clock, pepper });
+  const mail = nodeEmailServices(config, { sql, redis, clock: engine.clock, pepper, logger });
   const workerId = `${hostname()}:${process.pid}`;
   const runsWorkers = config.ROLE !== "api";
   // Files: the bucket of STORAGE_URL when set, else the local folder DATA_DIR/files (which stays

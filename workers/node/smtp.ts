@@ -1,27 +1,39 @@
 /**
- * The Mailer port on an SMTP relay, through nodemailer's pooled transport. Node only: SMTP needs
- * raw TCP, which the edge does not have (there the HTTP providers serve).
+ * The Mailer port on an SMTP relay, over a pool of nodemailer's SMTP connections. Node only:
+ * SMTP needs raw TCP, which the edge does not have (there the HTTP providers serve).
  *
  *   createSmtpMailer("smtp://user:pass@smtp.example.com:587")    STARTTLS when offered
  *   createSmtpMailer("smtps://user:pass@smtp.example.com")       implicit TLS (port 465)
  *
- * Query parameters are nodemailer options (`?maxConnections=10&tls.rejectUnauthorized=false`).
- * Replies are classified for the engine by RFC 5321's classes: 4yz is transient (try again),
- * 5yz permanent (the message was refused), except the authentication codes, which say no
- * message will pass until someone fixes the credentials.
+ * Query parameters are nodemailer's connection options (`?maxConnections=10&maxMessages=100&
+ * tls.rejectUnauthorized=false`). Replies are classified for the engine by RFC 5321's classes:
+ * 4yz is transient (try again), 5yz permanent (the message was refused), except the
+ * authentication codes, which say no message will pass until someone fixes the credentials.
+ *
+ * The pool is ours, not nodemailer's, for one reason: SMTP has no idempotency key, so whether a
+ * message may go again after a crash depends on whether its terminating dot had left. The pool
+ * owns each session's socket and tells the caller (HandoverHooks) the instant the dot is with the
+ * kernel, so the send ledger can note it before the process could die in between.
  */
 import { createHash } from "node:crypto";
-import nodemailer, { type NodemailerError } from "nodemailer";
+import type { Socket } from "node:net";
+import type { NodemailerError } from "nodemailer";
+import MailComposer from "nodemailer/lib/mail-composer";
 import { parseConnectionUrl } from "nodemailer/lib/shared";
-import { ProviderError, type Mailer, type OutgoingMessage, type SendResult } from "../../shared/email/mailer";
+import SMTPConnection from "nodemailer/lib/smtp-connection";
+import { type HandoverHooks, ProviderError, type Mailer, type OutgoingMessage, type SendResult } from "../../shared/email/mailer";
 
 const PROVIDER = "smtp";
 
 export interface SmtpMailerOptions {
   /** Connections the pool keeps open at once (an email pool runs 50-100 sends). Defaults to 10. */
   maxConnections?: number;
+  /** Messages one connection carries before it is closed and a fresh one opened. Defaults to 100. */
+  maxMessages?: number;
   /** A send that takes longer is abandoned as `unavailable`. Defaults to 30 s. */
   timeoutMs?: number;
+  /** An idle connection is closed after this long. Defaults to 10 s. */
+  idleMs?: number;
 }
 
 export interface SmtpMailer extends Mailer {
@@ -35,49 +47,67 @@ export interface SmtpMailer extends Mailer {
  */
 const AUTH_CODES = new Set([530, 534, 535, 538]);
 /** Errors without an SMTP reply that mean the relay could not be reached or the session broke. */
-const CONNECTION_CODES = new Set(["ECONNECTION", "ETIMEDOUT", "ESOCKET", "EDNS", "ETLS", "EPROXY", "EMAXLIMIT", "EPROTOCOL"]);
+const CONNECTION_CODES = new Set(["ECONNECTION", "ETIMEDOUT", "ESOCKET", "EDNS", "ETLS", "EPROXY", "EMAXLIMIT", "EPROTOCOL", "ESTREAM"]);
+
+type ConnectionOptions = ConstructorParameters<typeof SMTPConnection>[0] & { auth?: { user?: string; pass?: string } };
 
 export function createSmtpMailer(url: string, opts: SmtpMailerOptions = {}): SmtpMailer {
-  const parsed = parseConnectionUrl(url);
+  const parsed = parseConnectionUrl(url) as ConnectionOptions & { maxConnections?: unknown; maxMessages?: unknown };
   // The credentials are kept only to scrub them from error messages; they are never logged.
   const secrets = [parsed.auth?.user, parsed.auth?.pass].filter((s): s is string => typeof s === "string" && s.length > 0);
   const host = parsed.host ?? "localhost";
   const timeoutMs = opts.timeoutMs ?? 30_000;
-
-  const transport = nodemailer.createTransport({
-    // nodemailer's defaults wait 2 minutes for a connection; a send must fail well within the
-    // job's timeout so the retry (or another provider) gets its turn.
-    connectionTimeout: 10_000,
-    greetingTimeout: 10_000,
-    socketTimeout: 30_000,
-    maxConnections: opts.maxConnections ?? 10,
-    ...parsed,
-    pool: true,
-    // Forced off whatever the URL says: nodemailer's logger would print the session to stdout.
-    logger: false,
-    debug: false,
-  });
+  const { maxConnections, maxMessages, auth, ...connection } = parsed;
+  const pool = new SessionPool(
+    {
+      // nodemailer's defaults wait 2 minutes for a connection; a send must fail well within the
+      // job's timeout so the retry (or another provider) gets its turn.
+      connectionTimeout: 10_000,
+      greetingTimeout: 10_000,
+      socketTimeout: 30_000,
+      ...connection,
+      // Forced off whatever the URL says: nodemailer's logger would print the session to stdout.
+      logger: false,
+      debug: false,
+    },
+    auth?.user ? { user: auth.user, pass: auth.pass } : undefined,
+    {
+      size: Number(maxConnections ?? opts.maxConnections ?? 10) || 10,
+      maxMessages: Number(maxMessages ?? opts.maxMessages ?? 100) || 100,
+      idleMs: opts.idleMs ?? 10_000,
+    },
+  );
 
   return {
     name: PROVIDER,
     // One message per pooled connection at a time: the pool is the relay's concurrency.
-    concurrency: Number((parsed as { maxConnections?: unknown }).maxConnections ?? opts.maxConnections ?? 10) || 10,
+    concurrency: pool.size,
 
-    async send(message: OutgoingMessage, signal?: AbortSignal): Promise<SendResult> {
+    async send(message: OutgoingMessage, signal?: AbortSignal, hooks?: HandoverHooks): Promise<SendResult> {
       signal?.throwIfAborted();
       const timeout = AbortSignal.timeout(timeoutMs);
+      const messageId = messageIdFor(message);
       try {
-        const info = await transport.sendMail({
+        const mail = new MailComposer({
           from: message.from,
           to: message.to,
           subject: message.subject,
           html: message.html,
           text: message.text,
           headers: message.headers,
-          messageId: messageIdFor(message),
-          signal: signal ? AbortSignal.any([signal, timeout]) : timeout,
-        });
-        return { providerMessageId: info.messageId };
+          messageId,
+        }).compile();
+        const raw = await mail.build();
+        const session = await pool.acquire(signal ? AbortSignal.any([signal, timeout]) : timeout);
+        try {
+          await session.send(mail.getEnvelope() as SMTPConnection.Envelope, raw, { signal, timeout }, {
+            handedOver: () => hooks?.handedOver(messageId),
+            notTaken: () => hooks?.notTaken(),
+          });
+        } finally {
+          pool.release(session);
+        }
+        return { providerMessageId: messageId };
       } catch (err) {
         // The caller's abort (job cancelled, shutdown) is theirs to see, not a relay failure.
         signal?.throwIfAborted();
@@ -89,9 +119,222 @@ export function createSmtpMailer(url: string, opts: SmtpMailerOptions = {}): Smt
     },
 
     async close() {
-      transport.close();
+      pool.close();
     },
   };
+}
+
+/** SMTP's end of message data (RFC 5321 4.1.1.4): what a relay takes as the whole message. */
+const TERMINATOR = Buffer.from("\r\n.\r\n");
+
+/** One open, authenticated SMTP session, carrying one message at a time. */
+class Session {
+  sent = 0;
+  dead = false;
+  idleTimer: NodeJS.Timeout | undefined;
+  /** Set while a message is under way: called once its terminator is with the kernel. */
+  private onTerminator: (() => void) | undefined;
+  private tail = Buffer.alloc(0);
+
+  constructor(readonly conn: SMTPConnection) {
+    conn.on("error", () => void (this.dead = true));
+    conn.on("end", () => void (this.dead = true));
+  }
+
+  /**
+   * Watches what the session writes. nodemailer pipes the message through its dot-escaping
+   * stream into this socket (the TLS one after STARTTLS) and ends it with CRLF.CRLF, which
+   * cannot occur earlier in escaped data; the write's callback runs once those bytes are with
+   * the kernel, and a kernel sends what it holds even when the process is killed right after.
+   */
+  watch(socket: Socket): void {
+    const write = socket.write;
+    const session = this;
+    socket.write = function (this: Socket, chunk: unknown, ...rest: unknown[]): boolean {
+      const notify = session.onTerminator;
+      if (!notify || !(chunk instanceof Uint8Array)) return (write as (...a: unknown[]) => boolean).apply(this, [chunk, ...rest]);
+      session.tail = Buffer.concat([session.tail, chunk.subarray(-TERMINATOR.length)]).subarray(-TERMINATOR.length);
+      if (!session.tail.equals(TERMINATOR)) return (write as (...a: unknown[]) => boolean).apply(this, [chunk, ...rest]);
+      session.onTerminator = undefined;
+      const callback = rest.find((r): r is (err?: Error | null) => void => typeof r === "function");
+      const encoding = rest.find((r) => typeof r === "string");
+      return (write as (...a: unknown[]) => boolean).call(this, chunk, encoding, (err?: Error | null) => {
+        if (!err) notify();
+        callback?.(err);
+      });
+    } as Socket["write"];
+  }
+
+  /**
+   * One message. After its terminator left, a refusal or a broken session is reported as
+   * notTaken; the caller's own abort (shutdown, cancel) is not: the relay holds the whole
+   * message and answers as if the process had died, which is what the ledger then assumes.
+   */
+  send(
+    envelope: SMTPConnection.Envelope,
+    raw: Buffer,
+    signals: { signal?: AbortSignal; timeout: AbortSignal },
+    hooks: { handedOver(): void; notTaken(): void },
+  ): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      let handedOver = false;
+      let settled = false;
+      const finish = (err?: unknown) => {
+        if (settled) return;
+        settled = true;
+        this.onTerminator = undefined;
+        this.tail = Buffer.alloc(0);
+        signals.signal?.removeEventListener("abort", onAbort);
+        signals.timeout.removeEventListener("abort", onTimeout);
+        if (err !== undefined) {
+          this.dead = true;
+          this.conn.close();
+          reject(err);
+        } else resolve();
+      };
+      const onAbort = () => finish(signals.signal!.reason);
+      const onTimeout = () => {
+        if (handedOver) hooks.notTaken();
+        finish(signals.timeout.reason);
+      };
+      signals.signal?.addEventListener("abort", onAbort, { once: true });
+      signals.timeout.addEventListener("abort", onTimeout, { once: true });
+      this.onTerminator = () => {
+        handedOver = true;
+        hooks.handedOver();
+      };
+      this.sent++;
+      this.conn.send(envelope, raw, (err) => {
+        if (settled) return;
+        if (err && handedOver) hooks.notTaken();
+        finish(err ?? undefined);
+      });
+    });
+  }
+}
+
+/** Up to `size` sessions; a send takes an idle one, opens one, or waits its turn. */
+class SessionPool {
+  private readonly idle: Session[] = [];
+  private readonly waiting: { resolve: (s: Session) => void; reject: (e: unknown) => void; signal: AbortSignal; onAbort: () => void }[] = [];
+  private open = 0;
+  private closed = false;
+  readonly size: number;
+
+  constructor(
+    private readonly options: ConnectionOptions,
+    private readonly auth: { user: string; pass?: string } | undefined,
+    private readonly limits: { size: number; maxMessages: number; idleMs: number },
+  ) {
+    this.size = limits.size;
+  }
+
+  async acquire(signal: AbortSignal): Promise<Session> {
+    signal.throwIfAborted();
+    if (this.closed) throw Object.assign(new Error("the SMTP pool is closed"), { code: "ECONNECTION" });
+    for (let s = this.idle.pop(); s; s = this.idle.pop()) {
+      clearTimeout(s.idleTimer);
+      if (!s.dead) return s;
+      this.forget(s);
+    }
+    if (this.open < this.limits.size) {
+      this.open++;
+      try {
+        const session = await this.connect(signal);
+        session.conn.once("end", () => this.forget(session));
+        return session;
+      } catch (err) {
+        this.open--;
+        this.handOn();
+        throw err;
+      }
+    }
+    return new Promise<Session>((resolve, reject) => {
+      const entry = { resolve, reject, signal, onAbort: () => {
+        this.waiting.splice(this.waiting.indexOf(entry), 1);
+        reject(signal.reason);
+      } };
+      signal.addEventListener("abort", entry.onAbort, { once: true });
+      this.waiting.push(entry);
+    });
+  }
+
+  /** Back into the pool after a send (or closed: dead, worn out, or the pool closing). */
+  release(session: Session): void {
+    if (session.dead || this.closed || session.sent >= this.limits.maxMessages) {
+      if (!session.dead) session.conn.quit();
+      session.dead = true;
+      this.forget(session);
+      return;
+    }
+    const next = this.waiting.shift();
+    if (next) {
+      next.signal.removeEventListener("abort", next.onAbort);
+      next.resolve(session);
+      return;
+    }
+    session.idleTimer = setTimeout(() => {
+      this.idle.splice(this.idle.indexOf(session), 1);
+      session.dead = true;
+      session.conn.quit();
+      this.forget(session);
+    }, this.limits.idleMs);
+    session.idleTimer.unref();
+    this.idle.push(session);
+  }
+
+  close(): void {
+    this.closed = true;
+    for (const s of this.idle.splice(0)) {
+      clearTimeout(s.idleTimer);
+      s.dead = true;
+      s.conn.quit();
+    }
+    for (const w of this.waiting.splice(0)) w.reject(Object.assign(new Error("the SMTP pool is closed"), { code: "ECONNECTION" }));
+  }
+
+  private forgotten = new WeakSet<Session>();
+  private forget(session: Session): void {
+    if (this.forgotten.has(session)) return;
+    this.forgotten.add(session);
+    this.open--;
+    this.handOn();
+  }
+
+  /** A slot came free: the first waiter, if any, opens a session of its own. */
+  private handOn(): void {
+    const next = this.waiting.shift();
+    if (!next) return;
+    next.signal.removeEventListener("abort", next.onAbort);
+    this.acquire(next.signal).then(next.resolve, next.reject);
+  }
+
+  private connect(signal: AbortSignal): Promise<Session> {
+    return new Promise<Session>((resolve, reject) => {
+      const conn = new SMTPConnection(this.options);
+      const session = new Session(conn);
+      const fail = (err: unknown) => {
+        signal.removeEventListener("abort", onAbort);
+        session.dead = true;
+        conn.close();
+        reject(err);
+      };
+      const onAbort = () => fail(signal.reason);
+      signal.addEventListener("abort", onAbort, { once: true });
+      conn.once("error", fail);
+      conn.connect(() => {
+        const ready = () => {
+          conn.off("error", fail);
+          signal.removeEventListener("abort", onAbort);
+          // The socket as it is now, after any STARTTLS: the one the message data goes through.
+          session.watch(conn._socket as Socket);
+          resolve(session);
+        };
+        if (!this.auth) return ready();
+        conn.login(this.auth, (err) => (err ? fail(err) : ready()));
+      });
+    });
+  }
 }
 
 /**
