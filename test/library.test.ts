@@ -18,12 +18,12 @@ const run = promisify(execFile);
 const root = resolve(import.meta.dirname, "..");
 const PEPPER = "library-test-pepper-0123456789";
 
-/** The ```ts block under the README's "### From Node code". */
-function readmeSnippet(): string {
+/** The first ```ts block under a README heading ("### From Node code"). */
+function readmeSnippet(heading = "### From Node code"): string {
   const readme = readFileSync(join(root, "README.md"), "utf8");
-  const section = readme.slice(readme.indexOf("### From Node code"));
+  const section = readme.slice(readme.indexOf(heading));
   const block = /```ts\n([\s\S]*?)```/.exec(section);
-  if (!block) throw new Error("README: no ```ts block under ### From Node code");
+  if (!block) throw new Error(`README: no \`\`\`ts block under ${heading}`);
   return block[1]!;
 }
 
@@ -170,7 +170,7 @@ describe("startJobs", () => {
 });
 
 describe("the built package", () => {
-  it("npm run build:lib writes every exports target; a separate project imports it and typechecks the README's snippet under nodenext", async () => {
+  it("npm run build:lib writes every exports target; a separate project imports it and typechecks the README's snippets under nodenext", async () => {
     await run("npm", ["run", "build:lib"], { cwd: root, timeout: 180_000 });
     const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { exports: Record<string, string | Record<string, string>>; files: string[] };
     const targets = Object.values(pkg.exports).flatMap((t) => (typeof t === "string" ? [t] : Object.values(t)));
@@ -190,9 +190,10 @@ describe("the built package", () => {
       writeFileSync(join(project, "package.json"), JSON.stringify({ name: "app", type: "module", private: true }));
       writeFileSync(
         join(project, "tsconfig.json"),
-        JSON.stringify({ compilerOptions: { target: "ES2022", module: "nodenext", moduleResolution: "nodenext", strict: true, noEmit: true, skipLibCheck: true, types: ["node"] }, files: ["app.ts"] }),
+        JSON.stringify({ compilerOptions: { target: "ES2022", module: "nodenext", moduleResolution: "nodenext", strict: true, noEmit: true, skipLibCheck: true, types: ["node"] }, files: ["app.ts", "web.ts"] }),
       );
       writeFileSync(join(project, "app.ts"), `${readmeSnippet()}\nexport {};\n`);
+      writeFileSync(join(project, "web.ts"), `${readmeSnippet("### From TypeScript: the typed client")}\nexport {};\n`);
       // A deliberate type error must be caught, so the check above is not vacuous.
       writeFileSync(join(project, "wrong.ts"), `import { startJobs } from "penguinmails-jobs";\nawait startJobs({ concurrency: { reports: "four" } });\n`);
       const tsc = join(root, "node_modules", "typescript", "bin", "tsc");
@@ -207,6 +208,11 @@ describe("the built package", () => {
         timeout: 30_000,
       });
       expect(stdout.trim().split(",")).toEqual(expect.arrayContaining(["startJobs", "jobType", "createPgSql", "createIoRedis", "PermanentError", "RetryAfter", "migrate"]));
+      const client = await run(process.execPath, ["--input-type=module", "-e", `const m = await import("penguinmails-jobs/client"); console.log(Object.keys(m).sort().join(","))`], {
+        cwd: project,
+        timeout: 30_000,
+      });
+      expect(client.stdout.trim().split(",")).toEqual(expect.arrayContaining(["createJobsClient", "ProblemError", "unwrap"]));
     } finally {
       rmSync(project, { recursive: true, force: true });
     }

@@ -17,6 +17,7 @@ const out = join(root, "dist", "lib");
 /** Package subpath -> source entry; each becomes dist/lib/<name>.js and <name>.d.ts. */
 const ENTRIES: Record<string, string> = {
   index: "workers/node/library.ts",
+  client: "shared/client/client.ts",
 };
 
 function dtsFiles(dir: string): string[] {

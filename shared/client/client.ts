@@ -1,0 +1,194 @@
+/**
+ * The typed client of the HTTP API, for the web app and any TypeScript caller: openapi-fetch
+ * over the types generated from the served document (schema.gen.ts, `npm run gen:client`),
+ * with a thin layer where it helps:
+ * - retries of 429 and 503 answers, waiting as Retry-After says (bounded: a longer wait than
+ *   `maxDelayMs` is not waited for, and the answer is returned as it is);
+ * - an Idempotency-Key on every POST (a fresh UUID unless the caller gave one), so a retried
+ *   enqueue never makes a second job;
+ * - async iterators over the cursor-paginated listings;
+ * - problem+json answers as a typed ProblemError.
+ * Web-standard APIs only (fetch, crypto.randomUUID, AbortSignal): it runs in browsers, Node,
+ * Workers. The package exports it as "penguinmails-jobs/client".
+ */
+import createClient, { type Client } from "openapi-fetch";
+import type { components, paths } from "./schema.gen";
+
+export type { components, paths };
+export type Schemas = components["schemas"];
+export type Job = Schemas["Job"];
+export type EnqueueRequest = Schemas["EnqueueRequest"];
+export type Problem = Schemas["Problem"];
+
+/** A problem+json answer (RFC 9457) as an error: `status`, and the body as the document types it. */
+export class ProblemError extends Error {
+  override name = "ProblemError";
+  constructor(
+    readonly status: number,
+    readonly problem: Problem,
+  ) {
+    super(`${status} ${problem.title}: ${problem.detail}`);
+  }
+
+  /** The offending fields of a 422 ("payload.recipient"), empty otherwise. */
+  get fields(): string[] {
+    return (this.problem.errors ?? []).map((e) => e.path);
+  }
+}
+
+export interface RetryOptions {
+  /** Retries after the first try. Defaults to 3. */
+  retries?: number;
+  /** The longest single wait; a Retry-After beyond it is not waited for. Defaults to 30 s. */
+  maxDelayMs?: number;
+  /** Wait before the first retry when the answer has no Retry-After; doubles each time (with jitter). Defaults to 250 ms. */
+  baseDelayMs?: number;
+}
+
+export interface JobsClientOptions {
+  /** Where the API is, e.g. "https://jobs.example.com" (no trailing /v1). */
+  baseUrl: string;
+  /** A tenant or admin key: `pmk_…`. */
+  apiKey?: string;
+  /** Another fetch (a test's app.request, a proxy); defaults to the global one. */
+  fetch?: (request: Request) => Promise<Response>;
+  retry?: RetryOptions;
+  /** Makes Idempotency-Key values; defaults to crypto.randomUUID. */
+  idempotencyKey?: () => string;
+}
+
+const RETRIED = new Set([429, 503]);
+
+/** Retry-After in milliseconds: delta-seconds or an HTTP date; undefined when absent or unreadable. */
+export function retryAfterMs(header: string | null, now = Date.now()): number | undefined {
+  if (header === null || header.trim() === "") return undefined;
+  const value = header.trim();
+  if (/^\d+$/.test(value)) return Number(value) * 1_000;
+  const at = Date.parse(value);
+  return Number.isNaN(at) ? undefined : Math.max(0, at - now);
+}
+
+const pause = (ms: number, signal?: AbortSignal | null) =>
+  new Promise<void>((resolve, reject) => {
+    if (signal?.aborted) return reject(signal.reason);
+    const timer = setTimeout(done, ms);
+    function done() {
+      signal?.removeEventListener("abort", aborted);
+      resolve();
+    }
+    function aborted() {
+      clearTimeout(timer);
+      reject(signal!.reason);
+    }
+    signal?.addEventListener("abort", aborted, { once: true });
+  });
+
+/** A fetch that adds the key and an Idempotency-Key to POSTs, and retries 429/503 as Retry-After says. */
+function retryingFetch(options: JobsClientOptions): (request: Request) => Promise<Response> {
+  const send = options.fetch ?? ((r: Request) => fetch(r));
+  const retries = options.retry?.retries ?? 3;
+  const maxDelayMs = options.retry?.maxDelayMs ?? 30_000;
+  const baseDelayMs = options.retry?.baseDelayMs ?? 250;
+  const newKey = options.idempotencyKey ?? (() => crypto.randomUUID());
+  return async (request) => {
+    if (options.apiKey && !request.headers.has("authorization")) request.headers.set("authorization", `Bearer ${options.apiKey}`);
+    if (request.method === "POST" && !request.headers.has("idempotency-key")) request.headers.set("idempotency-key", newKey());
+    for (let attempt = 0; ; attempt++) {
+      // A body can be read once: every try but the last sends a copy.
+      const res = await send(attempt < retries ? request.clone() : request);
+      if (!RETRIED.has(res.status) || attempt >= retries) return res;
+      const asked = retryAfterMs(res.headers.get("retry-after"));
+      if (asked !== undefined && asked > maxDelayMs) return res;
+      const backoff = baseDelayMs * 2 ** attempt;
+      const delay = Math.min(maxDelayMs, asked ?? backoff / 2 + Math.random() * (backoff / 2));
+      await res.body?.cancel().catch(() => {});
+      await pause(delay, request.signal);
+    }
+  };
+}
+
+/** Paths whose GET answers a page with `next_cursor` and takes `cursor`: the paginated listings. */
+export type ListPath = {
+  [P in keyof paths]: paths[P] extends {
+    get: { parameters: { query?: { cursor?: string } }; responses: { 200: { content: { "application/json": { next_cursor: string | null } } } } };
+  }
+    ? P
+    : never;
+}[keyof paths];
+
+type Page<P extends ListPath> = paths[P]["get"]["responses"][200]["content"]["application/json"];
+/** The element type of a page's array (jobs, lists, campaigns, ...). */
+export type ListItem<P extends ListPath> = {
+  [K in keyof Page<P>]: K extends "next_cursor" ? never : Page<P>[K] extends readonly (infer E)[] ? E : never;
+}[keyof Page<P>];
+type ListQuery<P extends ListPath> = Omit<NonNullable<paths[P]["get"]["parameters"]["query"]>, "cursor">;
+type PathParams<P extends ListPath> = paths[P]["get"]["parameters"] extends { path: infer A } ? A : never;
+type ListInit<P extends ListPath> = { query?: ListQuery<P>; signal?: AbortSignal } & (PathParams<P> extends never ? { path?: never } : { path: PathParams<P> });
+
+export interface JobsClient {
+  /** The generated client itself: every operation, typed (`api.GET("/v1/lists/{id}", …)`). */
+  api: Client<paths>;
+  /** POST /v1/jobs: the job (201 new, 200 when its idempotency key matched); a ProblemError otherwise. */
+  enqueue(body: EnqueueRequest, options?: { idempotencyKey?: string; signal?: AbortSignal }): Promise<Job>;
+  /** GET /v1/jobs/:id. */
+  get(id: string): Promise<Job>;
+  /**
+   * GET /v1/jobs/:id?wait=: the job once it has finished, or as it is after `seconds` (at most
+   * 60 a request; longer waits take several requests). Check `state`.
+   */
+  wait(id: string, options?: { seconds?: number; signal?: AbortSignal }): Promise<Job>;
+  /** Every item of a cursor-paginated listing, page after page, newest first. */
+  list<P extends ListPath>(path: P, init?: ListInit<P>): AsyncIterableIterator<ListItem<P>>;
+}
+
+/** The answer's data, or its problem as a ProblemError. */
+export function unwrap<T>(result: { data?: T; error?: unknown; response: Response }): T {
+  if (result.error !== undefined || !result.response.ok) {
+    const body = result.error as Partial<Problem> | undefined;
+    const problem: Problem =
+      body && typeof body === "object" && typeof body.title === "string"
+        ? (body as Problem)
+        : { type: "about:blank", title: result.response.statusText || "Error", status: result.response.status, detail: String(body ?? "") };
+    throw new ProblemError(result.response.status, problem);
+  }
+  return result.data as T;
+}
+
+export function createJobsClient(options: JobsClientOptions): JobsClient {
+  const api = createClient<paths>({ baseUrl: options.baseUrl, fetch: retryingFetch(options) });
+  const get = async (id: string, seconds?: number, signal?: AbortSignal) =>
+    unwrap(await api.GET("/v1/jobs/{id}", { params: { path: { id }, query: seconds === undefined ? {} : { wait: seconds } }, signal }));
+  return {
+    api,
+    async enqueue(body, opts = {}) {
+      return unwrap(
+        await api.POST("/v1/jobs", {
+          body,
+          params: { header: opts.idempotencyKey === undefined ? {} : { "Idempotency-Key": opts.idempotencyKey } },
+          signal: opts.signal,
+        }),
+      );
+    },
+    get: (id) => get(id),
+    async wait(id, opts = {}) {
+      const deadline = Date.now() + (opts.seconds ?? 30) * 1_000;
+      for (;;) {
+        const left = Math.max(0, Math.ceil((deadline - Date.now()) / 1_000));
+        const job = await get(id, Math.min(60, left), opts.signal);
+        if (["completed", "failed", "cancelled"].includes(job.state) || left <= 60) return job;
+      }
+    },
+    async *list(path, init) {
+      let cursor: string | undefined;
+      const GET = api.GET as unknown as (p: string, i: object) => Promise<{ data?: Record<string, unknown>; error?: unknown; response: Response }>;
+      do {
+        const page = unwrap(
+          await GET(path, { params: { path: init?.path, query: { ...init?.query, ...(cursor === undefined ? {} : { cursor }) } }, signal: init?.signal }),
+        )!;
+        const items = Object.entries(page).find(([k, v]) => k !== "next_cursor" && Array.isArray(v))?.[1] as ListItem<typeof path>[] | undefined;
+        yield* items ?? [];
+        cursor = (page.next_cursor as string | null) ?? undefined;
+      } while (cursor !== undefined);
+    },
+  };
+}

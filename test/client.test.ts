@@ -1,0 +1,182 @@
+/**
+ * The typed client (shared/client/) as the web app uses it, against the real Node app on a free
+ * port: enqueue, wait for completion with ?wait=, list with the iterator across pages, a 422 read
+ * as a typed ProblemError, retries of 429/503 honouring Retry-After with one Idempotency-Key, and
+ * the README's client snippet run as written. Also: the committed generated types are what
+ * `npm run gen:client` makes from the served document today.
+ */
+import { execFile } from "node:child_process";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join, resolve } from "node:path";
+import { promisify } from "node:util";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { createJobsClient, type JobsClient, ProblemError, retryAfterMs } from "../shared/client/client";
+import { type Jobs, startJobs } from "../workers/node/library";
+import { createTestDatabase, randomId } from "./support/services";
+
+const run = promisify(execFile);
+const root = resolve(import.meta.dirname, "..");
+const ADMIN_KEY = `pmk_admin_client_${randomId(12)}`;
+
+let db: Awaited<ReturnType<typeof createTestDatabase>>;
+let server: Jobs;
+let admin: JobsClient;
+let tenant: JobsClient;
+let tenantKey: string;
+
+beforeAll(async () => {
+  db = await createTestDatabase("client");
+  server = await startJobs({
+    databaseUrl: db.url,
+    apiKeyPepper: "client-test-pepper-0123456789",
+    settings: { ADMIN_API_KEY: ADMIN_KEY, SCHEDULER_INTERVAL_MS: "200", LOG_LEVEL: "silent", DATA_DIR: mkdtempSync(join(tmpdir(), "pm-client-")) },
+    api: { port: 0 },
+    shutdownGraceMs: 2_000,
+  });
+  admin = createJobsClient({ baseUrl: server.url!, apiKey: ADMIN_KEY });
+  const { data: key } = await admin.api.POST("/v1/keys", { body: { tenant_id: "acme", name: "web" } });
+  tenantKey = key!.key;
+  tenant = createJobsClient({ baseUrl: server.url!, apiKey: tenantKey });
+});
+
+afterAll(async () => {
+  await server?.close();
+  await db?.drop();
+});
+
+const welcome = { title: "Welcome", body: "Glad you are here." };
+
+describe("the typed client against the real Node app", () => {
+  it("enqueues, waits for completion with ?wait=, and iterates a listing across pages", async () => {
+    const job = await tenant.enqueue({ type: "email.send", payload: { recipient: "a@example.com", template_id: "sys_transactional", variables: welcome } });
+    expect(job).toMatchObject({ type: "email.send", tenant_id: "acme" });
+    const done = await tenant.wait(job.id, { seconds: 20 });
+    expect(done.state).toBe("completed");
+
+    // The README's `payload: {}` (fields with defaults are optional on the input side).
+    const cleanup = await admin.enqueue({ type: "maintenance.cleanup", payload: {} });
+    expect((await admin.wait(cleanup.id, { seconds: 20 })).state).toBe("completed");
+
+    const more = await Promise.all(
+      [1, 2, 3].map((n) =>
+        tenant.enqueue({ type: "email.send", payload: { recipient: `p${n}@example.com`, template_id: "sys_transactional", variables: welcome } }),
+      ),
+    );
+    const seen: string[] = [];
+    for await (const j of tenant.list("/v1/jobs", { query: { type: "email.send", limit: 1 } })) seen.push(j.id);
+    expect(seen).toEqual([...more.map((j) => j.id)].sort((a, b) => Number(b) - Number(a)).concat(job.id));
+
+    for (const name of ["a", "b", "c"]) await tenant.api.POST("/v1/lists", { body: { name } });
+    const names: string[] = [];
+    for await (const list of tenant.list("/v1/lists", { query: { limit: 2 } })) names.push(list.name);
+    expect(names).toEqual(["c", "b", "a"]);
+  });
+
+  it("reads a 422 as a typed ProblemError naming the fields", async () => {
+    const err = await tenant
+      .enqueue({ type: "email.send", payload: { recipient: "not-an-address", template_id: "welcome" } })
+      .catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(ProblemError);
+    const problem = err as ProblemError;
+    expect(problem.status).toBe(422);
+    expect(problem.problem.type).toBe("urn:penguinmails:problem:validation-failed");
+    expect(problem.fields).toEqual(["payload.recipient"]);
+    // A 404 the same way, from the generated client's every operation.
+    await expect(tenant.get("999999")).rejects.toMatchObject({ status: 404 });
+  });
+
+  it("types requests from the input side and refuses wrong ones at compile time", () => {
+    // Checked by tsc (npm test runs it first), not at run time.
+    const typed = (c: JobsClient) => {
+      void c.enqueue({ type: "maintenance.cleanup", payload: {} });
+      // @ts-expect-error recipient is a string
+      void c.enqueue({ type: "email.send", payload: { recipient: 1, template_id: "t" } });
+      // @ts-expect-error an unknown job type
+      void c.enqueue({ type: "email.sned", payload: {} });
+    };
+    expect(typeof typed).toBe("function");
+  });
+
+  it("retries 429 and 503 as Retry-After says, with one Idempotency-Key, and gives up past the bound", async () => {
+    const seen: { status: number; key: string | null }[] = [];
+    let refusals = [
+      new Response(null, { status: 429, headers: { "retry-after": "0" } }),
+      new Response(null, { status: 503 }),
+    ];
+    const flaky = createJobsClient({
+      baseUrl: server.url!,
+      apiKey: tenantKey,
+      retry: { baseDelayMs: 1 },
+      fetch: async (request) => {
+        const refusal = refusals.shift();
+        const res = refusal ?? (await fetch(request));
+        seen.push({ status: res.status, key: request.headers.get("idempotency-key") });
+        return res;
+      },
+    });
+    const job = await flaky.enqueue({ type: "email.send", payload: { recipient: "r@example.com", template_id: "sys_transactional", variables: welcome } });
+    expect(seen.map((s) => s.status)).toEqual([429, 503, 201]);
+    expect(new Set(seen.map((s) => s.key)).size).toBe(1);
+    expect(seen[0]!.key).toMatch(/^[0-9a-f-]{36}$/);
+    expect(job.idempotency_key).toBe(seen[0]!.key);
+
+    // A Retry-After beyond maxDelayMs is not waited for: the 429 comes back at once.
+    seen.length = 0;
+    refusals = [new Response(JSON.stringify({ type: "about:blank", title: "Too Many Requests", status: 429, detail: "slow down" }), { status: 429, headers: { "retry-after": "3600", "content-type": "application/problem+json" } })];
+    const started = Date.now();
+    await expect(flaky.enqueue({ type: "maintenance.cleanup", payload: {} })).rejects.toMatchObject({ status: 429, problem: { detail: "slow down" } });
+    expect(Date.now() - started).toBeLessThan(1_000);
+    expect(seen.map((s) => s.status)).toEqual([429]);
+
+    // At most `retries` retries.
+    seen.length = 0;
+    refusals = Array.from({ length: 5 }, () => new Response(null, { status: 503, headers: { "retry-after": "0" } }));
+    await expect(createJobsClient({ baseUrl: server.url!, retry: { retries: 2 }, fetch: async (r) => (seen.push({ status: 503, key: r.headers.get("idempotency-key") }), refusals.shift()!) }).get("1")).rejects.toMatchObject({ status: 503 });
+    expect(seen).toHaveLength(3);
+
+    expect(retryAfterMs("7")).toBe(7_000);
+    expect(retryAfterMs(new Date(Date.now() + 60_000).toUTCString())).toBeGreaterThan(58_000);
+    expect(retryAfterMs("soon")).toBeUndefined();
+  });
+
+  it("runs the README's client snippet as written", async () => {
+    const readme = readFileSync(join(root, "README.md"), "utf8");
+    const section = readme.slice(readme.indexOf("### From TypeScript: the typed client"));
+    const snippet = /```ts\n([\s\S]*?)```/.exec(section)![1]!;
+    const file = join(root, "test", `client-readme-${randomId(4)}.tmp.ts`);
+    writeFileSync(file, snippet.replace(`from "penguinmails-jobs/client"`, `from ${JSON.stringify(join(root, "shared/client/client.ts"))}`));
+    const saved = { JOBS_URL: process.env.JOBS_URL, KEY: process.env.KEY };
+    Object.assign(process.env, { JOBS_URL: server.url, KEY: tenantKey });
+    const log = vi.spyOn(console, "log").mockImplementation(() => {});
+    try {
+      await import(file);
+      const lines = log.mock.calls;
+      expect(lines[0]).toEqual(["completed"]);
+      expect(lines).toContainEqual([422, ["payload.recipient"]]);
+      expect(lines.at(-1)![0]).toMatch(/^lst_/);
+      expect(lines.filter((l) => l[1] === "completed").length).toBeGreaterThan(1);
+    } finally {
+      log.mockRestore();
+      for (const [k, v] of Object.entries(saved)) {
+        if (v === undefined) delete process.env[k];
+        else process.env[k] = v;
+      }
+      rmSync(file, { force: true });
+    }
+  });
+});
+
+describe("the generated types", () => {
+  it("are what npm run gen:client makes from the served document now", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "pm-client-gen-"));
+    try {
+      const out = join(dir, "schema.gen.ts");
+      await run(process.execPath, [join(root, "node_modules", "tsx", "dist", "cli.mjs"), join(root, "tools", "gen-client.ts"), "--out", out], { cwd: root, timeout: 60_000 });
+      const committed = readFileSync(join(root, "shared", "client", "schema.gen.ts"), "utf8");
+      expect(readFileSync(out, "utf8") === committed, "shared/client/schema.gen.ts is stale: run npm run gen:client").toBe(true);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
