@@ -4,6 +4,10 @@ import { JobCancelledError, PermanentError, RetryAfter, Snooze } from "./errors"
 import type { Job, JobError } from "./job";
 import type { Outcome } from "./ledger";
 import { redact, redactText } from "../redact";
+import { isDatabaseOutage } from "../sql-errors";
+
+/** A run cut short by a database outage goes again after 1-2 s (jittered: not all at once). */
+const OUTAGE_RETRY_MS = 1_000;
 
 const MAX_STACK = 4_000;
 
@@ -82,6 +86,20 @@ export function failureOutcome(job: Job, def: JobType, err: unknown, now: Date, 
     };
   }
   const permanent = isPermanent(err);
+  if (!permanent && isDatabaseOutage(err)) {
+    // Postgres restarting or a backend terminated: not the job's failure. It runs again as soon
+    // as the database answers, without the type's backoff (5 s, then 10 s, ... for email.send:
+    // 27 s to recover from a 1 s restart) and without spending an attempt, so an outage longer
+    // than the attempts cannot fail jobs for good.
+    return {
+      id: job.id,
+      attempt: job.attempt,
+      state: "scheduled",
+      runAt: new Date(now.getTime() + OUTAGE_RETRY_MS + Math.floor(random() * OUTAGE_RETRY_MS)),
+      refund: true,
+      error: serializeError(err, job.attempt, now, true),
+    };
+  }
   const attemptsLeft = job.attempt < job.maxAttempts;
   if (permanent || !attemptsLeft) {
     return { id: job.id, attempt: job.attempt, state: "failed", error: serializeError(err, job.attempt, now, false) };

@@ -10,6 +10,7 @@
  * Runtimes without a global WebSocket (Node 20) must set `neonConfig.webSocketConstructor`
  * (e.g. to the `ws` package) before the first query; workerd has one.
  */
+import { markOutage } from "../../shared/sql-errors";
 import {
   type ClientConfig,
   type CustomTypesConfig,
@@ -128,6 +129,8 @@ export function createNeonSql(connectionString: string, opts: NeonSqlOptions = {
           if (!(err instanceof DatabaseError)) markBroken(err);
           throw err;
         }
+      }).catch((err: unknown) => {
+        throw markOutage(err);
       }),
 
     begin: <T>(fn: (tx: SqlClient) => Promise<T>) =>
@@ -153,6 +156,8 @@ export function createNeonSql(connectionString: string, opts: NeonSqlOptions = {
           }
           throw err;
         }
+      }).catch((err: unknown) => {
+        throw markOutage(err);
       }),
 
     close() {

@@ -4,6 +4,7 @@
  */
 import pg from "pg";
 import type { Sql, SqlClient } from "../../shared/ports";
+import { markOutage } from "../../shared/sql-errors";
 import { ChannelHandlers, checkPgChannel, quotePgChannel } from "./channels";
 
 export interface PgSqlOptions {
@@ -82,44 +83,16 @@ export function createPgSql(connectionString: string, opts: PgSqlOptions = {}): 
   let closing: Promise<void> | undefined;
 
   return {
-    query: <T>(text: string, params?: readonly unknown[]) => runQuery<T>(pool, text, params, opts.prepare === true),
+    // Errors leave marked when they are an outage (see markOutage): the engine then retries soon.
+    query: <T>(text: string, params?: readonly unknown[]) =>
+      runQuery<T>(pool, text, params, opts.prepare === true).catch((err: unknown) => {
+        throw markOutage(err);
+      }),
 
-    async begin<T>(fn: (tx: SqlClient) => Promise<T>): Promise<T> {
-      const client = await pool.connect();
-      // Set when the connection's state is unknown; release(err) destroys it instead of
-      // handing a half-open transaction to the next caller.
-      let broken: Error | undefined;
-      // The pool only listens for errors on idle clients; a checked-out client whose server
-      // goes away would otherwise emit an unhandled 'error' and crash the process.
-      const onClientError = (err: Error) => {
-        broken ??= err;
-        report(err);
-      };
-      client.on("error", onClientError);
-      try {
-        await client.query("BEGIN");
-        const result = await fn({
-          query: <R>(text: string, params?: readonly unknown[]) => runQuery<R>(client, text, params),
-        });
-        const commit = await client.query("COMMIT");
-        // Postgres answers COMMIT of a failed transaction with ROLLBACK and no error; a caller
-        // that swallowed an error inside fn must not believe its writes were saved.
-        if (commit.command === "ROLLBACK") {
-          throw new Error("transaction was aborted by an earlier error; COMMIT rolled it back");
-        }
-        return result;
-      } catch (err) {
-        try {
-          await client.query("ROLLBACK");
-        } catch (rollbackErr) {
-          broken = rollbackErr instanceof Error ? rollbackErr : new Error(String(rollbackErr));
-        }
-        throw err;
-      } finally {
-        client.off("error", onClientError);
-        client.release(broken);
-      }
-    },
+    begin: <T>(fn: (tx: SqlClient) => Promise<T>): Promise<T> =>
+      transaction(fn).catch((err: unknown) => {
+        throw markOutage(err);
+      }),
 
     listen: (channel, onPayload) => listener.listen(channel, onPayload),
 
@@ -132,6 +105,43 @@ export function createPgSql(connectionString: string, opts: PgSqlOptions = {}): 
       return closing;
     },
   };
+
+  async function transaction<T>(fn: (tx: SqlClient) => Promise<T>): Promise<T> {
+    const client = await pool.connect();
+    // Set when the connection's state is unknown; release(err) destroys it instead of
+    // handing a half-open transaction to the next caller.
+    let broken: Error | undefined;
+    // The pool only listens for errors on idle clients; a checked-out client whose server
+    // goes away would otherwise emit an unhandled 'error' and crash the process.
+    const onClientError = (err: Error) => {
+      broken ??= err;
+      report(err);
+    };
+    client.on("error", onClientError);
+    try {
+      await client.query("BEGIN");
+      const result = await fn({
+        query: <R>(text: string, params?: readonly unknown[]) => runQuery<R>(client, text, params),
+      });
+      const commit = await client.query("COMMIT");
+      // Postgres answers COMMIT of a failed transaction with ROLLBACK and no error; a caller
+      // that swallowed an error inside fn must not believe its writes were saved.
+      if (commit.command === "ROLLBACK") {
+        throw new Error("transaction was aborted by an earlier error; COMMIT rolled it back");
+      }
+      return result;
+    } catch (err) {
+      try {
+        await client.query("ROLLBACK");
+      } catch (rollbackErr) {
+        broken = rollbackErr instanceof Error ? rollbackErr : new Error(String(rollbackErr));
+      }
+      throw err;
+    } finally {
+      client.off("error", onClientError);
+      client.release(broken);
+    }
+  }
 }
 
 /**
