@@ -7,13 +7,15 @@
  * - The answers of a small end-to-end flow, successes and problems, are validated against the
  *   schema the document gives for that operation, status and media type (ajv, JSON Schema
  *   2020-12 as OpenAPI 3.1 uses it); an undocumented status fails too.
+ * - Redocly's recommended ruleset finds nothing (tools/redocly.yaml), run with no network.
  */
 import SwaggerParser from "@apidevtools/swagger-parser";
 import Ajv2020 from "ajv/dist/2020.js";
 import addFormats from "ajv-formats";
-import { mkdtemp, rm } from "node:fs/promises";
+import { execFile, spawnSync } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiKeys, type CreatedApiKey } from "../shared/api/api-keys";
 import { createApp } from "../shared/api/app";
@@ -143,6 +145,34 @@ afterAll(async () => {
   if (folder) await rm(folder, { recursive: true, force: true });
 });
 
+const root = resolve(import.meta.dirname, "..");
+/** In a network namespace of its own where the machine allows it (root, or user namespaces): then it cannot fetch anything. */
+const OFFLINE = spawnSync("unshare", ["-n", "true"], { stdio: "ignore" }).status === 0 ? ["unshare", "-n"] : [];
+
+/** Redocly CLI's findings on a document: "<severity> <rule> at <pointer>: <message>". */
+async function redoclyLint(dir: string, document: Json): Promise<string[]> {
+  const file = join(dir, "openapi.json");
+  await writeFile(file, JSON.stringify(document));
+  const [cmd, ...args] = [
+    ...OFFLINE,
+    process.execPath,
+    join(root, "node_modules", "@redocly", "cli", "bin", "cli.js"),
+    "lint",
+    file,
+    "--config",
+    join(root, "tools", "redocly.yaml"),
+    "--format=json",
+  ];
+  // Exit code 1 when it finds errors; the findings are on stdout either way.
+  const stdout = await new Promise<string>((done, fail) =>
+    execFile(cmd!, args, { cwd: dir, timeout: 60_000, env: { ...process.env, REDOCLY_TELEMETRY: "off", REDOCLY_SUPPRESS_UPDATE_NOTICE: "true" } }, (err, out, errOut) =>
+      out.trim().startsWith("{") ? done(out) : fail(err ?? new Error(`redocly printed no report: ${errOut}`)),
+    ),
+  );
+  const report = JSON.parse(stdout) as { problems: { ruleId: string; severity: string; message: string; location: { pointer?: string }[] }[] };
+  return report.problems.map((p) => `${p.severity} ${p.ruleId} at ${p.location[0]?.pointer ?? "?"}: ${p.message}`);
+}
+
 describe("the document covers the app", () => {
   it("documents every route the app serves", () => {
     const served = servedRoutes(app.routes);
@@ -165,6 +195,18 @@ describe("the document covers the app", () => {
     await expect(SwaggerParser.validate(structuredClone(doc) as never)).resolves.toBeDefined();
     const ids = Object.values<Json>(doc.paths).flatMap((ops) => Object.values<Json>(ops).map((o) => o.operationId));
     expect(new Set(ids).size, "operationIds are unique").toBe(ids.length);
+  });
+
+  it("lints clean with Redocly's recommended rules, without the network", async () => {
+    const dir = await mkdtemp(join(tmpdir(), "pm-redocly-"));
+    try {
+      expect(await redoclyLint(dir, doc)).toEqual([]);
+      // Not vacuous: the same document without its servers is an error of that ruleset.
+      const { servers: _servers, ...bare } = doc;
+      expect(await redoclyLint(dir, bare)).toContain("error no-empty-servers at #/openapi: Servers must be present.");
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 
   it("leaves fields with defaults optional in request bodies and queries", () => {

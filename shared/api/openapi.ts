@@ -94,7 +94,7 @@ function schemaComponents(catalog: ReadonlyMap<string, JobType>): Record<string,
 
 /** The problem responses, by component name: [status, description]. */
 const PROBLEMS = {
-  BadRequest: [400, "The body is not valid JSON"],
+  BadRequest: [400, "Malformed request: a body that is not JSON or not UTF-8, JSON nested too deep, or a URL or header that is not valid text"],
   Unauthorized: [401, "Missing, invalid or revoked API key"],
   Forbidden: [403, "The key may not do this (another tenant, an admin-only operation)"],
   NotFound: [404, "No such resource for this key (another tenant's job is not found either)"],
@@ -154,6 +154,8 @@ export function buildOpenApiDocument(options: { catalog: ReadonlyMap<string, Job
         "Enqueue and manage background jobs. Authenticate with `Authorization: Bearer <key>`; " +
         "a tenant key sees only its tenant's jobs, an admin key sees all. Errors are RFC 9457 problem details.",
     },
+    // Relative: the paths are under wherever this document is served (behind any proxy or PUBLIC_URL).
+    servers: [{ url: "/", description: "The server that serves this document" }],
     security: [{ bearerAuth: [] }],
     paths: {
       "/v1/jobs": {
@@ -261,7 +263,7 @@ export function buildOpenApiDocument(options: { catalog: ReadonlyMap<string, Job
           operationId: "health",
           tags: ["ops"],
           security: [],
-          responses: { 200: json(ref("Health"), "Healthy"), ...responseRefs("Unavailable") },
+          responses: { 200: json(ref("Health"), "Healthy"), ...responseRefs("BadRequest", "Unavailable") },
         },
       },
       "/metrics": {
@@ -286,7 +288,7 @@ export function buildOpenApiDocument(options: { catalog: ReadonlyMap<string, Job
           operationId: "openapi",
           tags: ["ops"],
           security: [],
-          responses: { 200: json({ type: "object" }, "OpenAPI 3.1 document") },
+          responses: { 200: json({ type: "object" }, "OpenAPI 3.1 document"), ...responseRefs("BadRequest") },
         },
       },
     },

@@ -1050,7 +1050,7 @@ export interface components {
         };
     };
     responses: {
-        /** @description The body is not valid JSON */
+        /** @description Malformed request: a body that is not JSON or not UTF-8, JSON nested too deep, or a URL or header that is not valid text */
         BadRequest: {
             headers: {
                 [name: string]: unknown;
@@ -1508,6 +1508,7 @@ export interface operations {
                     "application/json": components["schemas"]["Health"];
                 };
             };
+            400: components["responses"]["BadRequest"];
             503: components["responses"]["Unavailable"];
         };
     };
@@ -3578,6 +3579,7 @@ export interface operations {
                     "application/json": Record<string, never>;
                 };
             };
+            400: components["responses"]["BadRequest"];
         };
     };
 }
