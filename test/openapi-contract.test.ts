@@ -274,6 +274,8 @@ describe("real answers match their documented schemas", () => {
     expect((await api("POST", "/v1/queues/{type}/pause", { key: tenant.key, params: { type: "email.send" } })).status).toBe(403);
     await api("GET", "/v1/scaling", { key: admin.key });
     await api("GET", "/v1/workers", { key: admin.key });
+    await api("GET", "/v1/schedules", { key: admin.key });
+    expect((await api("GET", "/v1/schedules", { key: tenant.key })).status).toBe(403);
     await api("GET", "/healthz");
   });
 

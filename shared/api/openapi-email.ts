@@ -20,7 +20,7 @@ import {
   templateSchema,
 } from "./email-schemas";
 import { body, input, type OpenApiHelpers, output, path, queryParameters } from "./openapi-data";
-import { scalingSchema, workersSchema } from "./operations-routes";
+import { scalingSchema, schedulesSchema, workersSchema } from "./operations-routes";
 
 type Json = Record<string, unknown>;
 
@@ -159,6 +159,12 @@ export function operationsPaths({ json, problems }: OpenApiHelpers): Record<stri
       "The policy and each pool's signals",
     ),
     "/v1/workers": adminOp("listWorkers", "The worker registry (admin), the workers gone silent marked", workersSchema, "Every registered worker"),
+    "/v1/schedules": adminOp(
+      "listSchedules",
+      "The cron schedules (admin): each type the scheduler enqueues on a schedule, its last and next slot, and the last slot's job",
+      schedulesSchema,
+      "Every cron schedule of the catalog",
+    ),
     "/u/{token}": {
       get: {
         summary: "The unsubscribe page: a button that POSTs (a GET never unsubscribes); no API key, the signed token is the authority",

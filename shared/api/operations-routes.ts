@@ -2,10 +2,14 @@
  * Operations for the people who run the system (admin keys only):
  *   GET /v1/scaling  per pool: depth, oldest wait, activity, memory, and the policy's recommendation
  *   GET /v1/workers  the worker registry, with the workers gone silent marked
+ *   GET /v1/schedules  the cron schedules of the catalog, their last and next slots, and the last run's job
  */
 import { Hono } from "hono";
 import { z } from "zod";
+import { SYSTEM_TENANT } from "../jobs/catalog";
 import { POOLS } from "../jobs/definition";
+import { cronIdempotencyKey, cronSchedules, previousSlot } from "../queue/cron";
+import { JOB_STATES } from "../queue/job";
 import type { Queue } from "../queue/queue";
 import type { WorkerRegistry } from "../queue/registry";
 import { type ScalingPolicy, scalingSignals } from "../queue/scaling";
@@ -54,6 +58,29 @@ export const workersSchema = z.object({
   ),
 });
 
+const time = z.iso.datetime({ offset: true });
+
+export const schedulesSchema = z.object({
+  schedules: z.array(
+    z.object({
+      type: z.string().describe("The job type the scheduler enqueues"),
+      schedule: z.string().describe("Its 5-field cron expression, as the catalog declares it"),
+      timezone: z.literal("UTC"),
+      payload: z.record(z.string(), z.unknown()).describe("What each run is enqueued with"),
+      previous_slot: time.nullable().describe("The latest time it was due"),
+      next_slot: time.nullable().describe("The next time it is due"),
+      previous_job: z
+        .object({ id: z.string(), state: z.enum(JOB_STATES), created_at: time, finished_at: time.nullable() })
+        .nullable()
+        .describe(
+          "The job enqueued for previous_slot (one a slot, its idempotency key cron:<slot>); null before the scheduler has enqueued it, " +
+            "when the slot passed while no scheduler ran for over an hour, or after retention removed it",
+        ),
+      paused: z.boolean().describe("Its type is paused: runs are still enqueued, and wait until it is resumed"),
+    }),
+  ),
+});
+
 export function operationsRoutes(queue: Queue, registry: WorkerRegistry, policy: ScalingPolicy): Hono<ApiEnv> {
   const app = new Hono<ApiEnv>();
 
@@ -75,6 +102,38 @@ export function operationsRoutes(queue: Queue, registry: WorkerRegistry, policy:
         recommendation: p.recommendation,
         reasons: p.reasons,
       })),
+    });
+  });
+
+  const schedules = cronSchedules(queue.catalog);
+  app.get("/schedules", async (c) => {
+    assertAdmin(c.get("principal"));
+    parseQuery(c, tenantQuerySchema);
+    const now = queue.clock.now();
+    const slots = schedules.map((s) => previousSlot(s, now));
+    const [jobs, paused] = await Promise.all([
+      queue.ledger.getByIdempotencyKeys(
+        schedules.flatMap((s, i) => (slots[i] ? [{ tenantId: SYSTEM_TENANT, type: s.type, key: cronIdempotencyKey(slots[i]) }] : [])),
+      ),
+      queue.pausedLanes(),
+    ]);
+    return c.json({
+      schedules: schedules.map((s, i) => {
+        const slot = slots[i];
+        const job = slot && jobs.find((j) => j.type === s.type && j.idempotencyKey === cronIdempotencyKey(slot));
+        return {
+          type: s.type,
+          schedule: s.schedule,
+          timezone: "UTC" as const,
+          payload: s.payload as Record<string, unknown>,
+          previous_slot: slot?.toISOString() ?? null,
+          next_slot: s.cron.nextRun(now)?.toISOString() ?? null,
+          previous_job: job
+            ? { id: job.id, state: job.state, created_at: job.createdAt.toISOString(), finished_at: job.finishedAt?.toISOString() ?? null }
+            : null,
+          paused: paused.some((p) => p.type === s.type && (p.tenantId === null || p.tenantId === SYSTEM_TENANT)),
+        };
+      }),
     });
   });
 

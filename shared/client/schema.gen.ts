@@ -714,6 +714,23 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/schedules": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The cron schedules (admin): each type the scheduler enqueues on a schedule, its last and next slot, and the last slot's job */
+        get: operations["listSchedules"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/u/{token}": {
         parameters: {
             query?: never;
@@ -3295,6 +3312,60 @@ export interface operations {
                             heartbeat_at: string;
                             /** @description No heartbeat for a while: probably gone */
                             silent: boolean;
+                        }[];
+                    };
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            422: components["responses"]["ValidationFailed"];
+        };
+    };
+    listSchedules: {
+        parameters: {
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Every cron schedule of the catalog */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        schedules: {
+                            /** @description The job type the scheduler enqueues */
+                            type: string;
+                            /** @description Its 5-field cron expression, as the catalog declares it */
+                            schedule: string;
+                            /** @constant */
+                            timezone: "UTC";
+                            /** @description What each run is enqueued with */
+                            payload: {
+                                [key: string]: unknown;
+                            };
+                            /** @description The latest time it was due */
+                            previous_slot: string | null;
+                            /** @description The next time it is due */
+                            next_slot: string | null;
+                            /** @description The job enqueued for previous_slot (one a slot, its idempotency key cron:<slot>); null before the scheduler has enqueued it, when the slot passed while no scheduler ran for over an hour, or after retention removed it */
+                            previous_job: {
+                                id: string;
+                                /** @enum {string} */
+                                state: "scheduled" | "queued" | "paused" | "active" | "completed" | "failed" | "cancelled";
+                                /** Format: date-time */
+                                created_at: string;
+                                finished_at: string | null;
+                            } | null;
+                            /** @description Its type is paused: runs are still enqueued, and wait until it is resumed */
+                            paused: boolean;
                         }[];
                     };
                 };

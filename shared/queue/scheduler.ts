@@ -1,5 +1,5 @@
-import { Cron } from "croner";
 import { SYSTEM_TENANT } from "../jobs/catalog";
+import { type CronSchedule, cronIdempotencyKey, cronSchedules, previousSlot } from "./cron";
 import { type Logger, silentLogger } from "../ports";
 import type { Queue } from "./queue";
 import type { StatsRecorder } from "./stats";
@@ -36,7 +36,7 @@ export interface SchedulerReport {
  */
 export class Scheduler {
   private readonly logger: Logger;
-  private readonly crons: { type: string; cron: Cron; payload: unknown }[];
+  private readonly crons: CronSchedule[];
   private readonly lastCronSlot = new Map<string, number>();
   private timer?: ReturnType<typeof setTimeout>;
   private running?: Promise<unknown>;
@@ -47,9 +47,7 @@ export class Scheduler {
 
   constructor(private readonly options: SchedulerOptions) {
     this.logger = (options.logger ?? silentLogger).child({ component: "scheduler" });
-    this.crons = [...options.queue.catalog.values()]
-      .filter((t) => t.cron)
-      .map((t) => ({ type: t.type, cron: new Cron(t.cron!.schedule, { timezone: "UTC", paused: true }), payload: t.cron!.payload }));
+    this.crons = cronSchedules(options.queue.catalog);
   }
 
   async runOnce(): Promise<SchedulerReport> {
@@ -130,15 +128,16 @@ export class Scheduler {
     const { queue } = this.options;
     const now = queue.clock.now();
     let enqueued = 0;
-    for (const { type, cron, payload } of this.crons) {
-      const slot = cron.previousRuns(1, now)[0];
+    for (const schedule of this.crons) {
+      const { type, payload } = schedule;
+      const slot = previousSlot(schedule, now);
       if (!slot || now.getTime() - slot.getTime() > (this.options.cronCatchUpMs ?? 3_600_000)) continue;
       if (this.lastCronSlot.get(type) === slot.getTime()) continue;
       const { created } = await queue.enqueue({
         type,
         tenantId: SYSTEM_TENANT,
         payload: payload as Record<string, unknown>,
-        idempotencyKey: `cron:${slot.toISOString()}`,
+        idempotencyKey: cronIdempotencyKey(slot),
       });
       this.lastCronSlot.set(type, slot.getTime());
       if (created) {
