@@ -3,18 +3,21 @@
  * database calls failed during `pg_ctl restart -m fast` wait out email.send's backoff (5 s,
  * then 10 s): 27 s from a restart to the last of them running again. Errors the database
  * adapters raise for an outage (a backend terminated, the server refusing connections or
- * shutting down) are marked where every query passes, and the engine runs such a job again
- * after 1-2 s without spending an attempt.
+ * shutting down) are marked where every query passes, and the engine hands such a run back:
+ * in its place in the lane, the attempt not counted, ready as soon as the database answers.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { importContacts } from "../shared/jobs/import-contacts";
 import type { Sql } from "../shared/ports";
 import type { Job } from "../shared/queue/job";
+import { createEngine } from "../shared/queue/engine";
 import { failureOutcome } from "../shared/queue/outcome";
+import { WorkerPool } from "../shared/queue/worker";
 import { isDatabaseOutage, markOutage } from "../shared/sql-errors";
 import { createPgSql } from "../workers/node/postgres";
 import { freePort } from "./support/processes";
-import { createTestDatabase } from "./support/services";
+import { fastCatalog } from "./support/engine";
+import { createTestDatabase, waitFor } from "./support/services";
 
 type TestDatabase = Awaited<ReturnType<typeof createTestDatabase>>;
 
@@ -87,28 +90,66 @@ describe("errors of a database outage are marked by the adapter", () => {
 describe("failureOutcome of a run cut short by an outage", () => {
   const outage = () => markOutage(Object.assign(new Error("terminating connection due to administrator command"), { code: "57P01" }));
 
-  it("runs again after 1-2 s, not after the type's backoff, and the attempt is given back", () => {
-    for (const random of [0, 0.5, 0.999]) {
-      const o = failureOutcome(job(3), importContacts, outage(), now, () => random);
-      expect(o.state).toBe("scheduled");
-      expect(o.refund).toBe(true);
-      const delay = o.runAt!.getTime() - now.getTime();
-      expect(delay).toBeGreaterThanOrEqual(1_000);
-      expect(delay).toBeLessThan(2_000);
-    }
+  it("hands the run back (its place kept, the attempt not counted) instead of the type's backoff", () => {
+    expect(failureOutcome(job(3), importContacts, outage(), now)).toEqual({ id: "1", attempt: 3, state: "release" });
     // A plain error on attempt 3 waits the type's backoff instead.
     const plain = failureOutcome(job(3), importContacts, new Error("boom"), now, () => 0.5);
-    expect(plain.refund).toBeUndefined();
-    expect(plain.runAt!.getTime() - now.getTime()).toBeGreaterThan(2_000);
+    expect(plain.state).toBe("scheduled");
+    expect("runAt" in plain && plain.runAt!.getTime() - now.getTime()).toBeGreaterThan(2_000);
   });
 
   it("on the last attempt too: an outage longer than the attempts fails no job", () => {
-    expect(failureOutcome(job(8, 8), importContacts, outage(), now).state).toBe("scheduled");
+    expect(failureOutcome(job(8, 8), importContacts, outage(), now).state).toBe("release");
     expect(failureOutcome(job(8, 8), importContacts, new Error("boom"), now).state).toBe("failed");
   });
 
   it("an error that declares itself permanent stays permanent", () => {
     const permanent = Object.assign(outage(), { permanent: true });
     expect(failureOutcome(job(1), importContacts, permanent, now).state).toBe("failed");
+  });
+});
+
+describe("a worker whose job's query is cut off by pg_terminate_backend", () => {
+  it("runs the job again at once, on the same attempt, ahead of the jobs queued behind it", async () => {
+    const engine = createEngine({ sql: db.sql, catalog: fastCatalog() });
+    await engine.dispatcher.start();
+    let runs = 0;
+    const order: string[] = [];
+    const pool = new WorkerPool({
+      name: "outage",
+      handlers: [
+        {
+          type: "maintenance.cleanup",
+          run: async (_payload, job) => {
+            order.push(job.id);
+            if (runs++ === 0) await app.query("select pg_sleep(10)"); // cut off below
+          },
+        },
+      ],
+      concurrency: 1,
+      queue: engine.queue,
+      stats: engine.stats,
+      workerId: "outage-test",
+    });
+    try {
+      const first = await engine.queue.enqueue({ type: "maintenance.cleanup", tenantId: "_system", payload: {} });
+      pool.start();
+      await waitFor(() => runs > 0, { timeoutMs: 20_000, what: "the first run" });
+      // Queued behind it while it runs: they must not go first.
+      const later = await engine.queue.enqueueMany(Array.from({ length: 5 }, () => ({ type: "maintenance.cleanup", tenantId: "_system", payload: {} })));
+      // The handler's own query (pg_sleep on the app pool) is the one cut off.
+      await terminatedDuring(() => waitFor(() => runs > 1, { timeoutMs: 20_000, what: "the second run" }));
+      await waitFor(async () => (await db.sql.query<{ n: number }>("select count(*)::int as n from jobs where state = 'completed'"))[0]!.n === 6, {
+        timeoutMs: 20_000,
+        what: "every job to complete",
+      });
+      const [row] = await db.sql.query<{ attempt: number; state: string }>("select attempt, state::text from jobs where id = $1", [first.job.id]);
+      expect(row).toEqual({ attempt: 1, state: "completed" });
+      expect(order.slice(0, 2)).toEqual([first.job.id, first.job.id]);
+      expect(order.slice(2).sort()).toEqual(later.map((l) => l.job.id).sort());
+    } finally {
+      await pool.stop();
+      await engine.dispatcher.close();
+    }
   });
 });

@@ -28,7 +28,7 @@ describe("failureOutcome follows what an error declares", () => {
   it("fails at once on a TemplateError, also as another error's cause", () => {
     const bad = new TemplateError("invalid_variables", "variables do not fit", [{ path: "rows_read", message: "too small" }]);
     expect(stateOf(bad)).toBe("failed");
-    expect(failureOutcome(job(), importContacts, bad, now).error).toMatchObject({ name: "TemplateError", retryable: false });
+    expect((failureOutcome(job(), importContacts, bad, now) as { error?: unknown }).error).toMatchObject({ name: "TemplateError", retryable: false });
     expect(stateOf(new Error("rendering failed", { cause: bad }))).toBe("failed");
   });
 

@@ -6,8 +6,12 @@ import type { Outcome } from "./ledger";
 import { redact, redactText } from "../redact";
 import { isDatabaseOutage } from "../sql-errors";
 
-/** A run cut short by a database outage goes again after 1-2 s (jittered: not all at once). */
-const OUTAGE_RETRY_MS = 1_000;
+/** A run handed back to the queue: waiting again in its place, the attempt not counted. */
+export interface Release {
+  id: string;
+  attempt: number;
+  state: "release";
+}
 
 const MAX_STACK = 4_000;
 
@@ -70,7 +74,7 @@ export const isPermanent = (err: unknown): boolean => declaredRetryable(err) ===
  * fail for good (an error that declares itself not retryable, an invalid payload, the last
  * attempt), or cancelled.
  */
-export function failureOutcome(job: Job, def: JobType, err: unknown, now: Date, random = Math.random): Outcome {
+export function failureOutcome(job: Job, def: JobType, err: unknown, now: Date, random = Math.random): Outcome | Release {
   if (err instanceof JobCancelledError) {
     return { id: job.id, attempt: job.attempt, state: "cancelled", error: serializeError(err, job.attempt, now, false) };
   }
@@ -87,18 +91,13 @@ export function failureOutcome(job: Job, def: JobType, err: unknown, now: Date, 
   }
   const permanent = isPermanent(err);
   if (!permanent && isDatabaseOutage(err)) {
-    // Postgres restarting or a backend terminated: not the job's failure. It runs again as soon
-    // as the database answers, without the type's backoff (5 s, then 10 s, ... for email.send:
-    // 27 s to recover from a 1 s restart) and without spending an attempt, so an outage longer
-    // than the attempts cannot fail jobs for good.
-    return {
-      id: job.id,
-      attempt: job.attempt,
-      state: "scheduled",
-      runAt: new Date(now.getTime() + OUTAGE_RETRY_MS + Math.floor(random() * OUTAGE_RETRY_MS)),
-      refund: true,
-      error: serializeError(err, job.attempt, now, true),
-    };
+    // Postgres restarting or a backend terminated: not the job's failure. Handed back like a
+    // run cut short by a shutdown: in its place in the lane, the attempt not counted, ready as
+    // soon as this outcome can be written (the database answers again). A retry instead waited
+    // the type's backoff (5 s, then 10 s for email.send) behind its tenant's whole backlog: 21-27 s
+    // from a 1 s restart to the last of them running again. Not counting the attempt also means
+    // an outage longer than the attempts fails no job.
+    return { id: job.id, attempt: job.attempt, state: "release" };
   }
   const attemptsLeft = job.attempt < job.maxAttempts;
   if (permanent || !attemptsLeft) {

@@ -5,7 +5,7 @@ import type { BatchResult, Handler, JobContext } from "./handler";
 import type { Job } from "./job";
 import type { Outcome } from "./ledger";
 import { RunControl } from "./run-control";
-import { failureOutcome, isPermanent } from "./outcome";
+import { failureOutcome, isPermanent, type Release } from "./outcome";
 import type { Queue } from "./queue";
 import type { StatsRecorder } from "./stats";
 import { sleep } from "../sleep";
@@ -63,7 +63,7 @@ export class WorkerPool {
   private deadlineTimer?: ReturnType<typeof setInterval>;
   private slotFreed?: () => void;
   /** Outcomes waiting to be written; `release` hands a job back at shutdown without counting the attempt. */
-  private outbox: { outcome: Outcome | { id: string; attempt: number; state: "release" }; type: string; durationMs: number }[] =
+  private outbox: { outcome: Outcome | Release; type: string; durationMs: number }[] =
     [];
   private flushing?: Promise<void>;
   private flushQueued = false;
@@ -251,10 +251,12 @@ export class WorkerPool {
         this.unrecorded.set(job.id, job.attempt);
         return;
       }
-      const outcome: Outcome = r.ok
+      const outcome: Outcome | Release = r.ok
         ? { id: job.id, attempt: job.attempt, state: "completed", result: r.result ?? null }
         : failureOutcome(job, def, reason instanceof Error && !isPermanent(r.error) ? reason : r.error, now);
-      if (!r.ok && outcome.state === "failed") {
+      if (outcome.state === "release") {
+        parentLogger.warn("run cut short by a database outage; the job waits in its place", { job: job.id, type: job.type, attempt: job.attempt });
+      } else if (!r.ok && outcome.state === "failed") {
         // The job child logger would name the job (or the batch) a second time: one key each.
         parentLogger.warn("job failed", { job: job.id, type: job.type, attempt: job.attempt, error: outcome.error?.message });
       }
