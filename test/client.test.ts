@@ -140,6 +140,57 @@ describe("the typed client against the real Node app", () => {
     expect(retryAfterMs("soon")).toBeUndefined();
   });
 
+  it("keys every enqueue, so an answer lost after the work was done never makes a second job", async () => {
+    // The first try reaches the server and stores the jobs; its answer is lost (a 503 instead).
+    const lose = (count: number) => {
+      let left = count;
+      const seen: string[] = [];
+      const client = createJobsClient({
+        baseUrl: server.url!,
+        apiKey: tenantKey,
+        retry: { baseDelayMs: 1 },
+        fetch: async (request) => {
+          seen.push(`${request.method} ${new URL(request.url).pathname}`);
+          const res = await fetch(request);
+          return left-- > 0 ? new Response(null, { status: 503 }) : res;
+        },
+      });
+      return { client, seen };
+    };
+    const payload = { recipient: "k@example.com", template_id: "sys_transactional", variables: welcome };
+
+    const one = lose(1);
+    const job = await one.client.enqueue({ type: "email.send", payload });
+    expect(one.seen).toEqual(["POST /v1/jobs", "POST /v1/jobs"]);
+    const { data: listed } = await tenant.api.GET("/v1/jobs", { params: { query: { type: "email.send", limit: 100 } } });
+    expect(listed!.jobs.filter((j) => j.idempotency_key === job.idempotency_key).map((j) => j.id)).toEqual([job.id]);
+
+    // A key in the body is the job's key: no header is added (the API refuses two that differ).
+    const keyed = await tenant.enqueue({ type: "email.send", payload, idempotency_key: "signup-42" });
+    expect(keyed.idempotency_key).toBe("signup-42");
+    expect((await tenant.enqueue({ type: "email.send", payload, idempotency_key: "signup-42" })).id).toBe(keyed.id);
+
+    // A batch: each job without a key gets one (the batch route takes no header), the same on the retry.
+    const batch = lose(1);
+    const { data, error } = await batch.client.api.POST("/v1/jobs/batch", {
+      body: { jobs: [{ type: "email.send", payload }, { type: "email.send", payload, idempotency_key: "mine" }] },
+    });
+    expect(error).toBeUndefined();
+    expect(batch.seen).toEqual(["POST /v1/jobs/batch", "POST /v1/jobs/batch"]);
+    expect(data).toMatchObject({ created: 0, existing: 2 });
+    expect(data!.jobs[0]!.idempotency_key).toMatch(/^[0-9a-f-]{36}$/);
+    expect(data!.jobs[1]!.idempotency_key).toBe("mine");
+
+    // A POST the API cannot deduplicate is not sent twice after a 503.
+    const list = lose(1);
+    const { response } = await list.client.api.POST("/v1/lists", { body: { name: "once" } });
+    expect(response.status).toBe(503);
+    expect(list.seen).toEqual(["POST /v1/lists"]);
+    const names: string[] = [];
+    for await (const l of tenant.list("/v1/lists")) names.push(l.name);
+    expect(names.filter((n) => n === "once")).toHaveLength(1);
+  });
+
   it("runs the README's client snippet as written", async () => {
     const readme = readFileSync(join(root, "README.md"), "utf8");
     const section = readme.slice(readme.indexOf("### From TypeScript: the typed client"));

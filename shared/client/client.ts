@@ -3,9 +3,13 @@
  * over the types generated from the served document (schema.gen.ts, `npm run gen:client`),
  * with a thin layer where it helps:
  * - retries of 429 and 503 answers, waiting as Retry-After says (bounded: a longer wait than
- *   `maxDelayMs` is not waited for, and the answer is returned as it is);
- * - an Idempotency-Key on every POST (a fresh UUID unless the caller gave one), so a retried
- *   enqueue never makes a second job;
+ *   `maxDelayMs` is not waited for, and the answer is returned as it is); a 503 is retried
+ *   only where a second try cannot do the work twice (reads, deletes, and the enqueues below);
+ * - idempotency keys on the POSTs the API deduplicates by them: an Idempotency-Key header on
+ *   POST /v1/jobs unless the body or the caller has one, and an idempotency_key on each job of
+ *   POST /v1/jobs/batch that has none (the batch route refuses the header), each a fresh UUID,
+ *   so a retried enqueue never makes a second job. Other POSTs (create a list, start a
+ *   campaign) take no key, and are retried only after a 429;
  * - async iterators over the cursor-paginated listings;
  * - problem+json answers as a typed ProblemError.
  * Web-standard APIs only (fetch, crypto.randomUUID, AbortSignal): it runs in browsers, Node,
@@ -57,7 +61,8 @@ export interface JobsClientOptions {
   idempotencyKey?: () => string;
 }
 
-const RETRIED = new Set([429, 503]);
+/** Methods a second try cannot do twice (a 503 may come after the work was done). */
+const SAFE_TO_REPEAT = new Set(["GET", "HEAD", "OPTIONS", "PUT", "DELETE"]);
 
 /** Retry-After in milliseconds: delta-seconds or an HTTP date; undefined when absent or unreadable. */
 export function retryAfterMs(header: string | null, now = Date.now()): number | undefined {
@@ -83,20 +88,47 @@ const pause = (ms: number, signal?: AbortSignal | null) =>
     signal?.addEventListener("abort", aborted, { once: true });
   });
 
-/** A fetch that adds the key and an Idempotency-Key to POSTs, and retries 429/503 as Retry-After says. */
+type JsonObject = Record<string, unknown>;
+const isObject = (v: unknown): v is JsonObject => typeof v === "object" && v !== null && !Array.isArray(v);
+
+/**
+ * Gives an enqueue its idempotency key where it has none; answers whether the request may be
+ * sent twice. Bodies that are not the JSON the route takes go out untouched (the API answers them).
+ */
+async function withIdempotency(request: Request, newKey: () => string): Promise<{ request: Request; repeatable: boolean }> {
+  if (request.method !== "POST") return { request, repeatable: SAFE_TO_REPEAT.has(request.method) };
+  const route = new URL(request.url).pathname.replace(/\/+$/, "");
+  if (route.endsWith("/v1/jobs")) {
+    if (request.headers.has("idempotency-key")) return { request, repeatable: true };
+    const body: unknown = await request.clone().json().catch(() => undefined);
+    if (isObject(body) && body.idempotency_key !== undefined) return { request, repeatable: true };
+    request.headers.set("idempotency-key", newKey());
+    return { request, repeatable: true };
+  }
+  if (route.endsWith("/v1/jobs/batch")) {
+    const body: unknown = await request.clone().json().catch(() => undefined);
+    if (!isObject(body) || !Array.isArray(body.jobs)) return { request, repeatable: false };
+    const jobs = body.jobs.map((j: unknown) => (isObject(j) && j.idempotency_key === undefined ? { ...j, idempotency_key: newKey() } : j));
+    return { request: new Request(request, { body: JSON.stringify({ ...body, jobs }) }), repeatable: true };
+  }
+  return { request, repeatable: false };
+}
+
+/** A fetch that adds the API key and idempotency keys, and retries 429/503 as Retry-After says. */
 function retryingFetch(options: JobsClientOptions): (request: Request) => Promise<Response> {
   const send = options.fetch ?? ((r: Request) => fetch(r));
   const retries = options.retry?.retries ?? 3;
   const maxDelayMs = options.retry?.maxDelayMs ?? 30_000;
   const baseDelayMs = options.retry?.baseDelayMs ?? 250;
   const newKey = options.idempotencyKey ?? (() => crypto.randomUUID());
-  return async (request) => {
-    if (options.apiKey && !request.headers.has("authorization")) request.headers.set("authorization", `Bearer ${options.apiKey}`);
-    if (request.method === "POST" && !request.headers.has("idempotency-key")) request.headers.set("idempotency-key", newKey());
+  return async (given) => {
+    if (options.apiKey && !given.headers.has("authorization")) given.headers.set("authorization", `Bearer ${options.apiKey}`);
+    const { request, repeatable } = await withIdempotency(given, newKey);
     for (let attempt = 0; ; attempt++) {
       // A body can be read once: every try but the last sends a copy.
       const res = await send(attempt < retries ? request.clone() : request);
-      if (!RETRIED.has(res.status) || attempt >= retries) return res;
+      const retried = res.status === 429 || (res.status === 503 && repeatable);
+      if (!retried || attempt >= retries) return res;
       const asked = retryAfterMs(res.headers.get("retry-after"));
       if (asked !== undefined && asked > maxDelayMs) return res;
       const backoff = baseDelayMs * 2 ** attempt;
