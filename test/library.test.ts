@@ -12,6 +12,8 @@ import { promisify } from "node:util";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { z } from "zod";
 import { createIoRedis, createPgSql, JOB_TYPE_DEFAULTS, startJobs, ValidationError } from "../workers/node/library";
+import { WorkerRegistry } from "../shared/queue/registry";
+import { scalingSignals } from "../shared/queue/scaling";
 import { createTestDatabase, randomId, REDIS_URL } from "./support/services";
 
 const run = promisify(execFile);
@@ -94,7 +96,11 @@ describe("startJobs", () => {
       redis,
       apiKeyPepper: PEPPER,
       settings: { REDIS_PREFIX: prefix, SCHEDULER_INTERVAL_MS: "100" },
-      jobTypes: [{ type: "report.build", payload: z.strictObject({ report_id: z.string() }), pool: "reports" }],
+      jobTypes: [
+        { type: "report.build", payload: z.strictObject({ report_id: z.string() }), pool: "reports" },
+        // Typed by its own payload (jobTypes takes any schema's priority function).
+        { type: "report.urgent", payload: z.strictObject({ urgent: z.boolean() }), pool: "reports", priority: (p: { urgent: boolean }) => (p.urgent ? "high" : "low") },
+      ],
       handlers: [
         {
           type: "report.build",
@@ -113,6 +119,14 @@ describe("startJobs", () => {
       const def = jobs.queue.catalog.get("report.build")!;
       expect(def).toMatchObject({ pool: "reports", maxAttempts: JOB_TYPE_DEFAULTS.maxAttempts, timeoutMs: JOB_TYPE_DEFAULTS.timeoutMs, backoff: JOB_TYPE_DEFAULTS.backoff });
       expect(def.priority({})).toBe("normal");
+      const urgent = await jobs.enqueue({ type: "report.urgent", tenantId: "acme", payload: { urgent: true } });
+      expect(urgent.job.priority).toBe("high");
+      await jobs.queue.cancel(urgent.job.id, null); // no handler runs it here
+
+      // The custom pool shows in the scaling signals (GET /v1/scaling, /metrics) with this process's worker.
+      const signals = await scalingSignals(jobs.queue, new WorkerRegistry(sql, jobs.engine.clock));
+      expect(signals.map((s) => s.pool)).toEqual(["email", "default", "import", "reports"]);
+      expect(signals.find((s) => s.pool === "reports")).toMatchObject({ types: ["report.build", "report.urgent"], workers: 1, concurrency: 10 });
 
       // r2 was enqueued inside the README's transaction and left queued by its close(): it runs here.
       const r2 = (await jobRows("report.build")).find((r) => r.payload.report_id === "r2")!;

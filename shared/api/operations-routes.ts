@@ -17,7 +17,7 @@ import { type ApiEnv, assertAdmin } from "./auth";
 import { parseQuery } from "./request-input";
 import { tenantQuerySchema } from "./schemas";
 
-const pool = z.enum(POOLS as [string, ...string[]]);
+const pool = z.string().describe(`${POOLS.join(", ")}, or a pool that a job type added through the library names`);
 
 export const scalingSchema = z.object({
   policy: z.object({

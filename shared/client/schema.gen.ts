@@ -3252,8 +3252,8 @@ export interface operations {
                             import_memory_ratio: number;
                         };
                         pools: {
-                            /** @enum {string} */
-                            pool: "email" | "default" | "import";
+                            /** @description email, default, import, or a pool that a job type added through the library names */
+                            pool: string;
                             types: string[];
                             /** @description Jobs waiting to run now */
                             queue_depth: number;

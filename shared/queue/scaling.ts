@@ -1,4 +1,5 @@
-import type { JobType, PoolName } from "../jobs/definition";
+import { poolsOf } from "../jobs/catalog";
+import type { JobType } from "../jobs/definition";
 import { POOLS } from "../jobs/definition";
 import type { Queue } from "./queue";
 import type { RegisteredWorker, WorkerRegistry } from "./registry";
@@ -18,7 +19,8 @@ export interface ScalingPolicy {
 export const defaultScalingPolicy: ScalingPolicy = { queueDepth: 1_000, importMemoryRatio: 0.8 };
 
 export interface PoolSignal {
-  pool: PoolName;
+  /** A built-in pool, or one a type added through the library names. */
+  pool: string;
   types: string[];
   /** Jobs waiting to run now (queued). */
   queueDepth: number;
@@ -51,13 +53,14 @@ export async function readScalingInputs(queue: Queue, registry: WorkerRegistry):
   return { counts, ages, workers };
 }
 
-/** Per pool: depth, age, activity, memory, and what the policy recommends. */
+/** Per pool (the built-in ones, then any other the catalog names): depth, age, activity, memory, and what the policy recommends. */
 export async function scalingSignals(queue: Queue, registry: WorkerRegistry, policy: ScalingPolicy = defaultScalingPolicy): Promise<PoolSignal[]> {
   return computeScaling(queue.catalog, policy, await readScalingInputs(queue, registry));
 }
 
 export function computeScaling(catalog: ReadonlyMap<string, JobType>, policy: ScalingPolicy, { counts, ages, workers }: ScalingInputs): PoolSignal[] {
-  return POOLS.map((pool) => {
+  const pools = [...POOLS, ...poolsOf(catalog).filter((p) => !(POOLS as readonly string[]).includes(p))];
+  return pools.map((pool) => {
     const types = [...catalog.values()].filter((t) => t.pool === pool).map((t) => t.type);
     const count = (state: string) =>
       counts.filter((c) => types.includes(c.type) && c.state === state).reduce((n, c) => n + Number(c.count), 0);

@@ -45,10 +45,11 @@ export interface StartJobsOptions {
    */
   apiKeyPepper?: string;
   /** Your job types, added beside the built-in catalog. Only `type` and `payload` are required (see jobType()). */
-  jobTypes?: readonly JobTypeInput[];
+  // any: so that a priority or clientRules function may take the type's own payload type.
+  jobTypes?: readonly JobTypeInput<any>[];
   /** Handlers of your job types; the built-in types keep theirs. */
   handlers?: readonly Handler[];
-  /** The pools this process runs. Defaults to every pool the catalog names (built-in and yours). */
+  /** The pools this process runs. Defaults to every pool the catalog names (built-in and yours); POOLS in settings is not read. */
   pools?: readonly string[];
   /** Slots per pool. Defaults: email 50, import 2, any other pool 10 (EMAIL_/IMPORT_/DEFAULT_CONCURRENCY). */
   concurrency?: Readonly<Record<string, number>>;
