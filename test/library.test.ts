@@ -186,7 +186,13 @@ describe("startJobs", () => {
 describe("the built package", () => {
   it("npm run build:lib writes every exports target; a separate project imports it and typechecks the README's snippets under nodenext", async () => {
     await run("npm", ["run", "build:lib"], { cwd: root, timeout: 180_000 });
-    const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as { exports: Record<string, string | Record<string, string>>; files: string[] };
+    const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8")) as {
+      exports: Record<string, string | Record<string, string>>;
+      files: string[];
+      scripts: Record<string, string>;
+    };
+    // npm pack, publish and git installs run prepare (a git install runs nothing else of ours).
+    expect(pkg.scripts.prepare).toContain("npm run build:lib");
     const targets = Object.values(pkg.exports).flatMap((t) => (typeof t === "string" ? [t] : Object.values(t)));
     expect(targets.length).toBeGreaterThan(2);
     for (const target of targets) expect(existsSync(join(root, target)), target).toBe(true);
