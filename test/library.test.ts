@@ -6,6 +6,7 @@
  */
 import { execFile } from "node:child_process";
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { createServer, type AddressInfo } from "node:net";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
@@ -14,7 +15,7 @@ import { z } from "zod";
 import { createIoRedis, createPgSql, JOB_TYPE_DEFAULTS, startJobs, ValidationError } from "../workers/node/library";
 import { WorkerRegistry } from "../shared/queue/registry";
 import { scalingSignals } from "../shared/queue/scaling";
-import { createTestDatabase, randomId, REDIS_URL } from "./support/services";
+import { createTestDatabase, randomId, REDIS_URL, waitFor } from "./support/services";
 
 const run = promisify(execFile);
 const root = resolve(import.meta.dirname, "..");
@@ -162,6 +163,27 @@ describe("startJobs", () => {
     expect(await redis.pipeline([["PING"]])).toEqual(["PONG"]);
     await sql.close();
     await redis.close();
+  });
+
+  it("a port already taken rejects the start and leaves nothing running or connected", async () => {
+    const taken = createServer();
+    await new Promise<void>((r) => taken.listen(0, "127.0.0.1", r));
+    const port = (taken.address() as AddressInfo).port;
+    try {
+      await expect(startJobs({ databaseUrl: db.url, apiKeyPepper: PEPPER, api: { port }, settings: { LOG_LEVEL: "silent" } })).rejects.toThrow(
+        `cannot listen on 127.0.0.1:${port}: listen EADDRINUSE`,
+      );
+      // A backend leaves pg_stat_activity a moment after its client hung up.
+      const connected = async () =>
+        (
+          await db.sql.query<{ n: number }>(
+            "select count(*)::int as n from pg_stat_activity where datname = current_database() and application_name like 'penguinmails-jobs%'",
+          )
+        )[0]!.n;
+      await waitFor(async () => (await connected()) === 0, { timeoutMs: 5_000, what: "the runtime's connections to close" });
+    } finally {
+      await new Promise((r) => taken.close(r));
+    }
   });
 
   it("refuses what could not run, naming the option", async () => {

@@ -165,6 +165,7 @@ export async function startNodeRuntime(
   }, 5_000);
 
   let server: ServerType | undefined;
+  let listenError: Error | undefined;
   if (config.ROLE !== "worker") {
     const apiKeys = new ApiKeys(sql, { pepper, adminKey });
     const app = createApp({
@@ -185,6 +186,12 @@ export async function startNodeRuntime(
     await new Promise<void>((ready) => {
       server = serve({ fetch: app.fetch, hostname: config.HOST, port: config.PORT }, (info) => {
         url = listenUrl(config, info.port);
+        ready();
+      });
+      // The port taken, or not ours to bind: stop what started and say so (below), instead of an
+      // unhandled 'error' event bringing down the process that embeds the library.
+      (server as unknown as Server).once("error", (err) => {
+        listenError = err;
         ready();
       });
       answerClientErrors(server as unknown as Server);
@@ -211,6 +218,10 @@ export async function startNodeRuntime(
       logger.info("stopped");
     })());
 
+  if (listenError) {
+    await stop();
+    throw new Error(`cannot listen on ${config.HOST}:${config.PORT}: ${listenError.message}`, { cause: listenError });
+  }
   return { engine, sql, pools, url, localAdminKey, stop };
 }
 
