@@ -10,10 +10,12 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { promisify } from "node:util";
+import { Webhook } from "standardwebhooks";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { createJobsClient, type JobsClient, ProblemError, retryAfterMs } from "../shared/client/client";
 import { type Jobs, startJobs } from "../workers/node/library";
 import { createTestDatabase, randomId } from "./support/services";
+import { headersOf, startReceiver } from "./support/webhook-receiver";
 
 const run = promisify(execFile);
 const root = resolve(import.meta.dirname, "..");
@@ -30,7 +32,14 @@ beforeAll(async () => {
   server = await startJobs({
     databaseUrl: db.url,
     apiKeyPepper: "client-test-pepper-0123456789",
-    settings: { ADMIN_API_KEY: ADMIN_KEY, SCHEDULER_INTERVAL_MS: "200", LOG_LEVEL: "silent", DATA_DIR: mkdtempSync(join(tmpdir(), "pm-client-")) },
+    settings: {
+      ADMIN_API_KEY: ADMIN_KEY,
+      SCHEDULER_INTERVAL_MS: "200",
+      LOG_LEVEL: "silent",
+      DATA_DIR: mkdtempSync(join(tmpdir(), "pm-client-")),
+      // The README's webhook example delivers to a receiver on this machine.
+      WEBHOOK_ALLOW: "127.0.0.1",
+    },
     api: { port: 0 },
     shutdownGraceMs: 2_000,
   });
@@ -192,31 +201,62 @@ describe("the typed client against the real Node app", () => {
   });
 
   it("runs the README's client snippet as written", async () => {
-    const readme = readFileSync(join(root, "README.md"), "utf8");
-    const section = readme.slice(readme.indexOf("### From TypeScript: the typed client"));
-    const snippet = /```ts\n([\s\S]*?)```/.exec(section)![1]!;
-    const file = join(root, "test", `client-readme-${randomId(4)}.tmp.ts`);
-    writeFileSync(file, snippet.replace(`from "penguinmails-jobs/client"`, `from ${JSON.stringify(join(root, "shared/client/client.ts"))}`));
-    const saved = { JOBS_URL: process.env.JOBS_URL, KEY: process.env.KEY };
-    Object.assign(process.env, { JOBS_URL: server.url, KEY: tenantKey });
-    const log = vi.spyOn(console, "log").mockImplementation(() => {});
+    const lines = await runReadmeSnippet("### From TypeScript: the typed client");
+    expect(lines[0]).toEqual(["completed"]);
+    expect(lines).toContainEqual([422, ["payload.recipient"]]);
+    expect(lines.at(-1)![0]).toMatch(/^lst_/);
+    expect(lines.filter((l) => l[1] === "completed").length).toBeGreaterThan(1);
+  });
+
+  it("runs the README's export example as written: a list exported and downloaded", async () => {
+    const lines = await runReadmeSnippet("A list exported and downloaded with the typed client");
+    expect(lines[0]).toEqual(["ready", 1]);
+    expect(String(lines[1]![0])).toMatch(/^\d+,ada@example\.com,Ada,active,/);
+  });
+
+  it("runs the README's webhook example as written: an endpoint registered, tested and its delivery listed", async () => {
+    const receiver = await startReceiver();
     try {
-      await import(file);
-      const lines = log.mock.calls;
-      expect(lines[0]).toEqual(["completed"]);
-      expect(lines).toContainEqual([422, ["payload.recipient"]]);
-      expect(lines.at(-1)![0]).toMatch(/^lst_/);
-      expect(lines.filter((l) => l[1] === "completed").length).toBeGreaterThan(1);
+      const lines = await runReadmeSnippet("With the typed client (run as written by `test/client.test.ts`):", { HOOK_URL: `${receiver.url}/hook` });
+      expect(String(lines[0]![0])).toMatch(/^whsec_/);
+      expect(lines.slice(1)).toEqual([[1, 200, "ok"]]);
+      const [delivery] = receiver.on("/hook");
+      expect(JSON.parse(delivery!.body)).toMatchObject({ type: "webhook.test" });
+      // Signed with the secret the example printed, as Standard Webhooks receivers check it.
+      expect(() => new Webhook(String(lines[0]![0])).verify(delivery!.body, headersOf(delivery!))).not.toThrow();
     } finally {
-      log.mockRestore();
-      for (const [k, v] of Object.entries(saved)) {
-        if (v === undefined) delete process.env[k];
-        else process.env[k] = v;
-      }
-      rmSync(file, { force: true });
+      await receiver.close();
     }
   });
 });
+
+/**
+ * Runs the first ```ts block after `heading` in the README against the server, the package
+ * import pointed at the source, JOBS_URL and KEY set; returns what it printed with console.log.
+ */
+async function runReadmeSnippet(heading: string, env: Record<string, string> = {}): Promise<unknown[][]> {
+  const readme = readFileSync(join(root, "README.md"), "utf8");
+  const at = readme.indexOf(heading);
+  expect(at, `README: ${heading}`).toBeGreaterThanOrEqual(0);
+  const snippet = /```ts\n([\s\S]*?)```/.exec(readme.slice(at))![1]!;
+  const file = join(root, "test", `client-readme-${randomId(4)}.tmp.ts`);
+  writeFileSync(file, snippet.replace(`from "penguinmails-jobs/client"`, `from ${JSON.stringify(join(root, "shared/client/client.ts"))}`));
+  const vars = { JOBS_URL: server.url!, KEY: tenantKey, ...env };
+  const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, vars);
+  const log = vi.spyOn(console, "log").mockImplementation(() => {});
+  try {
+    await import(file);
+    return log.mock.calls;
+  } finally {
+    log.mockRestore();
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+    rmSync(file, { force: true });
+  }
+}
 
 describe("the generated types", () => {
   it("are what npm run gen:client makes from the served document now", async () => {

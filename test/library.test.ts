@@ -232,10 +232,12 @@ describe("the built package", () => {
       writeFileSync(join(project, "package.json"), JSON.stringify({ name: "app", type: "module", private: true }));
       writeFileSync(
         join(project, "tsconfig.json"),
-        JSON.stringify({ compilerOptions: { target: "ES2022", module: "nodenext", moduleResolution: "nodenext", strict: true, noEmit: true, skipLibCheck: true, types: ["node"] }, files: ["app.ts", "web.ts"] }),
+        JSON.stringify({ compilerOptions: { target: "ES2022", module: "nodenext", moduleResolution: "nodenext", strict: true, noEmit: true, skipLibCheck: true, types: ["node"] }, files: ["app.ts", "web.ts", "export.ts", "webhook.ts"] }),
       );
       writeFileSync(join(project, "app.ts"), `${readmeSnippet()}\nexport {};\n`);
       writeFileSync(join(project, "web.ts"), `${readmeSnippet("### From TypeScript: the typed client")}\nexport {};\n`);
+      writeFileSync(join(project, "export.ts"), `${readmeSnippet("A list exported and downloaded with the typed client")}\nexport {};\n`);
+      writeFileSync(join(project, "webhook.ts"), `${readmeSnippet("With the typed client (run as written by \`test/client.test.ts\`):")}\nexport {};\n`);
       // A deliberate type error must be caught, so the check above is not vacuous.
       writeFileSync(join(project, "wrong.ts"), `import { startJobs } from "penguinmails-jobs";\nawait startJobs({ concurrency: { reports: "four" } });\n`);
       const tsc = join(root, "node_modules", "typescript", "bin", "tsc");
