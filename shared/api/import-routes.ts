@@ -26,10 +26,10 @@ import { webFileUrlProblem } from "./file-url-check";
 import { ApiError, joinPath, zodFieldErrors } from "./problem";
 
 /** The query of a CSV upload carries what a JSON body would (the mapping as JSON). */
-const uploadQuerySchema = tenantQuerySchema.extend({
-  mapping: z.string().optional(),
-  list_id: z.string().optional(),
-  has_header: z.string().optional(),
+export const uploadQuerySchema = tenantQuerySchema.extend({
+  mapping: z.string().optional().describe('With text/csv (required then): the mapping as JSON, e.g. {"col_0":"email","name":"name"}'),
+  list_id: z.string().optional().describe("With text/csv: the list the contacts join (lst_…)"),
+  has_header: z.string().optional().describe("With text/csv: false when the first row is data, not a header"),
 });
 
 /** An import's :id is its job's, a bigint; anything else names no import. */

@@ -5,7 +5,7 @@
  */
 import { z } from "zod";
 import { exportRequestSchema, exportStartedSchema, exportViewSchema } from "./export-routes";
-import { importRequestSchema, importStartedSchema, importStatusSchema } from "./import-routes";
+import { importRequestSchema, importStartedSchema, importStatusSchema, uploadQuerySchema } from "./import-routes";
 import { createdKeySchema, keyCreateSchema, keyListQuerySchema, keyListSchema, keyViewSchema } from "./key-routes";
 import {
   deliveryListSchema,
@@ -80,6 +80,7 @@ export function dataPaths({ json, problems }: OpenApiHelpers): Record<string, Js
     "/v1/imports": {
       post: op("imports", "Start a contact import: a file_url (s3://, https://) as JSON, or the CSV itself as text/csv", {
         operationId: "startImport",
+        parameters: queryParameters(uploadQuerySchema),
         description:
           "With Content-Type text/csv the body is the file (up to UPLOAD_LIMIT_BYTES, streamed to storage) and mapping, list_id and has_header come as query parameters (mapping as JSON).",
         requestBody: {

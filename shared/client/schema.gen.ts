@@ -1554,8 +1554,14 @@ export interface operations {
     startImport: {
         parameters: {
             query?: {
-                /** @description Admin keys: the tenant to act for (tenant keys act for their own) */
+                /** @description Admin keys: the tenant to act for */
                 tenant_id?: string;
+                /** @description With text/csv (required then): the mapping as JSON, e.g. {"col_0":"email","name":"name"} */
+                mapping?: string;
+                /** @description With text/csv: the list the contacts join (lst_…) */
+                list_id?: string;
+                /** @description With text/csv: false when the first row is data, not a header */
+                has_header?: string;
             };
             header?: never;
             path?: never;
