@@ -151,7 +151,7 @@ export async function startJobs(options: StartJobsOptions = {}): Promise<Jobs> {
   }
 
   const logger = options.logger ?? silentLogger;
-  let database: Database | undefined;
+  let database: Database;
   if (options.sql) {
     await migrate(options.sql);
     database = {
@@ -165,14 +165,21 @@ export async function startJobs(options: StartJobsOptions = {}): Promise<Jobs> {
   } else {
     database = await openDatabase(config, logger);
   }
-  const runtime = await startNodeRuntime(config, logger, {
-    catalog,
-    addedHandlers: added,
-    pools,
-    concurrency: options.concurrency,
-    database,
-    redis: options.redis,
-  });
+  let runtime: Awaited<ReturnType<typeof startNodeRuntime>>;
+  try {
+    runtime = await startNodeRuntime(config, logger, {
+      catalog,
+      addedHandlers: added,
+      pools,
+      concurrency: options.concurrency,
+      database,
+      redis: options.redis,
+    });
+  } catch (err) {
+    // The pools this call opened are closed again (a second close, after the runtime's own stop, is harmless).
+    await database.close().catch(() => {});
+    throw err;
+  }
   const queue = runtime.engine.queue;
   return {
     queue,
