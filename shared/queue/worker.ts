@@ -5,7 +5,7 @@ import type { BatchResult, Handler, JobContext } from "./handler";
 import type { Job } from "./job";
 import type { Outcome } from "./ledger";
 import { RunControl } from "./run-control";
-import { failureOutcome, isPermanent, type Release } from "./outcome";
+import { failureOutcome, isPermanent, type Release, serializeError } from "./outcome";
 import type { Queue } from "./queue";
 import type { StatsRecorder } from "./stats";
 import { sleep } from "../sleep";
@@ -16,6 +16,15 @@ export interface WorkerPoolOptions {
   handlers: readonly Handler[];
   /** Jobs run at once. */
   concurrency: number;
+  /**
+   * Most claimed jobs that may wait in the pool for a slot, beyond the running ones, so a claim
+   * takes more than the free slots and a freed slot starts a waiting job without a round trip.
+   * How many actually wait follows the pool's measured run time: as many as its slots start
+   * within PREFETCH_HORIZON_MS (none until a run has been measured), so a waiting job waits
+   * only that long. Their leases are renewed like running jobs'; at stop they are handed back.
+   * Defaults to 500; 0 claims only for free slots.
+   */
+  prefetch?: number;
   queue: Queue;
   stats: StatsRecorder;
   /** Unique per process and pool; recorded on the jobs it claims. */
@@ -41,6 +50,12 @@ interface Running {
 }
 
 const SHUTDOWN = Symbol("shutdown");
+/**
+ * How far ahead a pool claims: jobs it expects its slots to start within this long. Bounds how
+ * long a claimed job waits in the pool (where a pause or a higher-priority job no longer
+ * reaches it) while letting a pool of short jobs claim hundreds at a time.
+ */
+const PREFETCH_HORIZON_MS = 50;
 const LEASE_LOST = Symbol("lease lost");
 
 /**
@@ -53,6 +68,11 @@ export class WorkerPool {
   private readonly handlers: Map<string, Handler>;
   private readonly defs: Map<string, JobType>;
   private readonly running = new Map<string, Running>();
+  /** Claimed (leased) and waiting for a slot, in claim order; see WorkerPoolOptions.prefetch. */
+  private waiting: Job[] = [];
+  private readonly prefetch: number;
+  /** A run's time in a slot (ms), averaged over recent runs; undefined until one was measured. */
+  private runMs: number | undefined;
   private readonly logger: Logger;
   private readonly leaseMs: number;
   private readonly heartbeatMs: number;
@@ -91,6 +111,7 @@ export class WorkerPool {
     this.leaseMs = options.leaseMs ?? 30_000;
     this.heartbeatMs = options.heartbeatMs ?? Math.max(50, Math.floor(this.leaseMs / 3));
     this.idleWaitMs = options.idleWaitMs ?? 5_000;
+    this.prefetch = Math.max(0, options.prefetch ?? 500);
   }
 
   get name(): string {
@@ -121,16 +142,40 @@ export class WorkerPool {
     return this.stop$.signal.aborted;
   }
 
+  /** How many claimed jobs may wait now: what the slots start within the horizon, at most `prefetch`. */
+  private get waitTarget(): number {
+    if (this.runMs === undefined || this.prefetch === 0) return 0;
+    return Math.min(this.prefetch, Math.floor((this.options.concurrency * PREFETCH_HORIZON_MS) / Math.max(this.runMs, 0.001)));
+  }
+
+  /** How many more jobs this pool may hold: free slots, and places to wait in. */
+  private get room(): number {
+    return this.options.concurrency - this.running.size + this.waitTarget - this.waiting.length;
+  }
+
+  /**
+   * Fetch in batches: waiting for a quarter of the room to free costs a little latency under
+   * full load but saves a round trip a job.
+   */
+  private get minFetch(): number {
+    return Math.max(1, Math.ceil((this.options.concurrency + this.waitTarget) / 4));
+  }
+
+  /** Starts waiting jobs in the free slots, without a round trip. */
+  private fillSlots(): void {
+    const free = this.options.concurrency - this.running.size;
+    if (free > 0 && this.waiting.length > 0 && !this.stopping) this.launch(this.waiting.splice(0, free));
+  }
+
   private async run(): Promise<void> {
     const { queue, concurrency } = this.options;
-    // Fetch in batches: waiting for a quarter of the slots to free costs a little latency under
-    // full load but saves a round trip a job.
-    const minFetch = Math.max(1, Math.ceil(concurrency / 4));
     let errors = 0;
     while (!this.stopping) {
-      const free = concurrency - this.running.size;
-      if (free <= 0 || (free < minFetch && this.running.size > 0)) {
-        await this.waitForSlot(free <= 0 ? undefined : 20);
+      this.fillSlots();
+      const room = this.room;
+      if (room <= 0 || (room < this.minFetch && this.running.size > 0)) {
+        // Woken by a run that leaves room for a batch; the timeout claims a smaller room too.
+        await this.waitForSlot(room <= 0 ? 1_000 : 20);
         continue;
       }
       if (this.options.admit && !this.options.admit()) {
@@ -140,7 +185,7 @@ export class WorkerPool {
       let jobs: Job[];
       const asked = Date.now();
       try {
-        jobs = await queue.dispatcher.take(this.types, free, this.options.workerId, this.leaseMs);
+        jobs = await queue.dispatcher.take(this.types, room, this.options.workerId, this.leaseMs);
         errors = 0;
       } catch (err) {
         errors += 1;
@@ -158,7 +203,10 @@ export class WorkerPool {
         continue;
       }
       jobs.sort((a, b) => (a.priority === b.priority ? a.vtime - b.vtime : rank(a) - rank(b)));
-      this.launch(jobs);
+      // Slots may have freed while the claim was out.
+      const start = Math.max(0, concurrency - this.running.size);
+      this.launch(jobs.slice(0, start));
+      if (jobs.length > start) this.waiting.push(...jobs.slice(start));
       // The claim's lease was stamped when it was sent: after a claim that waited (a lock on
       // jobs), renew at once rather than at the next tick, which may come after the lease ends.
       if (Date.now() - asked > this.heartbeatMs / 2) void this.heartbeat();
@@ -204,6 +252,7 @@ export class WorkerPool {
     const control = new RunControl(def.timeoutMs);
     for (const job of jobs) this.running.set(job.id, { job, control, progress: undefined, progressDirty: false });
     const started = Date.now();
+    const startedPrecisely = performance.now();
     const first = jobs[0]!;
     const parentLogger = this.logger;
     let logger: Logger | undefined;
@@ -241,6 +290,8 @@ export class WorkerPool {
       results = jobs.map(() => ({ ok: false, error: err }));
     }
     const durationMs = Date.now() - started;
+    const slotMs = performance.now() - startedPrecisely;
+    this.runMs = this.runMs === undefined ? slotMs : this.runMs * 0.9 + slotMs * 0.1;
     const reason: unknown = control.aborted ? control.reason : undefined;
     const now = this.options.queue.clock.now();
     jobs.forEach((job, i) => {
@@ -266,7 +317,9 @@ export class WorkerPool {
     for (const job of jobs) this.running.delete(job.id);
     this.processed += jobs.length;
     this.scheduleFlush();
-    this.slotFreed?.();
+    this.fillSlots();
+    // The claim loop wakes when there is room for a batch (or nothing runs), not at every job.
+    if (this.room >= this.minFetch || this.running.size === 0) this.slotFreed?.();
     if (this.running.size === 0) this.settled?.();
   }
 
@@ -340,7 +393,7 @@ export class WorkerPool {
    * finally run.
    */
   async heartbeat(): Promise<void> {
-    if (this.running.size === 0 && this.unrecorded.size === 0) return;
+    if (this.running.size === 0 && this.unrecorded.size === 0 && this.waiting.length === 0) return;
     if (this.beating) {
       this.beatDue = true;
       return this.beating;
@@ -349,7 +402,7 @@ export class WorkerPool {
       do {
         this.beatDue = false;
         await this.renewLeases();
-      } while (this.beatDue && (this.running.size > 0 || this.unrecorded.size > 0));
+      } while (this.beatDue && (this.running.size > 0 || this.unrecorded.size > 0 || this.waiting.length > 0));
     })().finally(() => {
       this.beating = undefined;
     });
@@ -357,15 +410,17 @@ export class WorkerPool {
   }
 
   private async renewLeases(): Promise<void> {
-    if (this.running.size === 0 && this.unrecorded.size === 0) return;
+    if (this.running.size === 0 && this.unrecorded.size === 0 && this.waiting.length === 0) return;
     const entries = [...this.running.values()];
     const done = [...this.unrecorded].filter(([id]) => !this.running.has(id));
+    const waiting = this.waiting.slice();
     const now = this.options.queue.clock.now();
     try {
       const held = await this.options.queue.ledger.heartbeatMany(
         [
           ...entries.map((r) => ({ id: r.job.id, attempt: r.job.attempt, progress: r.progressDirty ? r.progress : undefined })),
           ...done.map(([id, attempt]) => ({ id, attempt, progress: undefined })),
+          ...waiting.map((j) => ({ id: j.id, attempt: j.attempt, progress: undefined })),
         ],
         new Date(now.getTime() + this.leaseMs),
       );
@@ -377,6 +432,16 @@ export class WorkerPool {
         if (!h) r.control.abort(LEASE_LOST);
         else if (!h.busy && h.cancel_requested) r.control.abort(new JobCancelledError());
       }
+      // A waiting job whose lease is gone is someone else's now; one with a cancel request ends
+      // here, cancelled, without running.
+      const keep = (j: Job) => {
+        const h = byId.get(j.id);
+        if (h && !(h.cancel_requested && !h.busy)) return true;
+        if (h) this.record(j, { id: j.id, attempt: j.attempt, state: "cancelled", error: serializeError(new JobCancelledError(), j.attempt, now, false) });
+        return false;
+      };
+      const gone = new Set(waiting.filter((j) => !keep(j)).map((j) => j.id));
+      if (gone.size > 0) this.waiting = this.waiting.filter((j) => !gone.has(j.id));
     } catch (err) {
       this.logger.warn("heartbeat failed", { err: String(err), jobs: entries.length + done.length });
     }
@@ -391,7 +456,14 @@ export class WorkerPool {
 
   /** A cancel was requested for this job somewhere: check now rather than at the next heartbeat. */
   noticeCancel(jobId: string): void {
-    if (this.running.has(jobId)) void this.heartbeat();
+    if (this.running.has(jobId) || this.waiting.some((j) => j.id === jobId)) void this.heartbeat();
+  }
+
+  /** Queues one outcome for the next write. */
+  private record(job: Job, outcome: Outcome | Release, durationMs = 0): void {
+    this.outbox.push({ outcome, type: job.type, durationMs });
+    this.unrecorded.set(job.id, job.attempt);
+    this.scheduleFlush();
   }
 
   /**
@@ -401,6 +473,8 @@ export class WorkerPool {
   async stop(graceMs = 30_000): Promise<void> {
     this.stop$.abort();
     await this.loop;
+    // Claimed, never started: handed back at once (in their place, the attempt not counted).
+    for (const job of this.waiting.splice(0)) this.record(job, { id: job.id, attempt: job.attempt, state: "release" });
     if (this.running.size > 0) {
       const allSettled = new Promise<void>((resolve) => (this.settled = resolve));
       const graceOver = await Promise.race([allSettled.then(() => false), sleep(graceMs).then(() => true)]);
