@@ -283,7 +283,8 @@ async function runReadmeSnippet(heading: string, env: Record<string, string> = {
   expect(at, `README: ${heading}`).toBeGreaterThanOrEqual(0);
   const snippet = /```ts\n([\s\S]*?)```/.exec(readme.slice(at))![1]!;
   const file = join(root, "test", `client-readme-${randomId(4)}.tmp.ts`);
-  writeFileSync(file, snippet.replace(`from "penguinmails-jobs/client"`, `from ${JSON.stringify(join(root, "shared/client/client.ts"))}`));
+  // Extensionless: a tsc run of the repo (which sees test/) accepts the file while it exists.
+  writeFileSync(file, snippet.replace(`from "penguinmails-jobs/client"`, `from ${JSON.stringify(join(root, "shared/client/client"))}`));
   const vars = { JOBS_URL: server.url!, KEY: tenantKey, ...env };
   const saved = Object.fromEntries(Object.keys(vars).map((k) => [k, process.env[k]]));
   Object.assign(process.env, vars);
