@@ -256,6 +256,10 @@ describe("real answers match their documented schemas", () => {
     expect(waited.json.state).toBe("queued");
     expect((await api("DELETE", "/v1/jobs/{id}", { key: tenant.key, params: { id } })).status).toBe(409);
     await api("POST", "/v1/jobs/{id}/cancel", { key: tenant.key, params: { id } });
+    // A finished job's event stream is its view and `end`, then it closes.
+    const events = await api("GET", "/v1/jobs/{id}/events", { key: tenant.key, params: { id } });
+    expect(events.text).toMatch(/^event: job\n[\s\S]*event: end\n/);
+    await api("GET", "/v1/jobs/{id}/events", { key: tenant.key, params: { id: "999999999" } });
     expect((await api("POST", "/v1/jobs/{id}/cancel", { key: tenant.key, params: { id } })).status).toBe(409);
     await api("POST", "/v1/jobs/{id}/retry", { key: tenant.key, params: { id } });
     await api("POST", "/v1/jobs/{id}/cancel", { key: tenant.key, params: { id } });

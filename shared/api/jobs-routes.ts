@@ -1,6 +1,6 @@
 /**
- * /v1/jobs: enqueue (one or a batch), inspect (and wait for the end: ?wait=<seconds>), list,
- * cancel, retry and delete a finished job. Every query is scoped by
+ * /v1/jobs: enqueue (one or a batch), inspect (and wait for the end: ?wait=<seconds>, or follow
+ * it as Server-Sent Events), list, cancel, retry and delete a finished job. Every query is scoped by
  * the key's tenant, so another tenant's job is simply "not found" (its existence never leaks).
  */
 import { type Context, Hono } from "hono";
@@ -20,6 +20,8 @@ import { parseParam, parseQuery } from "./request-input";
 import { batchRequestSchema, jobGetQuerySchema, tenantQuerySchema, listQuerySchema } from "./schemas";
 import type { SqlClient } from "../ports";
 import { FINISHED_STATES, waitForFinished } from "./job-wait";
+import { streamSSE } from "hono/streaming";
+import { streamJobEvents } from "./job-events";
 
 /**
  * JobDeleteFinishedOne: remove one finished job (completed, failed, cancelled), within the
@@ -123,6 +125,16 @@ export function jobsRoutes(queue: Queue, sql: SqlClient, urlGuard: UrlGuard): Ho
     const read = () => queue.get(id, principal.tenantId);
     const job = wait ? await waitForFinished(read, wait, { signal: c.req.raw.signal }) : await read();
     return c.json(view(job, principal));
+  });
+
+  // The job's changes as Server-Sent Events until it ends (job-events.ts). The first read comes
+  // before the stream opens, so an unknown or foreign job is a plain 404 problem.
+  app.get("/:id/events", async (c) => {
+    const principal = c.get("principal");
+    const id = jobParams(c);
+    const read = () => queue.get(id, principal.tenantId);
+    const first = await read();
+    return streamSSE(c, (stream) => streamJobEvents(stream, first, { read, view: (job) => view(job, principal), signal: c.req.raw.signal }));
   });
 
   // Remove a finished job; a waiting or running one must be cancelled first (and is then removable).

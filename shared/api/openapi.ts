@@ -208,6 +208,21 @@ export function buildOpenApiDocument(options: { catalog: ReadonlyMap<string, Job
           },
         }),
       },
+      "/v1/jobs/{id}/events": {
+        get: jobOp("Follow a job as Server-Sent Events until it finishes", {
+          operationId: "streamJobEvents",
+          description:
+            "A `text/event-stream`. `event: job` carries the job (as `GET /v1/jobs/{id}` answers it): first at once, then at each change of " +
+            "its state, attempt or progress (an import's rows, a fan-out's recipients: a progress bar). `event: end` (data `{id, state}`) " +
+            "follows when it is completed, failed or cancelled, and the stream closes; `event: gone` if the job is deleted. The server reads " +
+            "the job with a short backoff (100 ms to 1 s) and closes a stream after 10 minutes; EventSource reconnects by itself.",
+          parameters: [idParam, ...queryParameters(tenantQuerySchema)],
+          responses: {
+            200: { description: "The job's events", content: { "text/event-stream": { schema: { type: "string" } } } },
+            ...responseRefs("Unauthorized", "NotFound", "ValidationFailed"),
+          },
+        }),
+      },
       "/v1/jobs/{id}/cancel": {
         post: jobOp("Cancel a waiting job, or ask a running one to stop", {
           operationId: "cancelJob",

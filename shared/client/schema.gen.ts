@@ -59,6 +59,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/jobs/{id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Follow a job as Server-Sent Events until it finishes
+         * @description A `text/event-stream`. `event: job` carries the job (as `GET /v1/jobs/{id}` answers it): first at once, then at each change of its state, attempt or progress (an import's rows, a fan-out's recipients: a progress bar). `event: end` (data `{id, state}`) follows when it is completed, failed or cancelled, and the stream closes; `event: gone` if the job is deleted. The server reads the job with a short backoff (100 ms to 1 s) and closes a stream after 10 minutes; EventSource reconnects by itself.
+         */
+        get: operations["streamJobEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/jobs/{id}/cancel": {
         parameters: {
             query?: never;
@@ -1328,6 +1348,34 @@ export interface operations {
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
+            422: components["responses"]["ValidationFailed"];
+        };
+    };
+    streamJobEvents: {
+        parameters: {
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
+            header?: never;
+            path: {
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The job's events */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": string;
+                };
+            };
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
             422: components["responses"]["ValidationFailed"];
         };
     };

@@ -412,6 +412,8 @@ export class WorkerPool {
   private async renewLeases(): Promise<void> {
     if (this.running.size === 0 && this.unrecorded.size === 0 && this.waiting.length === 0) return;
     const entries = [...this.running.values()];
+    // The progress each entry sends: one reported while this write is out stays dirty for the next.
+    const sentProgress = new Map(entries.map((r) => [r, r.progress]));
     const done = [...this.unrecorded].filter(([id]) => !this.running.has(id));
     const waiting = this.waiting.slice();
     const now = this.options.queue.clock.now();
@@ -426,7 +428,7 @@ export class WorkerPool {
       );
       const byId = new Map(held.map((h) => [h.id, h]));
       for (const r of entries) {
-        r.progressDirty = false;
+        if (r.progress === sentProgress.get(r)) r.progressDirty = false;
         const h = byId.get(r.job.id);
         if (!this.running.has(r.job.id)) continue; // finished meanwhile
         if (!h) r.control.abort(LEASE_LOST);
