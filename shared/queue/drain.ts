@@ -45,6 +45,9 @@ export async function drain(options: DrainOptions): Promise<DrainReport> {
     workerId: options.workerId,
     logger: options.logger,
     leaseMs: options.leaseMs,
+    // Claims only for free slots: maxJobs counts what runs, and jobs claimed ahead of them would
+    // run past it (a platform's subrequest limit) or be handed back at the budget's end.
+    prefetch: 0,
     idleWaitMs: 100,
     admit: () => {
       if (options.maxJobs !== undefined && pool.processed + pool.activeCount >= options.maxJobs) {
