@@ -4,7 +4,7 @@
  * Postgres cluster and a throwaway redis-server (tools/chaos/):
  *
  * - a worker SIGKILLed right after the provider accepted its request, before the ledger write
- *   (twice), while jobs trickle in;
+ *   (twice), while jobs trickle in: once over Resend, once over SMTP (killed at the relay's 250);
  * - Redis FLUSHALL mid-drain;
  * - every app connection to Postgres terminated, 3 bursts of 10 (3,000 jobs: the size at which
  *   the code before 663f90c stranded 50 popped ids until the 5-minute reconcile);
@@ -12,7 +12,7 @@
  *
  * Each must end with every job completed, every recipient mailed exactly once, and the jobs in
  * flight at the fault done within 20 s of it (a 5 s lease, the first retry's backoff of at most
- * 5 s, a scheduler pass: about 11 s, with room for a loaded machine). `npm run chaos` runs every
+ * 5 s, a scheduler pass: about 11 s, with room for a loaded machine), on every provider. `npm run chaos` runs every
  * scenario at full size.
  */
 import { execFileSync } from "node:child_process";

@@ -1,8 +1,8 @@
 /**
  * The chaos scenarios of issue 11, each bounded in jobs and time, loopback only. `scenarios("full")`
  * is `npm run chaos` (thousands of jobs, as in the issue's table); `shortSuite()` is the
- * few-hundred-job version test/chaos.test.ts runs (one per kind: a worker kill, a Redis fault, a
- * Postgres fault, SIGTERM).
+ * few-hundred-job version test/chaos.test.ts runs (one per kind: a worker kill over each provider,
+ * a Redis fault, a Postgres fault, SIGTERM).
  *
  * "Mid-drain" means with work queued and in flight: faults strike once a share of the jobs
  * completed, or, where jobs trickle in, at set times while they still arrive.
@@ -237,6 +237,7 @@ export function scenarios(scale: "full" | "short"): Scenario[] {
     {
       name: `SIGKILL at the relay's 250, before the ledger write, ${z.kills} times (SMTP 20 ms)`,
       kind: "worker kill",
+      short: true,
       jobs: z.medium,
       system: smtp(20),
       deadlineMs: z.deadlineMs,
