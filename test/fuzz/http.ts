@@ -77,7 +77,18 @@ export function sendRaw(port: number, req: RawRequest, timeoutMs = 30_000): Prom
       }
       socket.write(Buffer.concat([Buffer.from(`${head.join("\r\n")}\r\n\r\n`, "latin1"), req.body ? Buffer.from(req.body) : Buffer.alloc(0)]));
     });
-    socket.on("data", (chunk: Buffer) => chunks.push(chunk));
+    socket.on("data", (chunk: Buffer) => {
+      chunks.push(chunk);
+      // An event stream (GET /v1/jobs/:id/events) stays open while its job waits: its answer is
+      // the head and the first event, which the checks read like any body.
+      const raw = Buffer.concat(chunks);
+      const headEnd = raw.indexOf("\r\n\r\n");
+      if (headEnd < 0 || !/\r\ncontent-type:\s*text\/event-stream/i.test(raw.subarray(0, headEnd).toString("latin1"))) return;
+      if (raw.indexOf("\n\n", headEnd + 4) < 0) return;
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(parseResponse(raw));
+    });
     socket.on("error", (err) => {
       clearTimeout(timer);
       // A server that answered and then reset the connection still answered.

@@ -10,6 +10,8 @@
  *                claiming 500 rows (FOR UPDATE SKIP LOCKED) and completing them with one UPDATE
  *                ... WHERE id = ANY($1); measured in the same run on the same database, so the
  *                engine's drains print as a % of it (the machine's noise cancels in the ratio)
+ *   CPU per job  over the c=50 drains: this process, and every postgres and redis-server
+ *                process of the machine (from /proc; run it on an otherwise idle machine)
  *
  * Env: BENCH_ADMIN_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres),
  * BENCH_REDIS_URL (default redis://127.0.0.1:6379), BENCH_RUNS (default 3), BENCH_JOBS (20000).
@@ -21,6 +23,7 @@ import { createEngine, type Engine } from "../../shared/queue/engine";
 import { WorkerPool } from "../../shared/queue/worker";
 import { createPgSql } from "../../workers/node/postgres";
 import { createIoRedis } from "../../workers/node/redis";
+import { readdirSync, readFileSync } from "node:fs";
 import { median, percentile, REDIS_URL, withDatabase } from "./support";
 import pg from "pg";
 
@@ -51,7 +54,40 @@ async function reset(sql: Sql, redis: Redis | undefined, prefix: string): Promis
   if (redis) await redis.pipeline([["DEL", `${prefix}lane:email.send`]]);
 }
 
-async function drain(engine: Engine, sql: Sql, concurrency: number): Promise<number> {
+/**
+ * CPU time (µs) used so far by every process of a program (postgres, redis-server), from
+ * /proc; undefined where /proc is not readable (not Linux). Clock ticks are 100 a second.
+ */
+function programCpuUs(command: string): number | undefined {
+  try {
+    let ticks = 0;
+    for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+      let stat: string;
+      try {
+        stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      } catch {
+        continue;
+      }
+      const name = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+      if (!name.startsWith(command)) continue;
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      ticks += Number(fields[11]) + Number(fields[12]); // utime, stime
+    }
+    return ticks * 10_000;
+  } catch {
+    return undefined;
+  }
+}
+
+/** CPU per job of one drain, by process: this Node process, Postgres' backends, Redis. */
+interface CpuPerJob {
+  node: number;
+  postgres?: number;
+  redis?: number;
+}
+const cpuSamples: Record<string, CpuPerJob[]> = {};
+
+async function drain(engine: Engine, sql: Sql, concurrency: number, label?: string): Promise<number> {
   const pool = new WorkerPool({
     name: "bench",
     handlers: [{ type: "email.send", run: async () => undefined }],
@@ -60,6 +96,7 @@ async function drain(engine: Engine, sql: Sql, concurrency: number): Promise<num
     stats: engine.stats,
     workerId: `bench-${concurrency}`,
   });
+  const cpu0 = { node: process.cpuUsage(), postgres: programCpuUs("postgres"), redis: programCpuUs("redis-server") };
   const started = performance.now();
   pool.start();
   // Watch the pool's own counter first so the measurement itself does not load Postgres,
@@ -73,6 +110,16 @@ async function drain(engine: Engine, sql: Sql, concurrency: number): Promise<num
     await new Promise((r) => setTimeout(r, 2));
   }
   const seconds = (performance.now() - started) / 1000;
+  const node = process.cpuUsage(cpu0.node);
+  const pgNow = programCpuUs("postgres");
+  const redisNow = programCpuUs("redis-server");
+  if (label) {
+    (cpuSamples[label] ??= []).push({
+      node: (node.user + node.system) / JOBS,
+      postgres: pgNow !== undefined && cpu0.postgres !== undefined ? (pgNow - cpu0.postgres) / JOBS : undefined,
+      redis: redisNow !== undefined && cpu0.redis !== undefined ? (redisNow - cpu0.redis) / JOBS : undefined,
+    });
+  }
   await pool.stop();
   return JOBS / seconds;
 }
@@ -175,7 +222,7 @@ async function benchDriver(driver: "postgres" | "redis"): Promise<Row> {
       d10.push(await drain(engine, sql, 10));
       await reset(sql, redis, prefix);
       enq.push(await enqueueAll(engine, JOBS));
-      d50.push(await drain(engine, sql, 50));
+      d50.push(await drain(engine, sql, 50, `${driver} c=50`));
       await reset(sql, redis, prefix);
       enq4.push(await enqueueAll(engine, JOBS, 4));
       await reset(sql, redis, prefix);
@@ -230,6 +277,21 @@ async function main(): Promise<void> {
         `${spread(r.drain50)}, ${ofCeiling(r.drain50, r.ceiling)} | ${spread(r.ceiling)} | ${ms(median(r.p50))} / ${ms(median(r.p95))} / ${ms(median(r.p99))} |`,
     ),
   ];
+  const us = (xs: (number | undefined)[]) => {
+    const known = xs.filter((x): x is number => x !== undefined);
+    return known.length ? median(known).toFixed(0) : "-";
+  };
+  lines.push(
+    "",
+    "CPU per job over the c=50 drains (µs, medians; Postgres and Redis: all their processes on this machine, from /proc)",
+    "",
+    "| drain | Node | Postgres | Redis | total |",
+    "|---|---:|---:|---:|---:|",
+    ...Object.entries(cpuSamples).map(([label, xs]) => {
+      const total = xs.map((x) => x.node + (x.postgres ?? 0) + (x.redis ?? 0));
+      return `| ${label} | ${us(xs.map((x) => x.node))} | ${us(xs.map((x) => x.postgres))} | ${us(xs.map((x) => x.redis))} | ${us(total)} |`;
+    }),
+  );
   process.stdout.write(`${lines.join("\n")}\n`);
 }
 
