@@ -7,6 +7,8 @@
  * in its place in the lane, the attempt not counted, ready as soon as the database answers.
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ApiKeys } from "../shared/api/api-keys";
+import { createApp } from "../shared/api/app";
 import { importContacts } from "../shared/jobs/import-contacts";
 import type { Sql } from "../shared/ports";
 import type { Job } from "../shared/queue/job";
@@ -153,3 +155,31 @@ describe("a worker whose job's query is cut off by pg_terminate_backend", () => 
     }
   });
 });
+
+describe("the API during a database outage", () => {
+  it("answers 503 with Retry-After, not a 500, while the database is away; the same request then succeeds", async () => {
+    const apiKeys = new ApiKeys(db.sql, { pepper: "outage-pepper-0123456789" });
+    const { key } = await apiKeys.create({ tenantId: "acme", admin: false, name: "acme" });
+    let away = false;
+    // The adapter's own marking, on a connection that is really cut: what a restart looks like.
+    const flaky: Sql = {
+      ...db.sql,
+      query: async (text, params) => {
+        if (away) throw await terminatedDuring((sql) => sql.query("select pg_sleep(10)"));
+        return db.sql.query(text, params);
+      },
+    };
+    const engine = createEngine({ sql: flaky });
+    const api = createApp({ queue: engine.queue, sql: flaky, apiKeys: new ApiKeys(flaky, { pepper: "outage-pepper-0123456789" }) });
+    const get = () => api.request("/v1/jobs?limit=1", { headers: { authorization: `Bearer ${key}` } });
+    away = true;
+    const down = await get();
+    expect(down.status).toBe(503);
+    expect(down.headers.get("retry-after")).toBe("1");
+    expect(down.headers.get("content-type")).toMatch(/^application\/problem\+json/);
+    expect(await down.json()).toMatchObject({ status: 503, detail: expect.stringContaining("unavailable") });
+    away = false;
+    expect((await get()).status).toBe(200);
+  });
+});
+

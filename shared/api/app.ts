@@ -31,7 +31,7 @@ import { ApiError, joinPath, problemResponse } from "./problem";
 import { PROMETHEUS_CONTENT_TYPE } from "./prometheus";
 import { queuesRoutes } from "./queues";
 import { assertHeaderText, assertUrlText } from "./text-rule";
-import { sqlState } from "../sql-errors";
+import { isDatabaseOutage, sqlState } from "../sql-errors";
 
 export interface AppDeps {
   queue: Queue;
@@ -98,6 +98,11 @@ function toResponse(err: unknown, c: Context, logger: Logger): Response {
       err: err instanceof Error ? err.message : String(err),
     });
     return problemResponse(422, `the request cannot be stored: ${refused}`);
+  }
+  if (isDatabaseOutage(err)) {
+    // Postgres restarting or out of reach: the request was fine and may be sent again shortly.
+    logger.warn("request failed: the database is unavailable", { method: c.req.method, path: c.req.path, err: err instanceof Error ? err.message : String(err) });
+    return problemResponse(503, "the database is unavailable; try again shortly", undefined, { "retry-after": "1" });
   }
   logger.error("request failed", {
     method: c.req.method,
