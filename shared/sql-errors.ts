@@ -29,8 +29,8 @@ const OUTAGE = Symbol.for("penguinmails.databaseOutage");
 /**
  * Marks an error a database adapter caught as an outage when it is one (the server restarting,
  * a backend terminated, the network gone) and answers it. Only adapters call this: there a
- * socket error can only be the database's. The engine retries such a run soon without counting
- * it as an attempt (the job did nothing wrong); see failureOutcome.
+ * socket error can only be the database's. The engine hands such a run back to its place in the
+ * lane without counting the attempt (the job did nothing wrong); see failureOutcome.
  */
 export function markOutage<E>(err: E): E {
   if (err === null || typeof err !== "object") return err;

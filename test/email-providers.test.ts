@@ -390,6 +390,66 @@ describe("SMTP mailer against a real SMTP server", () => {
   });
 });
 
+describe("SMTP mailer: the handover hooks, in plain text and after STARTTLS", () => {
+  /** A relay that notes when each message's data ended, and answers 250, or 451 for 451@ addresses. */
+  async function relay(opts: { starttls: boolean }) {
+    const ended: { to: string; at: number }[] = [];
+    const server = new SMTPServer({
+      // With STARTTLS on, smtp-server upgrades with its bundled self-signed certificate.
+      disabledCommands: opts.starttls ? ["AUTH"] : ["STARTTLS", "AUTH"],
+      authOptional: true,
+      logger: false,
+      onData(stream, session, callback) {
+        stream.resume();
+        stream.on("end", () => {
+          const to = session.envelope.rcptTo[0]!.address;
+          ended.push({ to, at: performance.now() });
+          const refuse = to.startsWith("451@");
+          // The reply comes 30 ms after the data: the hook must have fired before it.
+          setTimeout(() => callback(refuse ? Object.assign(new Error("4.3.0 try later"), { responseCode: 451 }) : null), 30);
+        });
+      },
+    });
+    server.listen(0, "127.0.0.1");
+    await once(server.server, "listening");
+    const port = (server.server.address() as AddressInfo).port;
+    return { ended, port, secure: opts.starttls, close: () => new Promise<void>((r) => server.close(() => r())) };
+  }
+
+  for (const starttls of [false, true]) {
+    it(`${starttls ? "after STARTTLS" : "in plain text"}: handedOver once, when the data has left, before the reply; notTaken after a 451`, async () => {
+      const r = await relay({ starttls });
+      const url = starttls
+        ? `smtp://127.0.0.1:${r.port}?requireTLS=true&tls.rejectUnauthorized=false`
+        : `smtp://127.0.0.1:${r.port}`;
+      const mailer = createSmtpMailer(url);
+      try {
+        const events: { what: string; at: number; id?: string }[] = [];
+        const hooks = {
+          handedOver: (id: string) => void events.push({ what: "handedOver", at: performance.now(), id }),
+          notTaken: () => void events.push({ what: "notTaken", at: performance.now() }),
+        };
+        const m = message("tls", { from: "Acme <news@acme.test>" });
+        const result = await mailer.send(m, undefined, hooks);
+        const answered = performance.now();
+        expect(events.map((e) => e.what)).toEqual(["handedOver"]);
+        expect(events[0]!.id).toBe(result.providerMessageId);
+        // Handed over once the data had left, well before the relay answered (30 ms later).
+        expect(r.ended).toHaveLength(1);
+        expect(events[0]!.at).toBeLessThan(answered - 20);
+
+        events.length = 0;
+        const refused = await providerError(mailer.send(message("tls-451", { to: "451@example.com" }), undefined, hooks));
+        expect(refused.failure).toBe("unavailable");
+        expect(events.map((e) => e.what)).toEqual(["handedOver", "notTaken"]);
+      } finally {
+        await mailer.close();
+        await r.close();
+      }
+    });
+  }
+});
+
 describe("outbox mailer", () => {
   it("stores each message once and answers the first row's id on a repeat", async () => {
     const outbox = createOutboxMailer(db.sql);

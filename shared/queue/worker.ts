@@ -298,8 +298,7 @@ export class WorkerPool {
       const r = results[i]!;
       if (reason === LEASE_LOST) return; // another worker owns the job now: record nothing
       if (reason === SHUTDOWN) {
-        this.outbox.push({ outcome: { id: job.id, attempt: job.attempt, state: "release" }, type: job.type, durationMs });
-        this.unrecorded.set(job.id, job.attempt);
+        this.record(job, { id: job.id, attempt: job.attempt, state: "release" }, durationMs);
         return;
       }
       const outcome: Outcome | Release = r.ok
@@ -311,8 +310,7 @@ export class WorkerPool {
         // The job child logger would name the job (or the batch) a second time: one key each.
         parentLogger.warn("job failed", { job: job.id, type: job.type, attempt: job.attempt, error: outcome.error?.message });
       }
-      this.outbox.push({ outcome, type: job.type, durationMs });
-      this.unrecorded.set(job.id, job.attempt);
+      this.record(job, outcome, durationMs);
     });
     for (const job of jobs) this.running.delete(job.id);
     this.processed += jobs.length;

@@ -38,7 +38,12 @@ export function createHandoverJournal(
   const open = () => {
     if (closed) return;
     const c = new pg.Client({ connectionString, application_name: opts.applicationName, pipeline: true, keepAlive: true });
+    let gone = false;
+    // 'error' when the connection fails idle, 'end' when it closes with statements in flight
+    // (those reject on their own): either way a fresh connection replaces it, once.
     const broke = (err: Error) => {
+      if (gone) return;
+      gone = true;
       if (client === c) client = undefined;
       c.end().catch(() => {});
       if (closed) return;
@@ -47,6 +52,7 @@ export function createHandoverJournal(
       timer.unref();
     };
     c.on("error", broke);
+    c.on("end", () => broke(new Error("the connection ended")));
     c.connect().then(
       () => void (closed ? c.end().catch(() => {}) : (client = c)),
       (err: Error) => broke(err),
@@ -56,14 +62,9 @@ export function createHandoverJournal(
 
   const write = (text: string, params: unknown[], fallback: boolean): Promise<void> => {
     const c = client;
-    if (c) {
-      return c.query(text, params).then(
-        () => {},
-        (err: Error) => opts.logger.warn("handover journal write failed", { err: err.message }),
-      );
-    }
-    if (!fallback) return Promise.resolve();
-    return opts.fallback.query(text, params).then(
+    const sent: Promise<unknown> | undefined = c ? c.query(text, params) : fallback ? opts.fallback.query(text, params) : undefined;
+    if (!sent) return Promise.resolve();
+    return sent.then(
       () => {},
       (err: Error) => opts.logger.warn("handover journal write failed", { err: err.message }),
     );
