@@ -142,7 +142,8 @@ describe("a fresh project that installs the client from the repo", () => {
     const packs = join(work, "packs");
     mkdirSync(packs);
     const packed = await step("pack", "npm", ["pack", "--pack-destination", packs, "--json"], { cwd: copy, timeoutMs: 180_000 });
-    const [info] = JSON.parse(packed.stdout.slice(packed.stdout.indexOf("["))) as { filename: string; files: { path: string }[] }[];
+    // --json's array follows whatever prepare printed.
+    const [info] = JSON.parse(packed.stdout.slice(Math.max(0, packed.stdout.search(/^\[\s*$/m)))) as { filename: string; files: { path: string }[] }[];
     expect(info, `npm pack printed no result:\n${packed.stdout}`).toBeDefined();
     const files = info!.files.map((f) => f.path);
     for (const path of ["package.json", "dist/lib/client.js", "dist/lib/client.d.ts", "dist/lib/types/shared/client/client.d.ts", "dist/lib/types/shared/client/schema.gen.d.ts"]) {
@@ -168,6 +169,7 @@ describe("a fresh project that installs the client from the repo", () => {
     expect(existsSync(join(pkg, "dist", "lib", "client.js"))).toBe(true);
     expect(existsSync(join(pkg, "shared")), "sources installed with the package").toBe(false);
     expect(existsSync(join(project, "node_modules", "openapi-fetch", "package.json")), "the client's dependency openapi-fetch").toBe(true);
+    expect(existsSync(join(project, "node_modules", ".bin", "tsc")), "the project's own tsc (typescript, a devDependency)").toBe(true);
     installed = true;
   }, 300_000);
 
