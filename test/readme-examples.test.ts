@@ -29,7 +29,8 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { cleanupProcesses, freePort, startWorker, takeOutputs, type WorkerProcess } from "./support/processes";
 import { createTestDatabase, randomId } from "./support/services";
-import { startReceiver, type WebhookReceiver } from "./support/webhook-receiver";
+import { Webhook } from "standardwebhooks";
+import { headersOf, startReceiver, type WebhookReceiver } from "./support/webhook-receiver";
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url));
 const README = process.env.README_EXAMPLES_FILE ?? join(ROOT, "README.md");
@@ -39,6 +40,8 @@ const EXAMPLE_HOOK_URL = "https://hooks.example.com/penguinmails";
 const BLOCK_TIMEOUT_MS = 60_000;
 /** Each curl call of a block, at most. */
 const CURL_MAX_SECONDS = 40;
+/** The whole session, at most, enforced by the shell itself too (should this test's process die first). */
+const SESSION_TIMEOUT_MS = 280_000;
 
 interface Block {
   n: number;
@@ -121,7 +124,16 @@ function sessionScript(blocks: Block[], dir: string): string {
   return "$rc"
 }`;
   const plainCurl = `curl() { command curl --max-time ${CURL_MAX_SECONDS} "$@"; }`;
-  const lines = ["exec 2>&1", "set -euo pipefail", `cd ${JSON.stringify(dir)}`];
+  const lines = [
+    "exec 2>&1",
+    // The session leads its own process group (spawned detached): this ends it, polls included,
+    // even if nothing is left to do so.
+    `(trap 'kill $s 2>/dev/null; exit 0' TERM; sleep ${SESSION_TIMEOUT_MS / 1000} & s=$!; wait $s; kill -KILL -- -$$) >/dev/null 2>&1 &`,
+    "READMEWATCHDOG=$!",
+    "trap 'kill $READMEWATCHDOG 2>/dev/null || true' EXIT",
+    "set -euo pipefail",
+    `cd ${JSON.stringify(dir)}`,
+  ];
   for (const b of blocks) {
     lines.push(b.status === undefined ? strictCurl : plainCurl);
     lines.push(`printf '\\n%s\\n' ${JSON.stringify(BEGIN(b.n))}`);
@@ -170,7 +182,8 @@ function runSession(dir: string): Promise<SessionResult> {
     proc.stdout!.on("data", onData);
     proc.stderr!.on("data", onData);
     arm(0);
-    proc.once("exit", (code) => {
+    // "close", not "exit": the last output may still be in the pipe when bash exits.
+    proc.once("close", (code) => {
       clearTimeout(timer);
       resolve({ output, code, timedOut });
     });
@@ -355,7 +368,12 @@ describe("the README's shell examples", () => {
     if (problems.length > 0) {
       throw new Error(`${problems.join("\n")}\n----- the server -----\n${takeOutputs().slice(-6_000)}`);
     }
-    // The example webhook endpoint was really delivered to (its test event).
-    expect(receiver!.on("/penguinmails").map((r) => JSON.parse(r.body).type)).toContain("webhook.test");
-  }, 300_000);
+    // The example endpoint got its test event, signed with the secret the example printed first.
+    const hooks = blocks.find((b) => b.code.includes("/v1/webhooks/endpoints -H"))!;
+    const secret = /whsec_\S+/.exec(outputOf(result.output, hooks.n)!.text)?.[0];
+    const delivery = receiver!.on("/penguinmails").find((r) => JSON.parse(r.body).type === "webhook.test");
+    expect(secret, "the secret the webhook example prints").toBeDefined();
+    expect(delivery, "the webhook example's test event at the receiver").toBeDefined();
+    expect(() => new Webhook(secret!).verify(delivery!.body, headersOf(delivery!))).not.toThrow();
+  }, SESSION_TIMEOUT_MS + 20_000);
 });
