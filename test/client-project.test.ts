@@ -19,7 +19,7 @@ import { CONFIG_VARIABLES } from "../workers/node/config";
 
 const root = resolve(import.meta.dirname, "..");
 const fixture = join(root, "test", "fixtures", "client-project");
-/** What the test copies: the example project as a user would have it (not repo-typecheck.d.ts). */
+/** What the test copies: the example project as a user would have it. */
 const PROJECT_FILES = ["package.json", "tsconfig.json", "contacts.csv", "src"];
 
 let work: string;
