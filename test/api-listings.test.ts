@@ -112,6 +112,22 @@ describe("GET /v1/lists and /v1/campaigns", () => {
     expect((await call("/v1/campaigns", { key: keyB.key })).json.campaigns).toEqual([]);
     expect((await call("/v1/campaigns?status=lost", { key: keyA.key })).status).toBe(422);
   });
+
+  it("resumes a campaign paused before its scheduled time as scheduled, not as sending", async () => {
+    const list = (await call("/v1/lists", { key: keyA.key, body: { name: "Later" } })).json.id;
+    const tpl = (await call("/v1/templates", { key: keyA.key, body: { name: "T", subject: "S", blocks: [{ type: "text", text: "x" }] } })).json.id;
+    const later = (await call("/v1/campaigns", { key: keyA.key, body: { name: "later", template_id: tpl, list_id: list } })).json.id;
+    expect((await call(`/v1/campaigns/${later}/start`, { key: keyA.key, body: { at: "2099-01-01T00:00:00Z" } })).json.status).toBe("scheduled");
+    expect((await call(`/v1/campaigns/${later}/pause`, { key: keyA.key, method: "POST" })).json.status).toBe("paused");
+    const resumed = await call(`/v1/campaigns/${later}/resume`, { key: keyA.key, method: "POST" });
+    expect([resumed.status, resumed.json.status, resumed.json.scheduled_at]).toEqual([200, "scheduled", "2099-01-01T00:00:00.000Z"]);
+    // One whose time has come resumes sending.
+    const now = (await call("/v1/campaigns", { key: keyA.key, body: { name: "now", template_id: tpl, list_id: list } })).json.id;
+    const started = (await call(`/v1/campaigns/${now}/start`, { key: keyA.key, method: "POST" })).json;
+    expect([started.status, typeof started.started_at]).toEqual(["sending", "string"]);
+    await call(`/v1/campaigns/${now}/pause`, { key: keyA.key, method: "POST" });
+    expect((await call(`/v1/campaigns/${now}/resume`, { key: keyA.key, method: "POST" })).json.status).toBe("sending");
+  });
 });
 
 describe("DELETE /v1/jobs/:id", () => {

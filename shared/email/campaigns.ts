@@ -59,12 +59,13 @@ export class Campaigns {
     }
     if (!campaign.list_id && !campaign.segment_id) throw new ConflictError(`campaign ${id} has no list or segment to send to`);
     const scheduled = at && at.getTime() > this.queue.clock.now().getTime();
-    await this.sql.query("update campaigns set status = $3, scheduled_at = $4 where id = $1 and tenant_id = $2", [
-      id,
-      tenantId,
-      scheduled ? "scheduled" : "sending",
-      scheduled ? at.toISOString() : null,
-    ]);
+    // Sending now starts now (the fan-out keeps this time); a scheduled one starts when it runs.
+    await this.sql.query(
+      `update campaigns set status = $3, scheduled_at = $4,
+         started_at = case when $3 = 'sending' then coalesce(started_at, $5::timestamptz) else started_at end
+       where id = $1 and tenant_id = $2`,
+      [id, tenantId, scheduled ? "scheduled" : "sending", scheduled ? at.toISOString() : null, this.queue.clock.now().toISOString()],
+    );
     await this.queue.enqueue({
       type: "campaign.process",
       tenantId,
@@ -80,7 +81,9 @@ export class Campaigns {
   }
 
   async resume(tenantId: string, id: string): Promise<Campaign> {
-    await this.transition(tenantId, id, ["paused"], "sending");
+    // Paused before its time came, a scheduled campaign goes back to waiting for it: its
+    // campaign.process job still waits for scheduled_at, so "sending" would be untrue until then.
+    await this.transition(tenantId, id, ["paused"], "sending", { unlessScheduled: true });
     // Every send may have ended while paused: the campaign is then sent.
     await this.sql.query(
       `update campaigns set status = 'sent', finished_at = now()
@@ -98,11 +101,19 @@ export class Campaigns {
     return campaign;
   }
 
-  private async transition(tenantId: string, id: string, from: CampaignStatus[], to: CampaignStatus): Promise<Campaign> {
+  /** `unlessScheduled`: a campaign whose scheduled_at is still ahead becomes scheduled instead. */
+  private async transition(
+    tenantId: string,
+    id: string,
+    from: CampaignStatus[],
+    to: CampaignStatus,
+    options: { unlessScheduled?: boolean } = {},
+  ): Promise<Campaign> {
     const rows = await this.sql.query(
-      `update campaigns set status = $3, finished_at = case when $3 = 'cancelled' then now() else finished_at end
+      `update campaigns set status = case when $5::boolean and scheduled_at > $6::timestamptz then 'scheduled' else $3 end,
+         finished_at = case when $3 = 'cancelled' then now() else finished_at end
        where id = $1 and tenant_id = $2 and status = any($4::text[]) returning id`,
-      [id, tenantId, to, from],
+      [id, tenantId, to, from, options.unlessScheduled === true, this.queue.clock.now().toISOString()],
     );
     if (rows.length === 0) {
       const current = await this.get(tenantId, id);
