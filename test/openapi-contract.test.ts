@@ -1,12 +1,16 @@
 /**
  * The API as a contract: the served /openapi.json against the app that serves it.
- * - Every route the app serves (walked from Hono's app.routes, not a list kept here) under /v1,
- *   plus /healthz, /metrics, /openapi.json, /files, /providers and /u, is in the document.
+ * - Every route the app serves (walked from Hono's app.routes by routeCoverage, not a list kept
+ *   here; the dashboard's pages aside) is in the document, which is generated from the routes'
+ *   own declarations: an app with one route registered without its declaration fails the check.
+ * - Every operation declares its tag, summary, security and the problems it can answer with
+ *   (the middleware's too: 400 and 422 for any URL, 401 and 503 for any /v1 route).
  * - The document is valid OpenAPI 3.1 (swagger-parser), and request schemas leave fields with
  *   defaults optional.
  * - The answers of a small end-to-end flow, successes and problems, are validated against the
  *   schema the document gives for that operation, status and media type (ajv, JSON Schema
- *   2020-12 as OpenAPI 3.1 uses it); an undocumented status fails too.
+ *   2020-12 as OpenAPI 3.1 uses it); an undocumented status fails too, and so does an answer
+ *   whose shape changed from its route's declaration.
  * - Redocly's recommended ruleset finds nothing (tools/redocly.yaml), run with no network.
  */
 import SwaggerParser from "@apidevtools/swagger-parser";
@@ -16,9 +20,15 @@ import { execFile, spawnSync } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
+import { Hono } from "hono";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiKeys, type CreatedApiKey } from "../shared/api/api-keys";
 import { createApp } from "../shared/api/app";
+import { openApiDocument } from "../shared/api/openapi";
+import { documentedOperations, routeCoverage, servedOperations } from "../shared/api/openapi-coverage";
+import { declarationOf, describeRoute, json, problems } from "../shared/api/openapi-route";
+import { queueListSchema } from "../shared/api/schemas";
+import { catalog } from "../shared/jobs/catalog";
 import { UnsubscribeLinks } from "../shared/email/unsubscribe";
 import { ExportLinks } from "../shared/exports/links";
 import type { Sql } from "../shared/ports";
@@ -35,56 +45,57 @@ let doc: Json;
 let admin: CreatedApiKey;
 let tenant: CreatedApiKey;
 let folder: string;
-const ajv = new Ajv2020({ strict: false, allErrors: true });
-addFormats(ajv);
 /** Operations the flow answered, to tell how much of the document it covered. */
 const exercised = new Set<string>();
 
-const METHODS = ["get", "post", "put", "patch", "delete"];
 const pointer = (...parts: string[]) => parts.map((p) => p.replace(/~/g, "~0").replace(/\//g, "~1")).join("/");
 
-/** The routes the app serves that the document must describe ("GET /v1/jobs/{id}"). */
-export function servedRoutes(served: { method: string; path: string }[]): string[] {
-  const routes = served
-    .filter((r) => r.method !== "ALL" && /^\/(v1\/|healthz$|metrics$|openapi\.json$|files\/|providers\/|u\/)/.test(r.path))
-    .map((r) => `${r.method} ${r.path.replace(/:(\w+)/g, "{$1}")}`);
-  return [...new Set(routes)].sort();
-}
-
-export function documentedRoutes(document: Json): Set<string> {
-  return new Set(
-    Object.entries<Json>(document.paths).flatMap(([p, ops]) => Object.keys(ops).filter((m) => METHODS.includes(m)).map((m) => `${m.toUpperCase()} ${p}`)),
-  );
+interface Answer {
+  status: number;
+  type: string;
+  text: string;
 }
 
 /**
- * Validates one answer against the document: the operation must document the status, and a
- * body with a documented media type must match its schema.
+ * A checker of answers against a document: the operation must document the status, and a body
+ * with a documented media type must match its schema. Throws (an expect) naming what is off.
  */
-function expectDocumented(method: string, template: string, res: { status: number; type: string; text: string }): void {
-  const op = doc.paths[template]?.[method.toLowerCase()];
-  expect(op, `${method} ${template} is not in the document`).toBeDefined();
-  let response = op.responses[String(res.status)];
-  let where = `#/${pointer("paths", template, method.toLowerCase(), "responses", String(res.status))}`;
-  expect(response, `${method} ${template} answered ${res.status}, which it does not document: ${res.text.slice(0, 300)}`).toBeDefined();
-  if (response.$ref) {
-    where = response.$ref;
-    response = where.slice(2).split("/").reduce((o: Json, k: string) => o[k.replace(/~1/g, "/").replace(/~0/g, "~")], doc);
-  }
+function contractChecker(document: Json): (method: string, template: string, res: Answer) => void {
+  const ajv = new Ajv2020({ strict: false, allErrors: true });
+  addFormats(ajv);
+  ajv.addSchema(document, "openapi");
+  return (method, template, res) => {
+    const op = document.paths[template]?.[method.toLowerCase()];
+    expect(op, `${method} ${template} is not in the document`).toBeDefined();
+    let response = op.responses[String(res.status)];
+    let where = `#/${pointer("paths", template, method.toLowerCase(), "responses", String(res.status))}`;
+    expect(response, `${method} ${template} answered ${res.status}, which it does not document: ${res.text.slice(0, 300)}`).toBeDefined();
+    if (response.$ref) {
+      where = response.$ref;
+      response = where.slice(2).split("/").reduce((o: Json, k: string) => o[k.replace(/~1/g, "/").replace(/~0/g, "~")], document);
+    }
+    if (res.status === 204) return expect(res.text).toBe("");
+    const base = (type: string) => type.split(";")[0]!.trim();
+    const content = response.content as Json | undefined;
+    expect(content, `${method} ${template} ${res.status} documents no body`).toBeDefined();
+    // Matched by media type; the documented key may carry parameters (Prometheus' version).
+    const mediaType = Object.keys(content!).find((k) => base(k) === base(res.type));
+    expect(mediaType, `${method} ${template} ${res.status}: media type ${res.type} is not documented`).toBeDefined();
+    if (!mediaType!.includes("json")) return;
+    const validate = ajv.getSchema(`openapi${where}/${pointer("content", mediaType!, "schema")}`);
+    expect(validate).toBeDefined();
+    const body = JSON.parse(res.text);
+    const ok = validate!(body);
+    expect(ok, `${method} ${template} ${res.status}: ${ajv.errorsText(validate!.errors)}\n${res.text.slice(0, 600)}`).toBe(true);
+  };
+}
+
+let checkAnswer: ReturnType<typeof contractChecker>;
+
+/** Checks one answer of the contract flow's app against the document it serves. */
+function expectDocumented(method: string, template: string, res: Answer): void {
+  checkAnswer(method, template, res);
   exercised.add(`${method} ${template}`);
-  if (res.status === 204) return expect(res.text).toBe("");
-  const base = (type: string) => type.split(";")[0]!.trim();
-  const content = response.content as Json | undefined;
-  expect(content, `${method} ${template} ${res.status} documents no body`).toBeDefined();
-  // Matched by media type; the documented key may carry parameters (Prometheus' version).
-  const mediaType = Object.keys(content!).find((k) => base(k) === base(res.type));
-  expect(mediaType, `${method} ${template} ${res.status}: media type ${res.type} is not documented`).toBeDefined();
-  if (!mediaType!.includes("json")) return;
-  const validate = ajv.getSchema(`openapi${where}/${pointer("content", mediaType!, "schema")}`);
-  expect(validate).toBeDefined();
-  const body = JSON.parse(res.text);
-  const ok = validate!(body);
-  expect(ok, `${method} ${template} ${res.status}: ${ajv.errorsText(validate!.errors)}\n${res.text.slice(0, 600)}`).toBe(true);
 }
 
 interface Call {
@@ -137,7 +148,7 @@ beforeAll(async () => {
     webhookGuard: { resolver: { resolve: async () => ["93.184.215.14"] } },
   });
   doc = (await (await app.request("/openapi.json")).json()) as Json;
-  ajv.addSchema(doc, "openapi");
+  checkAnswer = contractChecker(doc);
 });
 
 afterAll(async () => {
@@ -174,21 +185,65 @@ async function redoclyLint(dir: string, document: Json): Promise<string[]> {
 }
 
 describe("the document covers the app", () => {
-  it("documents every route the app serves", () => {
-    const served = servedRoutes(app.routes);
-    expect(served.length).toBeGreaterThan(50);
-    const documented = documentedRoutes(doc);
-    expect(served.filter((r) => !documented.has(r)), "served but not in /openapi.json").toEqual([]);
-    // And nothing documented that is not served.
-    expect([...documented].filter((r) => !served.includes(r))).toEqual([]);
+  it("documents every route the app serves, and nothing else", () => {
+    expect(servedOperations(app.routes).length).toBeGreaterThan(55);
+    expect(routeCoverage(app.routes, doc)).toEqual({ undocumented: [], unserved: [] });
   });
 
-  it("fails when a route's documentation is removed", () => {
-    const trimmed = structuredClone(doc);
-    delete trimmed.paths["/v1/lists"].get;
-    delete trimmed.paths["/v1/jobs/{id}"].delete;
-    const documented = documentedRoutes(trimmed);
-    expect(servedRoutes(app.routes).filter((r) => !documented.has(r))).toEqual(["DELETE /v1/jobs/{id}", "GET /v1/lists"]);
+  it("fails when a route is registered without its declaration", async () => {
+    // The same app, its routes registered again, but GET /v1/lists and DELETE /v1/jobs/:id
+    // without their describeRoute: both are still served, and missing from the document.
+    const dropped = new Set(["GET /v1/lists", "DELETE /v1/jobs/:id"]);
+    const trimmed = new Hono();
+    for (const r of app.routes) {
+      if (dropped.has(`${r.method} ${r.path}`) && declarationOf(r.handler)) continue;
+      trimmed.on(r.method, r.path, r.handler);
+    }
+    const trimmedDoc = openApiDocument(trimmed, { catalog, version: "contract" });
+    expect(routeCoverage(trimmed.routes, trimmedDoc)).toEqual({ undocumented: ["DELETE /v1/jobs/{id}", "GET /v1/lists"], unserved: [] });
+    expect(trimmedDoc.paths).not.toHaveProperty(["/v1/lists", "get"]);
+    expect(documentedOperations(trimmedDoc)).toHaveLength(documentedOperations(doc).length - 2);
+
+    // A route added to the real app without a declaration is found the same way.
+    const grown = createApp({ queue: { catalog } as never, sql, apiKeys: new ApiKeys(sql, { pepper: "contract-pepper" }) });
+    grown.get("/v1/undeclared", (c) => c.json({}));
+    const grownDoc = (await (await grown.request("/openapi.json")).json()) as Json;
+    expect(routeCoverage(grown.routes, grownDoc).undocumented).toEqual(["GET /v1/undeclared"]);
+  });
+
+  it("declares a tag, a summary, security and the middleware's problems on every operation", () => {
+    const tags = new Set((doc.tags as Json[]).map((t) => t.name));
+    const publicPaths = /^\/(healthz|openapi\.json|files\/|providers\/|u\/)/;
+    const offenders: string[] = [];
+    for (const [path, ops] of Object.entries<Json>(doc.paths)) {
+      for (const [method, op] of Object.entries<Json>(ops)) {
+        const at = `${method.toUpperCase()} ${path}`;
+        const statuses = Object.keys(op.responses);
+        const need = (ok: boolean, what: string) => ok || offenders.push(`${at}: ${what}`);
+        need(op.operationId && op.summary, "operationId and summary");
+        need(op.tags?.length === 1 && tags.has(op.tags[0]), `one declared tag, not ${JSON.stringify(op.tags)}`);
+        need(Array.isArray(op.security), "security");
+        need(statuses.includes("400") && statuses.includes("422"), "400 and 422 (the text rule of every URL)");
+        if (path.startsWith("/v1/")) {
+          need(JSON.stringify(op.security) === JSON.stringify([{ bearerAuth: [] }]), "bearer security");
+          need(statuses.includes("401") && statuses.includes("503"), "401 and 503 (the key check reads the database)");
+        } else if (publicPaths.test(path)) {
+          need(op.security.length === 0, "no security");
+        }
+        // Every route but the unsubscribe page and this document reads the database.
+        if (at !== "GET /u/{token}" && at !== "GET /openapi.json") need(statuses.includes("503"), "503");
+        if (op.requestBody?.content?.["application/json"]) need(statuses.includes("413"), "413 (a body over the limit)");
+        for (const [status, response] of Object.entries<Json>(op.responses)) {
+          if (Number(status) >= 400 && !(path === "/u/{token}" && status === "404")) {
+            need(response.$ref?.startsWith("#/components/responses/"), `${status} is a problem response`);
+          }
+        }
+      }
+    }
+    expect(offenders).toEqual([]);
+    expect(doc.components.responses.Unavailable.headers).toHaveProperty("Retry-After");
+    expect(doc.servers).toEqual([{ url: "/", description: expect.any(String) }]);
+    expect(doc.components.securitySchemes.bearerAuth).toMatchObject({ type: "http", scheme: "bearer" });
   });
 
   it("is a valid OpenAPI 3.1 document", async () => {
@@ -237,7 +292,8 @@ describe("the document covers the app", () => {
     const created = doc.paths["/v1/webhooks/endpoints"].post.responses["201"].content["application/json"].schema;
     expect(created.required).toContain("secret");
     const exported = doc.paths["/v1/exports/{id}"].get.responses["200"].content["application/json"].schema;
-    expect(exported.properties.download_url).toBeDefined();
+    expect(exported).toEqual({ $ref: "#/components/schemas/Export" });
+    expect(doc.components.schemas.Export.properties.download_url).toBeDefined();
   });
 });
 
@@ -359,6 +415,25 @@ describe("real answers match their documented schemas", () => {
 });
 
 describe("the checker itself", () => {
+  it("fails an answer whose shape changed from its route's declaration", async () => {
+    // A route declared with the schema GET /v1/queues answers by, whose handler renamed `waiting`.
+    const queues = { type: "email.send", pool: "email", paused: false, paused_jobs: 0, scheduled: 0, active: 0, failed: 0, completed_last_hour: 0, failed_last_hour: 0 };
+    const changed = new Hono();
+    const declaration = describeRoute({ operationId: "listQueues", tags: ["queues"], summary: "s", responses: { 200: json(queueListSchema, "q"), ...problems("Unauthorized") } });
+    changed.get("/v1/queues", declaration, (c) => c.json({ queues: [{ ...queues, queued: 1 }] }));
+    changed.get("/v1/queues/as-declared", declaration, (c) => c.json({ queues: [{ ...queues, waiting: 1 }] }));
+    const check = contractChecker(openApiDocument(changed, { catalog, version: "contract" }));
+    const answer = async (path: string) => {
+      const res = await changed.request(path);
+      return { status: res.status, type: res.headers.get("content-type") ?? "", text: await res.text() };
+    };
+    const fine = await answer("/v1/queues/as-declared");
+    expect(() => check("GET", "/v1/queues/as-declared", fine)).not.toThrow();
+    const off = await answer("/v1/queues");
+    expect(() => check("GET", "/v1/queues", off)).toThrow(/must have required property 'waiting'/);
+    expect(() => check("GET", "/v1/queues", off)).toThrow(/must NOT have additional properties/);
+  });
+
   it("refuses an answer off its schema and a status the operation does not document", () => {
     const queues = { queues: [{ type: "email.send", pool: "email", waiting: 1, scheduled: 0, active: 0, failed: 0, completed_last_hour: 0, failed_last_hour: 0 }] };
     // The answer /v1/queues gave before its schema named paused, paused_tenants and paused_jobs.
@@ -369,7 +444,7 @@ describe("the checker itself", () => {
   });
 
   it("the flow exercised nearly every documented operation", () => {
-    const left = [...documentedRoutes(doc)].filter((r) => !exercised.has(r)).sort();
+    const left = documentedOperations(doc).filter((r) => !exercised.has(r));
     // The key routes have their own contract checks in test/key-routes.test.ts.
     expect(left).toEqual(["DELETE /v1/keys/{id}", "GET /v1/keys/{id}", "POST /v1/keys", "POST /v1/keys/{id}/revoke"]);
   });

@@ -20,9 +20,19 @@ const HEADER = `/**
  */
 `;
 
-/** The document as the app serves it (its route reads nothing but the catalog). */
+/**
+ * The document as the app serves it. It describes the routes the app registered, so every
+ * optional part is switched on (unsubscribe links, exports and imports): the client covers what
+ * any server may serve. Nothing here is called; the document reads nothing but the catalog.
+ */
 async function servedDocument(): Promise<Record<string, unknown>> {
-  const app = createApp({ queue: { catalog } as Queue, sql: undefined as never, apiKeys: undefined as never });
+  const app = createApp({
+    queue: { catalog } as Queue,
+    sql: undefined as never,
+    apiKeys: undefined as never,
+    unsubscribe: {} as never,
+    exports: { storage: {} as never, links: {} as never },
+  });
   const res = await app.request("/openapi.json");
   if (!res.ok) throw new Error(`GET /openapi.json answered ${res.status}`);
   return (await res.json()) as Record<string, unknown>;

@@ -26,12 +26,14 @@ import { DEFAULT_BODY_LIMIT_BYTES, DEFAULT_UPLOAD_LIMIT_BYTES, isUpload, limitBo
 import { jobsRoutes } from "./jobs-routes";
 import { keyRoutes } from "./key-routes";
 import { renderMetrics } from "./metrics";
-import { buildOpenApiDocument } from "./openapi";
+import { openApiDocument } from "./openapi";
+import { describeRoute, json, problems, security, text } from "./openapi-route";
 import { ApiError, joinPath, problemResponse } from "./problem";
 import { PROMETHEUS_CONTENT_TYPE } from "./prometheus";
 import { queuesRoutes } from "./queues";
 import { assertHeaderText, assertUrlText } from "./text-rule";
 import { isDatabaseOutage, sqlState } from "../sql-errors";
+import { healthSchema } from "./schemas";
 
 export interface AppDeps {
   queue: Queue;
@@ -123,15 +125,17 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
   app.notFound((c) => problemResponse(404, `no route for ${c.req.method} ${c.req.path}`));
 
   // The text rule for every path segment, query value and stored header, before any route
-  // (and before authentication: it reads no body and touches nothing).
-  app.use("*", async (c, next) => {
+  // (and before authentication: it reads no body and touches nothing). Its declaration (as the
+  // key check's below) is merged into every operation under its path: what it can answer.
+  app.use("*", describeRoute({ responses: problems("BadRequest", "ValidationFailed") }), async (c, next) => {
     assertUrlText(c.req.url);
     assertHeaderText(c.req.raw.headers);
     await next();
   });
 
   // Authenticate before reading a body, so callers without a key cannot make us buffer one.
-  app.use("/v1/*", requireKey(apiKeys));
+  // Keys are checked against the database: any /v1 call can meet an outage.
+  app.use("/v1/*", describeRoute({ security: security.bearer, responses: problems("Unauthorized", "Unavailable") }), requireKey(apiKeys));
   // CSV uploads stream to storage, so they may be far larger than a JSON body.
   const jsonLimit = limitBody(deps.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES);
   const uploadLimit = limitBody(deps.uploadLimitBytes ?? DEFAULT_UPLOAD_LIMIT_BYTES);
@@ -157,23 +161,57 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
   if (deps.exports) app.route("/", exportRoutes(queue, sql, deps.exports));
   if (deps.exports) app.route("/v1", importRoutes(queue, sql, deps.exports.storage, urlGuard));
 
-  app.get("/healthz", async (c) => {
-    try {
-      await sql.query("select 1");
-    } catch (err) {
-      logger.warn("health check: database unreachable", { err: err instanceof Error ? err.message : String(err) });
-      return problemResponse(503, "the database is unreachable");
-    }
-    return c.json({ status: "ok" as const, version });
-  });
+  app.get(
+    "/healthz",
+    describeRoute({
+      operationId: "health",
+      tags: ["ops"],
+      summary: "Liveness and database reachability",
+      security: security.none,
+      responses: { 200: json(healthSchema, "Healthy"), ...problems("Unavailable") },
+    }),
+    async (c) => {
+      try {
+        await sql.query("select 1");
+      } catch (err) {
+        logger.warn("health check: database unreachable", { err: err instanceof Error ? err.message : String(err) });
+        return problemResponse(503, "the database is unreachable");
+      }
+      return c.json({ status: "ok" as const, version });
+    },
+  );
 
+  // Made on the first request, when every route of the app is registered; then kept.
   let openapi: Record<string, unknown> | undefined;
-  app.get("/openapi.json", (c) => c.json((openapi ??= buildOpenApiDocument({ catalog: queue.catalog, version }))));
+  app.get(
+    "/openapi.json",
+    describeRoute({
+      operationId: "openapi",
+      tags: ["ops"],
+      summary: "This document",
+      security: security.none,
+      responses: { 200: json({ type: "object" }, "OpenAPI 3.1 document") },
+    }),
+    (c) => c.json((openapi ??= openApiDocument(app, { catalog: queue.catalog, version }))),
+  );
 
-  app.get("/metrics", async (c) => {
-    if (!deps.metricsPublic) assertAdmin(await authenticate(c, apiKeys));
-    return c.body(await renderMetrics(queue, sql, registry, policy), 200, { "content-type": PROMETHEUS_CONTENT_TYPE });
-  });
+  app.get(
+    "/metrics",
+    describeRoute({
+      operationId: "metrics",
+      tags: ["ops"],
+      summary: "Prometheus metrics (admin key, unless the server makes them public)",
+      security: [...security.bearer, {}],
+      responses: {
+        200: text(PROMETHEUS_CONTENT_TYPE, "Text exposition format 0.0.4"),
+        ...problems("Unauthorized", "Forbidden", "Unavailable"),
+      },
+    }),
+    async (c) => {
+      if (!deps.metricsPublic) assertAdmin(await authenticate(c, apiKeys));
+      return c.body(await renderMetrics(queue, sql, registry, policy), 200, { "content-type": PROMETHEUS_CONTENT_TYPE });
+    },
+  );
 
   return app;
 }

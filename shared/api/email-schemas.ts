@@ -1,7 +1,7 @@
 /**
  * The schemas of the email pipeline's routes (shared/api/email-routes.ts): the bodies and
- * queries they parse, and the answers they give. The routes validate with these and the OpenAPI
- * document is generated from them (shared/api/openapi-email.ts), so the two cannot drift.
+ * queries they parse, and the answers they give. The routes validate with these and declare them
+ * (email-routes.ts), so the OpenAPI document cannot drift; `.meta({ id })` names a component.
  */
 import { z } from "zod";
 import { email as emailField, entityId, timestamp } from "../jobs/fields";
@@ -95,7 +95,7 @@ export const contactSchema = z.object({
   attributes: z.record(z.string(), attributeValue),
   status: z.enum(["active", "unsubscribed", "bounced", "complained"]),
   created_at: isoTime,
-});
+}).meta({ id: "Contact" });
 
 export const contactsUpsertedSchema = z.object({
   contacts: z.array(z.object({ id: z.string(), email: z.string(), created: z.boolean() })),
@@ -111,7 +111,7 @@ export const listSchema = z.object({
   name: z.string(),
   contact_count: z.number().int(),
   created_at: isoTime,
-});
+}).meta({ id: "List" });
 
 export const listPageSchema = z.object({ lists: z.array(listSchema).describe("Newest first"), next_cursor: nextCursor });
 
@@ -122,7 +122,7 @@ export const segmentSchema = z.object({
   list_id: z.string(),
   filters: z.array(z.object({ attribute: z.string(), op: z.enum(["eq", "neq", "exists"]), value: z.string().optional() })),
   created_at: isoTime,
-});
+}).meta({ id: "Segment" });
 
 export const templateSchema = z.object({
   id: z.string().describe("tpl_…"),
@@ -139,7 +139,7 @@ export const templateSchema = z.object({
   ),
   created_at: isoTime,
   updated_at: isoTime,
-});
+}).meta({ id: "Template" });
 
 export const campaignSchema = z.object({
   id: z.string().describe("camp_…"),
@@ -156,11 +156,11 @@ export const campaignSchema = z.object({
   created_at: isoTime,
   started_at: isoTime.nullable(),
   finished_at: isoTime.nullable(),
-});
+}).meta({ id: "Campaign" });
 
 export const campaignPageSchema = z.object({ campaigns: z.array(campaignSchema).describe("Newest first"), next_cursor: nextCursor });
 
-export const suppressionSchema = z.object({ email: z.string().describe("Lower case"), reason: suppressionReason });
+export const suppressionSchema = z.object({ email: z.string().describe("Lower case"), reason: suppressionReason }).meta({ id: "Suppression" });
 
 export const suppressionListSchema = z.object({
   suppressions: z.array(suppressionSchema.extend({ created_at: isoTime })).describe("By address"),

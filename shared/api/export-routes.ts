@@ -15,6 +15,7 @@ import type { Queue } from "../queue/queue";
 import { type Storage, StorageNotFound } from "../storage/storage";
 import { type ApiEnv, tenantOf } from "./auth";
 import { ApiError, problemResponse } from "./problem";
+import { bigintIdParam, describeRoute, json, jsonBody, pathParam, problems, queryParameters, security, text } from "./openapi-route";
 import { parseBody, parseParam, parseQuery } from "./request-input";
 import { tenantQuerySchema } from "./schemas";
 
@@ -53,7 +54,7 @@ export const exportViewSchema = z.object({
   completed_at: isoTime.nullable(),
   expires_at: isoTime,
   download_url: z.string().nullable().describe("A signed link to the CSV (no API key needed) while the export is ready; null before and after"),
-});
+}).meta({ id: "Export" });
 
 const TABLE_OF = { list: "lists", segment: "segments", campaign: "campaigns" } as const;
 
@@ -73,84 +74,121 @@ interface ExportRow {
 }
 
 
+const tags = ["exports"];
+
 export function exportRoutes(queue: Queue, sql: SqlClient, deps: ExportRouteDeps): Hono<ApiEnv> {
   const app = new Hono<ApiEnv>();
   const clock = deps.clock ?? queue.clock;
 
-  app.post("/v1/exports", async (c) => {
-    parseQuery(c, tenantQuerySchema);
-    const tenantId = tenantOf(c);
-    const req = await parseBody(c, exportRequestSchema);
-    const sourceId = req.source === "list" ? req.list_id : req.source === "segment" ? req.segment_id : req.campaign_id;
-    const found = await sql.query(`select 1 from ${TABLE_OF[req.source]} where id = $1 and tenant_id = $2`, [sourceId, tenantId]);
-    if (found.length === 0) throw new ApiError(404, `no ${req.source} ${sourceId}`);
-    const { job } = await queue.enqueue({ type: "export.data", tenantId, payload: { ...req, tenant_id: tenantId } });
-    // The handler upserts the same row when it starts; whichever comes first wins the insert.
-    await sql.query(`insert into exports (id, tenant_id, source, source_id) values ($1::bigint, $2, $3, $4) on conflict (id) do nothing`, [
-      job.id,
-      tenantId,
-      req.source,
-      sourceId,
-    ]);
-    return c.json({ id: job.id, job_id: job.id, status: "queued" }, 202);
-  });
+  app.post(
+    "/v1/exports",
+    describeRoute({
+      operationId: "startExport",
+      tags,
+      summary: "Export a list's or segment's contacts, or a campaign's sends and events, to CSV",
+      parameters: queryParameters(tenantQuerySchema),
+      requestBody: jsonBody(exportRequestSchema),
+      responses: { 202: json(exportStartedSchema, "Queued"), ...problems("NotFound", "PayloadTooLarge", "UnsupportedMediaType") },
+    }),
+    async (c) => {
+      parseQuery(c, tenantQuerySchema);
+      const tenantId = tenantOf(c);
+      const req = await parseBody(c, exportRequestSchema);
+      const sourceId = req.source === "list" ? req.list_id : req.source === "segment" ? req.segment_id : req.campaign_id;
+      const found = await sql.query(`select 1 from ${TABLE_OF[req.source]} where id = $1 and tenant_id = $2`, [sourceId, tenantId]);
+      if (found.length === 0) throw new ApiError(404, `no ${req.source} ${sourceId}`);
+      const { job } = await queue.enqueue({ type: "export.data", tenantId, payload: { ...req, tenant_id: tenantId } });
+      // The handler upserts the same row when it starts; whichever comes first wins the insert.
+      await sql.query(`insert into exports (id, tenant_id, source, source_id) values ($1::bigint, $2, $3, $4) on conflict (id) do nothing`, [
+        job.id,
+        tenantId,
+        req.source,
+        sourceId,
+      ]);
+      return c.json({ id: job.id, job_id: job.id, status: "queued" }, 202);
+    },
+  );
 
-  app.get("/v1/exports/:id", async (c) => {
-    parseQuery(c, tenantQuerySchema);
-    const tenantId = tenantOf(c);
-    const id = parseParam(c, "id", bigintId, (raw) => `no export ${raw}`);
-    const [row] = await sql.query<ExportRow>(
-      `select id::text, tenant_id, source, source_id, status, rows::text, bytes::text, url, error, created_at, completed_at, expires_at
-       from exports where id = $1::bigint and tenant_id = $2`,
-      [id, tenantId],
-    );
-    if (!row) throw new ApiError(404, `no export ${id}`);
-    const expired = row.expires_at.getTime() <= clock.now().getTime();
-    const ready = row.status === "ready" && !expired;
-    return c.json({
-      id: row.id,
-      source: row.source,
-      source_id: row.source_id,
-      status: row.status === "ready" && expired ? "expired" : row.status,
-      rows: Number(row.rows),
-      bytes: Number(row.bytes),
-      error: row.error,
-      created_at: row.created_at.toISOString(),
-      completed_at: row.completed_at?.toISOString() ?? null,
-      expires_at: row.expires_at.toISOString(),
-      download_url: ready ? await deps.links.url({ exportId: row.id, expiresAt: row.expires_at }) : null,
-    });
-  });
+  app.get(
+    "/v1/exports/:id",
+    describeRoute({
+      operationId: "getExport",
+      tags,
+      summary: "An export's status, size and, when ready, its signed download_url",
+      parameters: [...queryParameters(tenantQuerySchema), bigintIdParam("Export id")],
+      responses: { 200: json(exportViewSchema, "The export"), ...problems("NotFound") },
+    }),
+    async (c) => {
+      parseQuery(c, tenantQuerySchema);
+      const tenantId = tenantOf(c);
+      const id = parseParam(c, "id", bigintId, (raw) => `no export ${raw}`);
+      const [row] = await sql.query<ExportRow>(
+        `select id::text, tenant_id, source, source_id, status, rows::text, bytes::text, url, error, created_at, completed_at, expires_at
+         from exports where id = $1::bigint and tenant_id = $2`,
+        [id, tenantId],
+      );
+      if (!row) throw new ApiError(404, `no export ${id}`);
+      const expired = row.expires_at.getTime() <= clock.now().getTime();
+      const ready = row.status === "ready" && !expired;
+      return c.json({
+        id: row.id,
+        source: row.source,
+        source_id: row.source_id,
+        status: row.status === "ready" && expired ? "expired" : row.status,
+        rows: Number(row.rows),
+        bytes: Number(row.bytes),
+        error: row.error,
+        created_at: row.created_at.toISOString(),
+        completed_at: row.completed_at?.toISOString() ?? null,
+        expires_at: row.expires_at.toISOString(),
+        download_url: ready ? await deps.links.url({ exportId: row.id, expiresAt: row.expires_at }) : null,
+      });
+    },
+  );
 
-  app.get("/files/:token", async (c) => {
-    const claim = await deps.links.verify(c.req.param("token"));
-    if (!claim) return problemResponse(404, "no such file");
-    const now = clock.now().getTime();
-    if (claim.expiresAt.getTime() <= now) return problemResponse(410, "this download link has expired");
-    const [row] = await sql.query<{ url: string | null; bytes: string; status: string; expires_at: Date }>(
-      "select url, bytes::text, status, expires_at from exports where id = $1::bigint",
-      [claim.exportId],
-    );
-    if (!row || row.status !== "ready" || !row.url) return problemResponse(404, "no such file");
-    if (row.expires_at.getTime() <= now) return problemResponse(410, "this export has expired");
-    let body: ReadableStream<Uint8Array>;
-    try {
-      body = await deps.storage.read(row.url, c.req.raw.signal);
-    } catch (err) {
-      if (err instanceof StorageNotFound) return problemResponse(410, "this export's file is gone");
-      throw err;
-    }
-    return new Response(body, {
-      status: 200,
-      headers: {
-        "content-type": "text/csv; charset=utf-8",
-        "content-disposition": `attachment; filename="export-${claim.exportId}.csv"`,
-        "content-length": row.bytes,
-        "cache-control": "private, no-store",
-        "x-content-type-options": "nosniff",
+  app.get(
+    "/files/:token",
+    describeRoute({
+      operationId: "downloadExport",
+      tags,
+      summary: "Download an export (the signed token is the capability; no API key)",
+      security: security.none,
+      parameters: [pathParam("token", "From download_url")],
+      responses: {
+        200: text("text/csv", "The CSV, as an attachment"),
+        ...problems("NotFound", "Gone", "Unavailable"),
       },
-    });
-  });
+    }),
+    async (c) => {
+      const claim = await deps.links.verify(c.req.param("token"));
+      if (!claim) return problemResponse(404, "no such file");
+      const now = clock.now().getTime();
+      if (claim.expiresAt.getTime() <= now) return problemResponse(410, "this download link has expired");
+      const [row] = await sql.query<{ url: string | null; bytes: string; status: string; expires_at: Date }>(
+        "select url, bytes::text, status, expires_at from exports where id = $1::bigint",
+        [claim.exportId],
+      );
+      if (!row || row.status !== "ready" || !row.url) return problemResponse(404, "no such file");
+      if (row.expires_at.getTime() <= now) return problemResponse(410, "this export has expired");
+      let body: ReadableStream<Uint8Array>;
+      try {
+        body = await deps.storage.read(row.url, c.req.raw.signal);
+      } catch (err) {
+        if (err instanceof StorageNotFound) return problemResponse(410, "this export's file is gone");
+        throw err;
+      }
+      return new Response(body, {
+        status: 200,
+        headers: {
+          "content-type": "text/csv; charset=utf-8",
+          "content-disposition": `attachment; filename="export-${claim.exportId}.csv"`,
+          "content-length": row.bytes,
+          "cache-control": "private, no-store",
+          "x-content-type-options": "nosniff",
+        },
+      });
+    },
+  );
 
   return app;
 }

@@ -24,6 +24,7 @@ import { tenantQuerySchema } from "./schemas";
 import { assertJsonText } from "./text-rule";
 import { webFileUrlProblem } from "./file-url-check";
 import { ApiError, joinPath, zodFieldErrors } from "./problem";
+import { bigintIdParam, describeRoute, json, jsonBody, problems, queryParameters, text } from "./openapi-route";
 
 /** The query of a CSV upload carries what a JSON body would (the mapping as JSON). */
 export const uploadQuerySchema = tenantQuerySchema.extend({
@@ -90,6 +91,9 @@ function followable(c: Context<ApiEnv>, path: string, tenantId: string): string 
   return c.get("principal").admin ? `${path}?tenant_id=${encodeURIComponent(tenantId)}` : path;
 }
 
+const tags = ["imports"];
+const ofImport = [...queryParameters(tenantQuerySchema), bigintIdParam("Import id")];
+
 export function importRoutes(queue: Queue, sql: SqlClient, storage: Storage, guard: UrlGuard): Hono<ApiEnv> {
   const app = new Hono<ApiEnv>();
 
@@ -120,93 +124,131 @@ export function importRoutes(queue: Queue, sql: SqlClient, storage: Storage, gua
     return c.json({ id: job.id, state: job.state, status_url: followable(c, `/v1/imports/${job.id}`, job.tenantId) }, 202);
   };
 
-  app.post("/imports", async (c) => {
-    const type = c.req.header("content-type")?.split(";")[0]?.trim().toLowerCase();
-    parseQuery(c, type === "text/csv" ? uploadQuerySchema : tenantQuerySchema);
-    const tenantId = tenantOf(c);
-    if (type === "text/csv") {
-      let mapping: unknown;
-      try {
-        mapping = JSON.parse(c.req.query("mapping") ?? "");
-      } catch {
-        throw new ApiError(422, "invalid mapping", [{ path: "mapping", message: 'pass ?mapping= as JSON, e.g. {"col_0":"email"}' }]);
+  app.post(
+    "/imports",
+    describeRoute({
+      operationId: "startImport",
+      tags,
+      summary: "Start a contact import: a file_url (s3://, https://) as JSON, or the CSV itself as text/csv",
+      description:
+        "With Content-Type text/csv the body is the file (up to UPLOAD_LIMIT_BYTES, streamed to storage) and mapping, list_id and has_header come as query parameters (mapping as JSON).",
+      parameters: queryParameters(uploadQuerySchema),
+      requestBody: {
+        required: true,
+        content: { ...jsonBody(importRequestSchema).content, "text/csv": { schema: { type: "string" } } },
+      },
+      responses: {
+        202: json(importStartedSchema, "Queued; the id is the import's (and its job's)"),
+        ...problems("NotFound", "PayloadTooLarge", "UnsupportedMediaType"),
+      },
+    }),
+    async (c) => {
+      const type = c.req.header("content-type")?.split(";")[0]?.trim().toLowerCase();
+      parseQuery(c, type === "text/csv" ? uploadQuerySchema : tenantQuerySchema);
+      const tenantId = tenantOf(c);
+      if (type === "text/csv") {
+        let mapping: unknown;
+        try {
+          mapping = JSON.parse(c.req.query("mapping") ?? "");
+        } catch {
+          throw new ApiError(422, "invalid mapping", [{ path: "mapping", message: 'pass ?mapping= as JSON, e.g. {"col_0":"email"}' }]);
+        }
+        assertJsonText(mapping, ["mapping"]);
+        const parsed = importRequestSchema.omit({ file_url: true }).safeParse({
+          mapping,
+          list_id: c.req.query("list_id"),
+          has_header: c.req.query("has_header") === undefined ? undefined : c.req.query("has_header") !== "false",
+        });
+        if (!parsed.success) throw new ApiError(422, "invalid import", zodFieldErrors(parsed.error));
+        // Everything that can be refused is refused before the file is written.
+        prepare(tenantId, { ...parsed.data, file_url: UPLOAD_PENDING_URL });
+        await checkList(tenantId, parsed.data.list_id);
+        const body = c.req.raw.body;
+        if (!body) throw new ApiError(400, "the request has no CSV body");
+        const stored = await storage.write(`${tenantKeyPrefix(tenantId)}imports/upload-${crypto.randomUUID()}.csv`, body, {
+          contentType: "text/csv",
+        });
+        // From here a refusal (or a failed insert) must take the file with it: no imports row would
+        // ever point at it, so cleanup could not find it.
+        try {
+          return await enqueue(c, prepare(tenantId, { ...parsed.data, file_url: stored.url }));
+        } catch (err) {
+          await storage.delete(stored.url).catch(() => undefined);
+          throw err;
+        }
       }
-      assertJsonText(mapping, ["mapping"]);
-      const parsed = importRequestSchema.omit({ file_url: true }).safeParse({
-        mapping,
-        list_id: c.req.query("list_id"),
-        has_header: c.req.query("has_header") === undefined ? undefined : c.req.query("has_header") !== "false",
-      });
+      const parsed = importRequestSchema.safeParse(await readJson(c));
       if (!parsed.success) throw new ApiError(422, "invalid import", zodFieldErrors(parsed.error));
-      // Everything that can be refused is refused before the file is written.
-      prepare(tenantId, { ...parsed.data, file_url: UPLOAD_PENDING_URL });
+      const row = prepare(tenantId, parsed.data);
       await checkList(tenantId, parsed.data.list_id);
-      const body = c.req.raw.body;
-      if (!body) throw new ApiError(400, "the request has no CSV body");
-      const stored = await storage.write(`${tenantKeyPrefix(tenantId)}imports/upload-${crypto.randomUUID()}.csv`, body, {
-        contentType: "text/csv",
+      // A stored file is only importable by the tenant it was stored for (the handler checks again).
+      const refused = tenantFileProblem(storage, parsed.data.file_url, tenantId) ?? (await webFileUrlProblem(parsed.data.file_url, guard));
+      if (refused) throw new ApiError(422, "invalid file_url", [{ path: "file_url", message: refused }]);
+      return enqueue(c, row);
+    },
+  );
+
+  app.get(
+    "/imports/:id",
+    describeRoute({
+      operationId: "getImport",
+      tags,
+      summary: "An import's status and counters: rows read, created, updated, invalid, duplicate, list_added",
+      parameters: ofImport,
+      responses: { 200: json(importStatusSchema, "Status, counters and report_url once there is a report"), ...problems("NotFound") },
+    }),
+    async (c) => {
+      parseQuery(c, tenantQuerySchema);
+      const tenantId = tenantOf(c);
+      const id = importId(c);
+      const job = await queue.ledger.get(id, tenantId);
+      if (job && job.type !== importContacts.type) throw new ApiError(404, `no import ${id}`);
+      const [row] = await sql.query<{ report_url: string | null; error: string | null }>(
+        `select status, list_id, rows_read::float8 as rows_read, created::float8 as created, updated::float8 as updated,
+                invalid::float8 as invalid, duplicate::float8 as duplicate, list_added::float8 as list_added,
+                report_url, error, created_at, finished_at
+         from imports where id = $1 and tenant_id = $2`,
+        [id, tenantId],
+      );
+      if (!row && !job) throw new ApiError(404, `no import ${id}`);
+      if (!row) return c.json({ id, job_state: job!.state, attempt: job!.attempt, status: "waiting" });
+      // The report's storage URL stays inside: a local path or bucket name is not the tenant's business.
+      // The job may be gone (its retention is shorter than the import's): the row still tells.
+      // The error can quote the file's URL or a server's answer: redacted like every output.
+      const { report_url: stored, error, ...rest } = row;
+      return c.json({
+        id,
+        job_state: job?.state ?? null,
+        attempt: job?.attempt ?? null,
+        ...rest,
+        error: error === null ? null : redactText(error),
+        report_url: stored ? followable(c, `/v1/imports/${id}/report`, tenantId) : null,
       });
-      // From here a refusal (or a failed insert) must take the file with it: no imports row would
-      // ever point at it, so cleanup could not find it.
-      try {
-        return await enqueue(c, prepare(tenantId, { ...parsed.data, file_url: stored.url }));
-      } catch (err) {
-        await storage.delete(stored.url).catch(() => undefined);
-        throw err;
-      }
-    }
-    const parsed = importRequestSchema.safeParse(await readJson(c));
-    if (!parsed.success) throw new ApiError(422, "invalid import", zodFieldErrors(parsed.error));
-    const row = prepare(tenantId, parsed.data);
-    await checkList(tenantId, parsed.data.list_id);
-    // A stored file is only importable by the tenant it was stored for (the handler checks again).
-    const refused = tenantFileProblem(storage, parsed.data.file_url, tenantId) ?? (await webFileUrlProblem(parsed.data.file_url, guard));
-    if (refused) throw new ApiError(422, "invalid file_url", [{ path: "file_url", message: refused }]);
-    return enqueue(c, row);
-  });
+    },
+  );
 
-  app.get("/imports/:id", async (c) => {
-    parseQuery(c, tenantQuerySchema);
-    const tenantId = tenantOf(c);
-    const id = importId(c);
-    const job = await queue.ledger.get(id, tenantId);
-    if (job && job.type !== importContacts.type) throw new ApiError(404, `no import ${id}`);
-    const [row] = await sql.query<{ report_url: string | null; error: string | null }>(
-      `select status, list_id, rows_read::float8 as rows_read, created::float8 as created, updated::float8 as updated,
-              invalid::float8 as invalid, duplicate::float8 as duplicate, list_added::float8 as list_added,
-              report_url, error, created_at, finished_at
-       from imports where id = $1 and tenant_id = $2`,
-      [id, tenantId],
-    );
-    if (!row && !job) throw new ApiError(404, `no import ${id}`);
-    if (!row) return c.json({ id, job_state: job!.state, attempt: job!.attempt, status: "waiting" });
-    // The report's storage URL stays inside: a local path or bucket name is not the tenant's business.
-    // The job may be gone (its retention is shorter than the import's): the row still tells.
-    // The error can quote the file's URL or a server's answer: redacted like every output.
-    const { report_url: stored, error, ...rest } = row;
-    return c.json({
-      id,
-      job_state: job?.state ?? null,
-      attempt: job?.attempt ?? null,
-      ...rest,
-      error: error === null ? null : redactText(error),
-      report_url: stored ? followable(c, `/v1/imports/${id}/report`, tenantId) : null,
-    });
-  });
-
-  /** The error report: every rejected row with its row number and reason, as CSV. */
-  app.get("/imports/:id/report", async (c) => {
-    parseQuery(c, tenantQuerySchema);
-    const [row] = await sql.query<{ report_url: string | null }>("select report_url from imports where id = $1 and tenant_id = $2", [
-      importId(c),
-      tenantOf(c),
-    ]);
-    if (!row?.report_url) throw new ApiError(404, `no report for import ${c.req.param("id")}`);
-    const body = await storage.read(row.report_url, c.req.raw.signal);
-    return new Response(body, {
-      headers: { "content-type": "text/csv; charset=utf-8", "content-disposition": `attachment; filename="import-${c.req.param("id")}-errors.csv"` },
-    });
-  });
+  app.get(
+    "/imports/:id/report",
+    describeRoute({
+      operationId: "getImportReport",
+      tags,
+      summary: "The error report: every rejected row with its row number and reason (CSV)",
+      parameters: ofImport,
+      responses: { 200: text("text/csv", "row,reason,email"), ...problems("NotFound") },
+    }),
+    async (c) => {
+      parseQuery(c, tenantQuerySchema);
+      const [row] = await sql.query<{ report_url: string | null }>("select report_url from imports where id = $1 and tenant_id = $2", [
+        importId(c),
+        tenantOf(c),
+      ]);
+      if (!row?.report_url) throw new ApiError(404, `no report for import ${c.req.param("id")}`);
+      const body = await storage.read(row.report_url, c.req.raw.signal);
+      return new Response(body, {
+        headers: { "content-type": "text/csv; charset=utf-8", "content-disposition": `attachment; filename="import-${c.req.param("id")}-errors.csv"` },
+      });
+    },
+  );
 
   return app;
 }

@@ -19,7 +19,7 @@ export const jobErrorViewSchema = z.object({
   at: z.string().optional(),
   retryable: z.boolean().optional(),
   stack: z.string().optional().describe("Admin keys only"),
-});
+}).meta({ id: "JobError" });
 
 export const jobViewSchema = z.object({
   id: z.string().describe("Decimal job id"),
@@ -40,7 +40,7 @@ export const jobViewSchema = z.object({
   idempotency_key: z.string().nullable(),
   parent_id: z.string().nullable(),
   cancel_requested: z.boolean(),
-});
+}).meta({ id: "Job" });
 
 export type JobView = z.infer<typeof jobViewSchema>;
 export type JobErrorView = z.infer<typeof jobErrorViewSchema>;

@@ -13,6 +13,7 @@ import { z } from "zod";
 import { tenantId } from "../jobs/fields";
 import { type ApiKeyInfo, type ApiKeys, STATIC_ADMIN_KEY_ID } from "./api-keys";
 import { type ApiEnv, assertAdmin } from "./auth";
+import { describeRoute, json, jsonBody, pathParam, problems, queryParameters, type RouteDeclaration } from "./openapi-route";
 import { ApiError } from "./problem";
 import { parseBody, parseParam, parseQuery } from "./request-input";
 
@@ -42,7 +43,7 @@ export const keyViewSchema = z.object({
   name: z.string(),
   created_at: z.string(),
   revoked_at: z.string().nullable(),
-});
+}).meta({ id: "ApiKey" });
 
 export const createdKeySchema = keyViewSchema.extend({
   key: z.string().describe("The bearer key. Shown only in this answer: only its hash is kept"),
@@ -61,30 +62,64 @@ export const keyView = (k: ApiKeyInfo): z.infer<typeof keyViewSchema> => ({
 
 const keyIdSchema = z.string().regex(/^[A-Za-z0-9]{12}$/);
 
+const tags = ["keys"];
+const keyIdParam = pathParam("id", "The key's id (pmk_<id>_…)", { type: "string", pattern: "^[A-Za-z0-9]{12}$" });
+const revokeDeclaration = (operationId: string): RouteDeclaration => ({
+  operationId,
+  tags,
+  summary: "Revoke a key (admin): refused at once by this server, within 5 s by other Node processes",
+  parameters: [keyIdParam],
+  responses: { 200: json(keyViewSchema, "The key, revoked"), ...problems("Forbidden", "NotFound", "Conflict") },
+});
+
 export function keyRoutes(apiKeys: ApiKeys): Hono<ApiEnv> {
   const app = new Hono<ApiEnv>();
 
-  app.post("/keys", async (c) => {
-    assertAdmin(c.get("principal"));
-    const body = await parseBody(c, keyCreateSchema);
-    const admin = body.admin === true;
-    const created = await apiKeys.create({
-      tenantId: admin ? null : body.tenant_id!,
-      admin,
-      name: body.name ?? (admin ? "admin" : `${body.tenant_id} key`),
-    });
-    const info = await apiKeys.get(created.id);
-    if (!info) throw new Error(`key ${created.id} vanished after insert`);
-    c.header("location", `/v1/keys/${created.id}`);
-    return c.json({ ...keyView(info), key: created.key }, 201);
-  });
+  app.post(
+    "/keys",
+    describeRoute({
+      operationId: "createApiKey",
+      tags,
+      summary: "Create an API key (admin): a tenant key ({ tenant_id }) or an admin key ({ admin: true })",
+      description: "The answer carries the key itself, shown only here: only a peppered hash of its secret is stored.",
+      requestBody: jsonBody(keyCreateSchema),
+      responses: {
+        201: json(createdKeySchema, "The key, with its secret", { Location: { schema: { type: "string" } } }),
+        ...problems("Forbidden", "PayloadTooLarge", "UnsupportedMediaType"),
+      },
+    }),
+    async (c) => {
+      assertAdmin(c.get("principal"));
+      const body = await parseBody(c, keyCreateSchema);
+      const admin = body.admin === true;
+      const created = await apiKeys.create({
+        tenantId: admin ? null : body.tenant_id!,
+        admin,
+        name: body.name ?? (admin ? "admin" : `${body.tenant_id} key`),
+      });
+      const info = await apiKeys.get(created.id);
+      if (!info) throw new Error(`key ${created.id} vanished after insert`);
+      c.header("location", `/v1/keys/${created.id}`);
+      return c.json({ ...keyView(info), key: created.key }, 201);
+    },
+  );
 
-  app.get("/keys", async (c) => {
-    assertAdmin(c.get("principal"));
-    const query = parseQuery(c, keyListQuerySchema);
-    const keys = await apiKeys.list();
-    return c.json({ keys: keys.filter((k) => query.tenant_id === undefined || k.tenantId === query.tenant_id).map(keyView) });
-  });
+  app.get(
+    "/keys",
+    describeRoute({
+      operationId: "listApiKeys",
+      tags,
+      summary: "List API keys (admin), revoked ones too, without secrets or hashes",
+      parameters: queryParameters(keyListQuerySchema),
+      responses: { 200: json(keyListSchema, "{ keys }"), ...problems("Forbidden") },
+    }),
+    async (c) => {
+      assertAdmin(c.get("principal"));
+      const query = parseQuery(c, keyListQuerySchema);
+      const keys = await apiKeys.list();
+      return c.json({ keys: keys.filter((k) => query.tenant_id === undefined || k.tenantId === query.tenant_id).map(keyView) });
+    },
+  );
 
   /** The key a path names; 404 for an id no key can have or no key has, 409 for the configured static key. */
   const keyOf = async (c: Context<ApiEnv>): Promise<ApiKeyInfo> => {
@@ -97,10 +132,20 @@ export function keyRoutes(apiKeys: ApiKeys): Hono<ApiEnv> {
     return key;
   };
 
-  app.get("/keys/:id", async (c) => {
-    assertAdmin(c.get("principal"));
-    return c.json(keyView(await keyOf(c)));
-  });
+  app.get(
+    "/keys/:id",
+    describeRoute({
+      operationId: "getApiKey",
+      tags,
+      summary: "Get an API key (admin), without its secret",
+      parameters: [keyIdParam],
+      responses: { 200: json(keyViewSchema, "The key"), ...problems("Forbidden", "NotFound", "Conflict") },
+    }),
+    async (c) => {
+      assertAdmin(c.get("principal"));
+      return c.json(keyView(await keyOf(c)));
+    },
+  );
 
   const revoke = async (c: Context<ApiEnv>) => {
     assertAdmin(c.get("principal"));
@@ -110,8 +155,8 @@ export function keyRoutes(apiKeys: ApiKeys): Hono<ApiEnv> {
     await apiKeys.revoke(key.id);
     return c.json(keyView((await apiKeys.get(key.id)) ?? key));
   };
-  app.delete("/keys/:id", revoke);
-  app.post("/keys/:id/revoke", revoke);
+  app.delete("/keys/:id", describeRoute(revokeDeclaration("revokeApiKey")), revoke);
+  app.post("/keys/:id/revoke", describeRoute(revokeDeclaration("revokeApiKeyPost")), revoke);
 
   return app;
 }

@@ -14,6 +14,7 @@ import type { Queue } from "../queue/queue";
 import type { WorkerRegistry } from "../queue/registry";
 import { type ScalingPolicy, scalingSignals } from "../queue/scaling";
 import { type ApiEnv, assertAdmin } from "./auth";
+import { describeRoute, json, problems, queryParameters } from "./openapi-route";
 import { parseQuery } from "./request-input";
 import { tenantQuerySchema } from "./schemas";
 
@@ -81,10 +82,26 @@ export const schedulesSchema = z.object({
   ),
 });
 
+/** The declaration of an admin-only read: the same tag, query and problems for each. */
+const adminRead = (operationId: string, summary: string, schema: z.ZodType, what: string) =>
+  describeRoute({
+    operationId,
+    tags: ["ops"],
+    summary,
+    parameters: queryParameters(tenantQuerySchema),
+    responses: { 200: json(schema, what), ...problems("Forbidden") },
+  });
+
 export function operationsRoutes(queue: Queue, registry: WorkerRegistry, policy: ScalingPolicy): Hono<ApiEnv> {
   const app = new Hono<ApiEnv>();
 
-  app.get("/scaling", async (c) => {
+  const scaling = adminRead(
+    "getScaling",
+    "Scaling signals per pool (admin): depth, oldest wait, activity, memory, and the recommendation",
+    scalingSchema,
+    "The policy and each pool's signals",
+  );
+  app.get("/scaling", scaling, async (c) => {
     assertAdmin(c.get("principal"));
     parseQuery(c, tenantQuerySchema);
     const pools = await scalingSignals(queue, registry, policy);
@@ -106,7 +123,13 @@ export function operationsRoutes(queue: Queue, registry: WorkerRegistry, policy:
   });
 
   const schedules = cronSchedules(queue.catalog);
-  app.get("/schedules", async (c) => {
+  const scheduleList = adminRead(
+    "listSchedules",
+    "The cron schedules (admin): each type the scheduler enqueues on a schedule, its last and next slot, and the last slot's job",
+    schedulesSchema,
+    "Every cron schedule of the catalog",
+  );
+  app.get("/schedules", scheduleList, async (c) => {
     assertAdmin(c.get("principal"));
     parseQuery(c, tenantQuerySchema);
     const now = queue.clock.now();
@@ -137,7 +160,8 @@ export function operationsRoutes(queue: Queue, registry: WorkerRegistry, policy:
     });
   });
 
-  app.get("/workers", async (c) => {
+  const workerList = adminRead("listWorkers", "The worker registry (admin), the workers gone silent marked", workersSchema, "Every registered worker");
+  app.get("/workers", workerList, async (c) => {
     assertAdmin(c.get("principal"));
     parseQuery(c, tenantQuerySchema);
     const workers = await registry.list();

@@ -29,7 +29,7 @@ export const problemSchema = z.object({
   status: z.number().int(),
   detail: z.string(),
   errors: z.array(z.object({ path: z.string(), message: z.string() })).optional(),
-}).describe("RFC 9457 problem details");
+}).meta({ id: "Problem", description: "RFC 9457 problem details" });
 
 /** The kinds of problem this API reports, by status. */
 const KINDS: Record<number, { slug: string; title: string }> = {

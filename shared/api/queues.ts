@@ -14,7 +14,8 @@ import { StatsSince } from "../queue/statements";
 import { type ApiEnv, assertAdmin } from "./auth";
 import { ApiError } from "./problem";
 import { parseBody, parseQuery } from "./request-input";
-import { tenantQuerySchema, laneRequestSchema } from "./schemas";
+import { describeRoute, json, jsonBody, pathParam, problems, queryParameters } from "./openapi-route";
+import { laneRequestSchema, laneResultSchema, queueListSchema, retryFailedResultSchema, tenantQuerySchema } from "./schemas";
 
 const HOUR_MS = 3_600_000;
 
@@ -81,48 +82,85 @@ async function tenantCounts(queue: Queue, sql: SqlClient, tenantId: string): Pro
   return counts;
 }
 
+const tags = ["queues"];
+
 export function queuesRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
   const app = new Hono<ApiEnv>();
+  const typeParams = [
+    pathParam("type", "A job type of the catalog", { type: "string", enum: [...queue.catalog.keys()] }),
+    ...queryParameters(tenantQuerySchema),
+  ];
 
-  app.get("/", async (c) => {
-    const principal = c.get("principal");
-    parseQuery(c, tenantQuerySchema);
-    const [counts, pausedLanes] = await Promise.all([
-      principal.admin ? systemCounts(queue, sql) : tenantCounts(queue, sql, principal.tenantId!),
-      queue.pausedLanes(),
-    ]);
-    const queues = [...queue.catalog.values()].map((def) => {
-      const n = counts.get(def.type) ?? zero();
-      const lanes = pausedLanes.filter((l) => l.type === def.type);
-      return {
-        type: def.type,
-        pool: def.pool,
-        // Paused for every tenant, or (for a tenant key) for this tenant; admins also see which tenants are paused.
-        paused: lanes.some((l) => l.tenantId === null || l.tenantId === principal.tenantId),
-        ...(principal.admin ? { paused_tenants: lanes.flatMap((l) => (l.tenantId ? [l.tenantId] : [])) } : {}),
-        waiting: n.queued,
-        paused_jobs: n.paused,
-        scheduled: n.scheduled,
-        active: n.active,
-        failed: n.failed,
-        completed_last_hour: n.completed_last_hour,
-        failed_last_hour: n.failed_last_hour,
-      };
-    });
-    return c.json({ queues });
-  });
+  app.get(
+    "/",
+    describeRoute({
+      operationId: "listQueues",
+      tags,
+      summary: "Counts per job type (a tenant key: its own jobs only)",
+      parameters: queryParameters(tenantQuerySchema),
+      responses: { 200: json(queueListSchema, "One entry per job type") },
+    }),
+    async (c) => {
+      const principal = c.get("principal");
+      parseQuery(c, tenantQuerySchema);
+      const [counts, pausedLanes] = await Promise.all([
+        principal.admin ? systemCounts(queue, sql) : tenantCounts(queue, sql, principal.tenantId!),
+        queue.pausedLanes(),
+      ]);
+      const queues = [...queue.catalog.values()].map((def) => {
+        const n = counts.get(def.type) ?? zero();
+        const lanes = pausedLanes.filter((l) => l.type === def.type);
+        return {
+          type: def.type,
+          pool: def.pool,
+          // Paused for every tenant, or (for a tenant key) for this tenant; admins also see which tenants are paused.
+          paused: lanes.some((l) => l.tenantId === null || l.tenantId === principal.tenantId),
+          ...(principal.admin ? { paused_tenants: lanes.flatMap((l) => (l.tenantId ? [l.tenantId] : [])) } : {}),
+          waiting: n.queued,
+          paused_jobs: n.paused,
+          scheduled: n.scheduled,
+          active: n.active,
+          failed: n.failed,
+          completed_last_hour: n.completed_last_hour,
+          failed_last_hour: n.failed_last_hour,
+        };
+      });
+      return c.json({ queues });
+    },
+  );
 
-  app.post("/:type/retry-failed", async (c) => {
-    assertAdmin(c.get("principal"));
-    parseQuery(c, tenantQuerySchema);
-    const type = c.req.param("type");
-    if (!queue.catalog.has(type)) throw new ApiError(404, `no job type "${type}"`);
-    return c.json({ type, retried: await queue.retryFailed(type) });
-  });
+  app.post(
+    "/:type/retry-failed",
+    describeRoute({
+      operationId: "retryFailed",
+      tags,
+      summary: "Run every failed job of a type again (admin)",
+      parameters: typeParams,
+      responses: { 200: json(retryFailedResultSchema, "How many jobs run again"), ...problems("Forbidden", "NotFound") },
+    }),
+    async (c) => {
+      assertAdmin(c.get("principal"));
+      parseQuery(c, tenantQuerySchema);
+      const type = c.req.param("type");
+      if (!queue.catalog.has(type)) throw new ApiError(404, `no job type "${type}"`);
+      return c.json({ type, retried: await queue.retryFailed(type) });
+    },
+  );
 
   // Pause and resume a type, or one tenant's jobs of it ({"tenant_id": "..."}). Admin only.
   for (const action of ["pause", "resume"] as const) {
-    app.post(`/:type/${action}`, async (c) => {
+    const declaration = describeRoute({
+      operationId: `${action}Queue`,
+      tags,
+      summary: `${action === "pause" ? "Pause" : "Resume"} a job type, or one tenant's jobs of it (admin)`,
+      parameters: typeParams,
+      requestBody: jsonBody(laneRequestSchema, { required: false }),
+      responses: {
+        200: json(laneResultSchema, "The lane's new state and how many jobs it moved"),
+        ...problems("Forbidden", "NotFound", "PayloadTooLarge", "UnsupportedMediaType"),
+      },
+    });
+    app.post(`/:type/${action}`, declaration, async (c) => {
       assertAdmin(c.get("principal"));
       parseQuery(c, tenantQuerySchema);
       const type = c.req.param("type");

@@ -1,6 +1,7 @@
 /**
  * The zod schemas of the HTTP API beyond the enqueue envelope (which the queue owns). Routes
- * validate with them and the OpenAPI document is generated from them, so the two cannot drift.
+ * validate with them and declare them (openapi-route.ts), so the document cannot drift; an
+ * answer's `.meta({ id })` names its component in the document.
  */
 import { z } from "zod";
 import { POOLS } from "../jobs/definition";
@@ -59,13 +60,13 @@ export const listQuerySchema = z.strictObject({
 export const jobListSchema = z.object({
   jobs: z.array(jobViewSchema).describe("Newest first"),
   next_cursor: z.string().nullable().describe("Pass as `cursor` for the next page; null on the last page"),
-});
+}).meta({ id: "JobList" });
 
 export const batchResponseSchema = z.object({
   jobs: z.array(jobViewSchema).describe("In request order"),
   created: z.number().int(),
   existing: z.number().int().describe("Jobs whose idempotency key matched an existing job"),
-});
+}).meta({ id: "BatchResult" });
 
 export const queueStatsSchema = z.object({
   type: z.string(),
@@ -79,11 +80,11 @@ export const queueStatsSchema = z.object({
   failed: z.number().int().describe("Dead letter: failed jobs kept for inspection and retry"),
   completed_last_hour: z.number().int(),
   failed_last_hour: z.number().int(),
-});
+}).meta({ id: "QueueStats" });
 
-export const queueListSchema = z.object({ queues: z.array(queueStatsSchema) });
+export const queueListSchema = z.object({ queues: z.array(queueStatsSchema) }).meta({ id: "QueueList" });
 
-export const retryFailedResultSchema = z.object({ type: z.string(), retried: z.number().int() });
+export const retryFailedResultSchema = z.object({ type: z.string(), retried: z.number().int() }).meta({ id: "RetryFailedResult" });
 
 /** The answer of pause and resume. */
 export const laneResultSchema = z.object({
@@ -93,4 +94,4 @@ export const laneResultSchema = z.object({
   jobs: z.number().int().describe("Jobs moved between waiting and paused"),
 });
 
-export const healthSchema = z.object({ status: z.literal("ok"), version: z.string() });
+export const healthSchema = z.object({ status: z.literal("ok"), version: z.string() }).meta({ id: "Health" });

@@ -6,6 +6,7 @@
  * read or written.
  */
 import { Hono } from "hono";
+import { describeRoute, pathParam, problems, security, text } from "./openapi-route";
 import type { SqlClient } from "../ports";
 import { Suppressions } from "../email/suppressions";
 import type { UnsubscribeLinks } from "../email/unsubscribe";
@@ -37,36 +38,61 @@ export function unsubscribeRoutes(sql: SqlClient, links: UnsubscribeLinks): Hono
     c.header("cache-control", "no-store");
   });
 
-  app.get("/:token", async (c) => {
-    const claim = await links.verify(c.req.param("token"));
-    if (!claim) return c.html(<Page title="This link is not valid">The unsubscribe link is broken or was changed.</Page>, 404);
-    return c.html(
-      <Page title="Unsubscribe">
-        <p>Stop sending email to <strong>{claim.email}</strong>?</p>
-        <form method="post">
-          <button type="submit">Unsubscribe</button>
-        </form>
-      </Page>,
-    );
-  });
+  const token = [pathParam("token", "The token of the List-Unsubscribe link (v2.…)")];
+  const page = (description: string) => text("text/html", description);
 
-  app.post("/:token", async (c) => {
-    const claim = await links.verify(c.req.param("token"));
-    if (!claim) return c.html(<Page title="This link is not valid">The unsubscribe link is broken or was changed.</Page>, 404);
-    await suppressions.add(claim.tenantId, claim.email, "unsubscribe");
-    await sql.query(
-      `with c as (
-         update contacts set status = 'unsubscribed', updated_at = now()
-         where tenant_id = $1 and lower(email) = lower($2) and status = 'active' returning id
-       )
-       insert into email_events (tenant_id, campaign_id, type, data)
-       -- The campaign through the tenant's own rows: a link outlives what it names (no 5xx then).
-       values ($1, (select id from campaigns where tenant_id = $1 and id = $3), 'unsubscribed',
-               jsonb_build_object('email', lower($2), 'contact_updated', (select count(*) from c)))`,
-      [claim.tenantId, claim.email, claim.campaignId],
-    );
-    return c.html(<Page title="You are unsubscribed">{claim.email} will not get these emails any more.</Page>);
-  });
+  app.get(
+    "/:token",
+    describeRoute({
+      operationId: "unsubscribePage",
+      tags: ["unsubscribe"],
+      summary: "The unsubscribe page: a button that POSTs (a GET never unsubscribes); no API key, the signed token is the authority",
+      security: security.none,
+      parameters: token,
+      responses: { 200: page("A page asking to confirm"), 404: page("A token we did not issue, exactly") },
+    }),
+    async (c) => {
+      const claim = await links.verify(c.req.param("token"));
+      if (!claim) return c.html(<Page title="This link is not valid">The unsubscribe link is broken or was changed.</Page>, 404);
+      return c.html(
+        <Page title="Unsubscribe">
+          <p>Stop sending email to <strong>{claim.email}</strong>?</p>
+          <form method="post">
+            <button type="submit">Unsubscribe</button>
+          </form>
+        </Page>,
+      );
+    },
+  );
+
+  app.post(
+    "/:token",
+    describeRoute({
+      operationId: "unsubscribe",
+      tags: ["unsubscribe"],
+      summary: "One-click unsubscribe (RFC 8058): suppresses the address for the tenant and marks the contact unsubscribed",
+      security: security.none,
+      parameters: token,
+      responses: { 200: page("Unsubscribed"), 404: page("A token we did not issue, exactly; nothing recorded"), ...problems("Unavailable") },
+    }),
+    async (c) => {
+      const claim = await links.verify(c.req.param("token"));
+      if (!claim) return c.html(<Page title="This link is not valid">The unsubscribe link is broken or was changed.</Page>, 404);
+      await suppressions.add(claim.tenantId, claim.email, "unsubscribe");
+      await sql.query(
+        `with c as (
+           update contacts set status = 'unsubscribed', updated_at = now()
+           where tenant_id = $1 and lower(email) = lower($2) and status = 'active' returning id
+         )
+         insert into email_events (tenant_id, campaign_id, type, data)
+         -- The campaign through the tenant's own rows: a link outlives what it names (no 5xx then).
+         values ($1, (select id from campaigns where tenant_id = $1 and id = $3), 'unsubscribed',
+                 jsonb_build_object('email', lower($2), 'contact_updated', (select count(*) from c)))`,
+        [claim.tenantId, claim.email, claim.campaignId],
+      );
+      return c.html(<Page title="You are unsubscribed">{claim.email} will not get these emails any more.</Page>);
+    },
+  );
 
   return app;
 }

@@ -11,6 +11,7 @@ import { WebhookEndpoints } from "../webhooks/endpoints";
 import type { UrlGuard } from "../webhooks/ssrf";
 import { type ApiEnv, tenantOf } from "./auth";
 import { idCursor } from "./cursor";
+import { describeRoute, json, jsonBody, pathParam, problems, queryParameters } from "./openapi-route";
 import { parseBody, parseParam, parseQuery } from "./request-input";
 import { tenantQuerySchema } from "./schemas";
 
@@ -47,7 +48,7 @@ export const endpointViewSchema = z.object({
   notify_email: z.string().nullable().describe("Told by email when the platform disables the endpoint; null: nobody"),
   previous_secret_expires_at: isoTime.nullable().describe("Until when the previous secret still signs (a rotation in progress)"),
   created_at: isoTime,
-});
+}).meta({ id: "WebhookEndpoint" });
 
 /** The answers of create and rotate: the endpoint with its signing secret, shown only here. */
 export const endpointWithSecretSchema = endpointViewSchema.extend({
@@ -91,46 +92,133 @@ function tenant(c: Context<ApiEnv>): string {
 /** An endpoint's :id: one of our ids (whe_…), or no endpoint has it. */
 const endpointId = (c: Context) => parseParam(c, "id", entityId, (id) => `no webhook endpoint ${id}`);
 
+const tags = ["webhooks"];
+const tenantOnly = queryParameters(tenantQuerySchema);
+const ofEndpoint = [...tenantOnly, pathParam("id", "Endpoint id (whe_…)")];
+
 export function webhookRoutes(queue: Queue, sql: SqlClient, guard: UrlGuard): Hono<ApiEnv> {
   const app = new Hono<ApiEnv>();
   const endpoints = new WebhookEndpoints(sql, queue, guard, queue.clock);
 
-  app.post("/webhooks/endpoints", async (c) => {
-    const tenantId = tenant(c);
-    const req = await body(c, webhookSchemas.create);
-    const { endpoint, secret } = await endpoints.create(tenantId, { url: req.url, eventTypes: req.event_types, notifyEmail: req.notify_email });
-    return c.json({ ...endpoint, secret }, 201);
-  });
+  app.post(
+    "/webhooks/endpoints",
+    describeRoute({
+      operationId: "createWebhookEndpoint",
+      tags,
+      summary: "Register an endpoint; the answer carries its whsec_ secret (shown only here and at rotation)",
+      parameters: tenantOnly,
+      requestBody: jsonBody(webhookSchemas.create),
+      responses: { 201: json(endpointWithSecretSchema, "The endpoint, with its secret"), ...problems("PayloadTooLarge", "UnsupportedMediaType") },
+    }),
+    async (c) => {
+      const tenantId = tenant(c);
+      const req = await body(c, webhookSchemas.create);
+      const { endpoint, secret } = await endpoints.create(tenantId, { url: req.url, eventTypes: req.event_types, notifyEmail: req.notify_email });
+      return c.json({ ...endpoint, secret }, 201);
+    },
+  );
 
-  app.patch("/webhooks/endpoints/:id", async (c) => {
-    const tenantId = tenant(c);
-    const req = await body(c, webhookSchemas.update);
-    return c.json(await endpoints.update(tenantId, endpointId(c), { eventTypes: req.event_types, notifyEmail: req.notify_email }));
-  });
+  app.patch(
+    "/webhooks/endpoints/:id",
+    describeRoute({
+      operationId: "updateWebhookEndpoint",
+      tags,
+      summary: "Change an endpoint's event types or notify_email",
+      parameters: ofEndpoint,
+      requestBody: jsonBody(webhookSchemas.update),
+      responses: { 200: json(endpointViewSchema, "The endpoint"), ...problems("NotFound", "PayloadTooLarge", "UnsupportedMediaType") },
+    }),
+    async (c) => {
+      const tenantId = tenant(c);
+      const req = await body(c, webhookSchemas.update);
+      return c.json(await endpoints.update(tenantId, endpointId(c), { eventTypes: req.event_types, notifyEmail: req.notify_email }));
+    },
+  );
 
-  app.get("/webhooks/endpoints", async (c) => c.json({ endpoints: await endpoints.list(tenant(c)) }));
+  app.get(
+    "/webhooks/endpoints",
+    describeRoute({
+      operationId: "listWebhookEndpoints",
+      tags,
+      summary: "List endpoints (without secrets)",
+      parameters: tenantOnly,
+      responses: { 200: json(endpointListSchema, "The tenant's endpoints") },
+    }),
+    async (c) => c.json({ endpoints: await endpoints.list(tenant(c)) }),
+  );
 
-  app.get("/webhooks/endpoints/:id", async (c) => c.json(await endpoints.get(tenant(c), endpointId(c))));
+  app.get(
+    "/webhooks/endpoints/:id",
+    describeRoute({
+      operationId: "getWebhookEndpoint",
+      tags,
+      summary: "Get an endpoint (without its secret)",
+      parameters: ofEndpoint,
+      responses: { 200: json(endpointViewSchema, "The endpoint"), ...problems("NotFound") },
+    }),
+    async (c) => c.json(await endpoints.get(tenant(c), endpointId(c))),
+  );
 
-  app.post("/webhooks/endpoints/:id/rotate", async (c) => {
-    const tenantId = tenant(c);
-    const req = await body(c, webhookSchemas.rotate, true);
-    const { endpoint, secret } = await endpoints.rotate(tenantId, endpointId(c), req.previous_secret_ttl_seconds * 1_000);
-    return c.json({ ...endpoint, secret });
-  });
+  app.post(
+    "/webhooks/endpoints/:id/rotate",
+    describeRoute({
+      operationId: "rotateWebhookSecret",
+      tags,
+      summary: "Rotate the secret; the previous one keeps signing for previous_secret_ttl_seconds",
+      parameters: ofEndpoint,
+      requestBody: jsonBody(webhookSchemas.rotate, { required: false }),
+      responses: { 200: json(endpointWithSecretSchema, "The endpoint, with its new secret"), ...problems("NotFound", "PayloadTooLarge", "UnsupportedMediaType") },
+    }),
+    async (c) => {
+      const tenantId = tenant(c);
+      const req = await body(c, webhookSchemas.rotate, true);
+      const { endpoint, secret } = await endpoints.rotate(tenantId, endpointId(c), req.previous_secret_ttl_seconds * 1_000);
+      return c.json({ ...endpoint, secret });
+    },
+  );
 
-  app.post("/webhooks/endpoints/:id/disable", async (c) => c.json(await endpoints.disable(tenant(c), endpointId(c))));
+  app.post(
+    "/webhooks/endpoints/:id/disable",
+    describeRoute({
+      operationId: "disableWebhookEndpoint",
+      tags,
+      summary: "Disable an endpoint: no more deliveries",
+      parameters: ofEndpoint,
+      responses: { 200: json(endpointViewSchema, "The endpoint"), ...problems("NotFound") },
+    }),
+    async (c) => c.json(await endpoints.disable(tenant(c), endpointId(c))),
+  );
 
-  app.post("/webhooks/endpoints/:id/test", async (c) => {
-    const { eventId, jobId } = await endpoints.sendTest(tenant(c), endpointId(c));
-    return c.json({ event_id: eventId, job_id: jobId }, 202);
-  });
+  app.post(
+    "/webhooks/endpoints/:id/test",
+    describeRoute({
+      operationId: "testWebhookEndpoint",
+      tags,
+      summary: "Send a webhook.test event to the endpoint",
+      parameters: ofEndpoint,
+      responses: { 202: json(webhookTestSchema, "The test event and its delivery job"), ...problems("NotFound", "Conflict") },
+    }),
+    async (c) => {
+      const { eventId, jobId } = await endpoints.sendTest(tenant(c), endpointId(c));
+      return c.json({ event_id: eventId, job_id: jobId }, 202);
+    },
+  );
 
-  app.get("/webhooks/endpoints/:id/deliveries", async (c) => {
-    const { cursor } = parseQuery(c, deliveriesQuery);
-    const { deliveries, nextCursor } = await endpoints.deliveries(tenantOf(c), endpointId(c), cursor);
-    return c.json({ deliveries, next_cursor: nextCursor });
-  });
+  app.get(
+    "/webhooks/endpoints/:id/deliveries",
+    describeRoute({
+      operationId: "listWebhookDeliveries",
+      tags,
+      summary: "The delivery log, newest first: time, outcome, status code, duration, capped response body",
+      parameters: [...queryParameters(deliveriesQuery), pathParam("id", "Endpoint id (whe_…)")],
+      responses: { 200: json(deliveryListSchema, "A page of deliveries"), ...problems("NotFound") },
+    }),
+    async (c) => {
+      const { cursor } = parseQuery(c, deliveriesQuery);
+      const { deliveries, nextCursor } = await endpoints.deliveries(tenantOf(c), endpointId(c), cursor);
+      return c.json({ deliveries, next_cursor: nextCursor });
+    },
+  );
 
   return app;
 }

@@ -181,15 +181,15 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/healthz": {
+    "/v1/scaling": {
         parameters: {
             query?: never;
             header?: never;
             path?: never;
             cookie?: never;
         };
-        /** Liveness and database reachability */
-        get: operations["health"];
+        /** Scaling signals per pool (admin): depth, oldest wait, activity, memory, and the recommendation */
+        get: operations["getScaling"];
         put?: never;
         post?: never;
         delete?: never;
@@ -198,15 +198,15 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/metrics": {
+    "/v1/schedules": {
         parameters: {
             query?: never;
             header?: never;
             path?: never;
             cookie?: never;
         };
-        /** Prometheus metrics (admin key, unless the server makes them public) */
-        get: operations["metrics"];
+        /** The cron schedules (admin): each type the scheduler enqueues on a schedule, its last and next slot, and the last slot's job */
+        get: operations["listSchedules"];
         put?: never;
         post?: never;
         delete?: never;
@@ -215,226 +215,17 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/v1/imports": {
+    "/v1/workers": {
         parameters: {
             query?: never;
             header?: never;
             path?: never;
             cookie?: never;
         };
-        get?: never;
-        put?: never;
-        /**
-         * Start a contact import: a file_url (s3://, https://) as JSON, or the CSV itself as text/csv
-         * @description With Content-Type text/csv the body is the file (up to UPLOAD_LIMIT_BYTES, streamed to storage) and mapping, list_id and has_header come as query parameters (mapping as JSON).
-         */
-        post: operations["startImport"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/imports/{id}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** An import's status and counters: rows read, created, updated, invalid, duplicate, list_added */
-        get: operations["getImport"];
+        /** The worker registry (admin), the workers gone silent marked */
+        get: operations["listWorkers"];
         put?: never;
         post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/imports/{id}/report": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** The error report: every rejected row with its row number and reason (CSV) */
-        get: operations["getImportReport"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/exports": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** Export a list's or segment's contacts, or a campaign's sends and events, to CSV */
-        post: operations["startExport"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/exports/{id}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** An export's status, size and, when ready, its signed download_url */
-        get: operations["getExport"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/files/{token}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Download an export (the signed token is the capability; no API key) */
-        get: operations["downloadExport"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/webhooks/endpoints": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** List endpoints (without secrets) */
-        get: operations["listWebhookEndpoints"];
-        put?: never;
-        /** Register an endpoint; the answer carries its whsec_ secret (shown only here and at rotation) */
-        post: operations["createWebhookEndpoint"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/webhooks/endpoints/{id}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Get an endpoint (without its secret) */
-        get: operations["getWebhookEndpoint"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        /** Change an endpoint's event types or notify_email */
-        patch: operations["updateWebhookEndpoint"];
-        trace?: never;
-    };
-    "/v1/webhooks/endpoints/{id}/rotate": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** Rotate the secret; the previous one keeps signing for previous_secret_ttl_seconds */
-        post: operations["rotateWebhookSecret"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/webhooks/endpoints/{id}/disable": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** Disable an endpoint: no more deliveries */
-        post: operations["disableWebhookEndpoint"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/webhooks/endpoints/{id}/test": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** Send a webhook.test event to the endpoint */
-        post: operations["testWebhookEndpoint"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/webhooks/endpoints/{id}/deliveries": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** The delivery log, newest first: time, outcome, status code, duration, capped response body */
-        get: operations["listWebhookDeliveries"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/providers/resend/events": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        get?: never;
-        put?: never;
-        /** Resend's webhook (bounces, complaints), verified by its Svix signature; no API key */
-        post: operations["resendEvents"];
         delete?: never;
         options?: never;
         head?: never;
@@ -700,75 +491,6 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
-    "/v1/scaling": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** Scaling signals per pool (admin): depth, oldest wait, activity, memory, and the recommendation */
-        get: operations["getScaling"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/workers": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** The worker registry (admin), the workers gone silent marked */
-        get: operations["listWorkers"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/v1/schedules": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** The cron schedules (admin): each type the scheduler enqueues on a schedule, its last and next slot, and the last slot's job */
-        get: operations["listSchedules"];
-        put?: never;
-        post?: never;
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
-    "/u/{token}": {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        /** The unsubscribe page: a button that POSTs (a GET never unsubscribes); no API key, the signed token is the authority */
-        get: operations["unsubscribePage"];
-        put?: never;
-        /** One-click unsubscribe (RFC 8058): suppresses the address for the tenant and marks the contact unsubscribed */
-        post: operations["unsubscribe"];
-        delete?: never;
-        options?: never;
-        head?: never;
-        patch?: never;
-        trace?: never;
-    };
     "/v1/keys": {
         parameters: {
             query?: never;
@@ -825,6 +547,267 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/webhooks/endpoints": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** List endpoints (without secrets) */
+        get: operations["listWebhookEndpoints"];
+        put?: never;
+        /** Register an endpoint; the answer carries its whsec_ secret (shown only here and at rotation) */
+        post: operations["createWebhookEndpoint"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/endpoints/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Get an endpoint (without its secret) */
+        get: operations["getWebhookEndpoint"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        /** Change an endpoint's event types or notify_email */
+        patch: operations["updateWebhookEndpoint"];
+        trace?: never;
+    };
+    "/v1/webhooks/endpoints/{id}/rotate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Rotate the secret; the previous one keeps signing for previous_secret_ttl_seconds */
+        post: operations["rotateWebhookSecret"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/endpoints/{id}/disable": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Disable an endpoint: no more deliveries */
+        post: operations["disableWebhookEndpoint"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/endpoints/{id}/test": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Send a webhook.test event to the endpoint */
+        post: operations["testWebhookEndpoint"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/endpoints/{id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The delivery log, newest first: time, outcome, status code, duration, capped response body */
+        get: operations["listWebhookDeliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/u/{token}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The unsubscribe page: a button that POSTs (a GET never unsubscribes); no API key, the signed token is the authority */
+        get: operations["unsubscribePage"];
+        put?: never;
+        /** One-click unsubscribe (RFC 8058): suppresses the address for the tenant and marks the contact unsubscribed */
+        post: operations["unsubscribe"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/providers/resend/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Resend's webhook (bounces, complaints), verified by its Svix signature; no API key */
+        post: operations["resendEvents"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/exports": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Export a list's or segment's contacts, or a campaign's sends and events, to CSV */
+        post: operations["startExport"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/exports/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** An export's status, size and, when ready, its signed download_url */
+        get: operations["getExport"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/files/{token}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Download an export (the signed token is the capability; no API key) */
+        get: operations["downloadExport"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/imports": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Start a contact import: a file_url (s3://, https://) as JSON, or the CSV itself as text/csv
+         * @description With Content-Type text/csv the body is the file (up to UPLOAD_LIMIT_BYTES, streamed to storage) and mapping, list_id and has_header come as query parameters (mapping as JSON).
+         */
+        post: operations["startImport"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/imports/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** An import's status and counters: rows read, created, updated, invalid, duplicate, list_added */
+        get: operations["getImport"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/imports/{id}/report": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The error report: every rejected row with its row number and reason (CSV) */
+        get: operations["getImportReport"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/healthz": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Liveness and database reachability */
+        get: operations["health"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/openapi.json": {
         parameters: {
             query?: never;
@@ -834,6 +817,23 @@ export interface paths {
         };
         /** This document */
         get: operations["openapi"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/metrics": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Prometheus metrics (admin key, unless the server makes them public) */
+        get: operations["metrics"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1029,18 +1029,21 @@ export interface components {
             /** @description Admin keys only */
             stack?: string;
         };
-        JobList: {
-            /** @description Newest first */
-            jobs: components["schemas"]["Job"][];
-            /** @description Pass as `cursor` for the next page; null on the last page */
-            next_cursor: string | null;
-        };
         BatchResult: {
             /** @description In request order */
             jobs: components["schemas"]["Job"][];
             created: number;
             /** @description Jobs whose idempotency key matched an existing job */
             existing: number;
+        };
+        JobList: {
+            /** @description Newest first */
+            jobs: components["schemas"]["Job"][];
+            /** @description Pass as `cursor` for the next page; null on the last page */
+            next_cursor: string | null;
+        };
+        QueueList: {
+            queues: components["schemas"]["QueueStats"][];
         };
         QueueStats: {
             type: string;
@@ -1061,12 +1064,152 @@ export interface components {
             completed_last_hour: number;
             failed_last_hour: number;
         };
-        QueueList: {
-            queues: components["schemas"]["QueueStats"][];
-        };
         RetryFailedResult: {
             type: string;
             retried: number;
+        };
+        Contact: {
+            id: string;
+            email: string;
+            name: string | null;
+            attributes: {
+                [key: string]: string | number | boolean | null;
+            };
+            /** @enum {string} */
+            status: "active" | "unsubscribed" | "bounced" | "complained";
+            /** Format: date-time */
+            created_at: string;
+        };
+        List: {
+            /** @description lst_… */
+            id: string;
+            tenant_id: string;
+            name: string;
+            contact_count: number;
+            /** Format: date-time */
+            created_at: string;
+        };
+        Segment: {
+            /** @description seg_… */
+            id: string;
+            tenant_id: string;
+            name: string;
+            list_id: string;
+            filters: {
+                attribute: string;
+                /** @enum {string} */
+                op: "eq" | "neq" | "exists";
+                value?: string;
+            }[];
+            /** Format: date-time */
+            created_at: string;
+        };
+        Template: {
+            /** @description tpl_… */
+            id: string;
+            tenant_id: string;
+            name: string;
+            subject: string;
+            blocks: ({
+                /** @constant */
+                type: "heading";
+                text: string;
+            } | {
+                /** @constant */
+                type: "text";
+                text: string;
+            } | {
+                /** @constant */
+                type: "button";
+                text: string;
+                href: string;
+            } | {
+                /** @constant */
+                type: "divider";
+            })[];
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+        };
+        Campaign: {
+            /** @description camp_… */
+            id: string;
+            name: string;
+            template_id: string;
+            list_id: string | null;
+            segment_id: string | null;
+            /** @enum {string} */
+            status: "draft" | "scheduled" | "sending" | "paused" | "sent" | "cancelled";
+            scheduled_at: string | null;
+            counters: {
+                recipients: number;
+                sent: number;
+                skipped: number;
+                failed: number;
+            };
+            /** @description The fan-out's checkpoint: contacts with id up to cursor have their sends; upper is fixed at start */
+            progress: {
+                cursor: string;
+                upper: string | null;
+                done: boolean;
+            };
+            /** Format: date-time */
+            created_at: string;
+            started_at: string | null;
+            finished_at: string | null;
+        };
+        Suppression: {
+            /** @description Lower case */
+            email: string;
+            /** @enum {string} */
+            reason: "unsubscribe" | "hard_bounce" | "complaint" | "manual";
+        };
+        ApiKey: {
+            /** @description The public part of the key (pmk_<id>_…) */
+            id: string;
+            /** @description null for admin keys */
+            tenant_id: string | null;
+            admin: boolean;
+            name: string;
+            created_at: string;
+            revoked_at: string | null;
+        };
+        WebhookEndpoint: {
+            /** @description whe_… */
+            id: string;
+            url: string;
+            /** @description Empty: every event type */
+            event_types: string[];
+            /** @enum {string} */
+            status: "active" | "disabled";
+            disabled_reason: string | null;
+            disabled_at: string | null;
+            failing_since: string | null;
+            /** @description Told by email when the platform disables the endpoint; null: nobody */
+            notify_email: string | null;
+            /** @description Until when the previous secret still signs (a rotation in progress) */
+            previous_secret_expires_at: string | null;
+            /** Format: date-time */
+            created_at: string;
+        };
+        Export: {
+            id: string;
+            /** @enum {string} */
+            source: "list" | "segment" | "campaign";
+            source_id: string;
+            /** @enum {string} */
+            status: "queued" | "running" | "ready" | "failed" | "expired";
+            rows: number;
+            bytes: number;
+            error: string | null;
+            /** Format: date-time */
+            created_at: string;
+            completed_at: string | null;
+            /** Format: date-time */
+            expires_at: string;
+            /** @description A signed link to the CSV (no API key needed) while the export is ready; null before and after */
+            download_url: string | null;
         };
         Health: {
             /** @constant */
@@ -1116,7 +1259,7 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description No such resource for this key (another tenant's job is not found either) */
+        /** @description No such resource for this key (another tenant's is not found either) */
         NotFound: {
             headers: {
                 [name: string]: unknown;
@@ -1161,7 +1304,7 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description The body or query failed its schema; `errors` lists every offending path */
+        /** @description The body, query, path or a header failed its rules; `errors` lists every offending path */
         ValidationFailed: {
             headers: {
                 [name: string]: unknown;
@@ -1170,9 +1313,11 @@ export interface components {
                 "application/problem+json": components["schemas"]["Problem"];
             };
         };
-        /** @description The database is unreachable */
+        /** @description The database is unreachable; try again shortly (Retry-After) */
         Unavailable: {
             headers: {
+                /** @description Seconds to wait before trying again */
+                "Retry-After"?: string;
                 [name: string]: unknown;
             };
             content: {
@@ -1215,14 +1360,19 @@ export interface operations {
                     "application/json": components["schemas"]["JobList"];
                 };
             };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
         };
     };
     enqueueJob: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
             header?: {
                 /** @description Same as the body's idempotency_key */
                 "Idempotency-Key"?: string;
@@ -1262,11 +1412,15 @@ export interface operations {
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
         };
     };
     enqueueJobs: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -1292,6 +1446,7 @@ export interface operations {
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
         };
     };
     getJob: {
@@ -1304,6 +1459,7 @@ export interface operations {
             };
             header?: never;
             path: {
+                /** @description The job's id */
                 id: string;
             };
             cookie?: never;
@@ -1319,9 +1475,11 @@ export interface operations {
                     "application/json": components["schemas"]["Job"];
                 };
             };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
             422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
         };
     };
     deleteJob: {
@@ -1332,6 +1490,7 @@ export interface operations {
             };
             header?: never;
             path: {
+                /** @description The job's id */
                 id: string;
             };
             cookie?: never;
@@ -1345,10 +1504,12 @@ export interface operations {
                 };
                 content?: never;
             };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
             422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
         };
     };
     streamJobEvents: {
@@ -1359,6 +1520,7 @@ export interface operations {
             };
             header?: never;
             path: {
+                /** @description The job's id */
                 id: string;
             };
             cookie?: never;
@@ -1374,16 +1536,22 @@ export interface operations {
                     "text/event-stream": string;
                 };
             };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
             422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
         };
     };
     cancelJob: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
             header?: never;
             path: {
+                /** @description The job's id */
                 id: string;
             };
             cookie?: never;
@@ -1399,16 +1567,23 @@ export interface operations {
                     "application/json": components["schemas"]["Job"];
                 };
             };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
         };
     };
     retryJob: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
             header?: never;
             path: {
+                /** @description The job's id */
                 id: string;
             };
             cookie?: never;
@@ -1424,14 +1599,20 @@ export interface operations {
                     "application/json": components["schemas"]["Job"];
                 };
             };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
             409: components["responses"]["Conflict"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
         };
     };
     listQueues: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
             header?: never;
             path?: never;
             cookie?: never;
@@ -1447,14 +1628,21 @@ export interface operations {
                     "application/json": components["schemas"]["QueueList"];
                 };
             };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
         };
     };
     retryFailed: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
             header?: never;
             path: {
+                /** @description A job type of the catalog */
                 type: "email.send" | "campaign.process" | "import.contacts" | "export.data" | "webhook.dispatch" | "maintenance.cleanup";
             };
             cookie?: never;
@@ -1470,16 +1658,23 @@ export interface operations {
                     "application/json": components["schemas"]["RetryFailedResult"];
                 };
             };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
         };
     };
     pauseQueue: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
             header?: never;
             path: {
+                /** @description A job type of the catalog */
                 type: "email.send" | "campaign.process" | "import.contacts" | "export.data" | "webhook.dispatch" | "maintenance.cleanup";
             };
             cookie?: never;
@@ -1509,17 +1704,25 @@ export interface operations {
                     };
                 };
             };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
         };
     };
     resumeQueue: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
             header?: never;
             path: {
+                /** @description A job type of the catalog */
                 type: "email.send" | "campaign.process" | "import.contacts" | "export.data" | "webhook.dispatch" | "maintenance.cleanup";
             };
             cookie?: never;
@@ -1549,54 +1752,1638 @@ export interface operations {
                     };
                 };
             };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getScaling: {
+        parameters: {
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The policy and each pool's signals */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        policy: {
+                            /** @description Waiting jobs in a pool above which it should scale up */
+                            queue_depth: number;
+                            /** @description Memory use of the import pool's workers (0-1) above which it should scale up */
+                            import_memory_ratio: number;
+                        };
+                        pools: {
+                            /** @description email, default, import, or a pool that a job type added through the library names */
+                            pool: string;
+                            types: string[];
+                            /** @description Jobs waiting to run now */
+                            queue_depth: number;
+                            oldest_waiting_seconds: number;
+                            active: number;
+                            /** @description Live workers running this pool */
+                            workers: number;
+                            /** @description Their slots */
+                            concurrency: number;
+                            memory_usage_ratio: number | null;
+                            /** @enum {string} */
+                            recommendation: "scale_up" | "hold";
+                            reasons: string[];
+                        }[];
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listSchedules: {
+        parameters: {
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Every cron schedule of the catalog */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        schedules: {
+                            /** @description The job type the scheduler enqueues */
+                            type: string;
+                            /** @description Its 5-field cron expression, as the catalog declares it */
+                            schedule: string;
+                            /** @constant */
+                            timezone: "UTC";
+                            /** @description What each run is enqueued with */
+                            payload: {
+                                [key: string]: unknown;
+                            };
+                            /** @description The latest time it was due */
+                            previous_slot: string | null;
+                            /** @description The next time it is due */
+                            next_slot: string | null;
+                            /** @description The job enqueued for previous_slot (one a slot, its idempotency key cron:<slot>); null before the scheduler has enqueued it, when the slot passed while no scheduler ran for over an hour, or after retention removed it */
+                            previous_job: {
+                                id: string;
+                                /** @enum {string} */
+                                state: "scheduled" | "queued" | "paused" | "active" | "completed" | "failed" | "cancelled";
+                                /** Format: date-time */
+                                created_at: string;
+                                finished_at: string | null;
+                            } | null;
+                            /** @description Its type is paused: runs are still enqueued, and wait until it is resumed */
+                            paused: boolean;
+                        }[];
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listWorkers: {
+        parameters: {
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Every registered worker */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        workers: {
+                            id: string;
+                            /** @enum {string} */
+                            runtime: "node" | "edge";
+                            pools: string[];
+                            concurrency: number;
+                            in_flight: number;
+                            memory_rss_bytes: number | null;
+                            memory_usage_ratio: number | null;
+                            /** @description Pools that stopped taking jobs for now (memory pressure) */
+                            intake_paused: string[];
+                            /** Format: date-time */
+                            started_at: string;
+                            /** Format: date-time */
+                            heartbeat_at: string;
+                            /** @description No heartbeat for a while: probably gone */
+                            silent: boolean;
+                        }[];
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listContacts: {
+        parameters: {
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+                /** @description next_cursor of the previous page */
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of contacts */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description By id */
+                        contacts: components["schemas"]["Contact"][];
+                        /** @description Pass as `cursor` for the next page; null on the last page */
+                        next_cursor: string | null;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
             404: components["responses"]["NotFound"];
             422: components["responses"]["ValidationFailed"];
-        };
-    };
-    health: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Healthy */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": components["schemas"]["Health"];
-                };
-            };
-            400: components["responses"]["BadRequest"];
             503: components["responses"]["Unavailable"];
         };
     };
-    metrics: {
+    upsertContacts: {
         parameters: {
-            query?: never;
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    contacts: {
+                        email: string;
+                        name?: string;
+                        attributes?: {
+                            [key: string]: string | number | boolean | null;
+                        };
+                    }[];
+                    /** @description Also add every contact to this list */
+                    list_id?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Each contact's id, and how many were created or updated */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        contacts: {
+                            id: string;
+                            email: string;
+                            created: boolean;
+                        }[];
+                        created: number;
+                        updated: number;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listLists: {
+        parameters: {
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+                limit?: number;
+                /** @description next_cursor of the previous page */
+                cursor?: string;
+            };
             header?: never;
             path?: never;
             cookie?: never;
         };
         requestBody?: never;
         responses: {
-            /** @description Text exposition format 0.0.4 */
+            /** @description A page of lists */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "text/plain; version=0.0.4; charset=utf-8": string;
+                    "application/json": {
+                        /** @description Newest first */
+                        lists: components["schemas"]["List"][];
+                        /** @description Pass as `cursor` for the next page; null on the last page */
+                        next_cursor: string | null;
+                    };
                 };
             };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    createList: {
+        parameters: {
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    name: string;
+                };
+            };
+        };
+        responses: {
+            /** @description The list */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["List"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getList: {
+        parameters: {
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
+            header?: never;
+            path: {
+                /** @description List id (lst_…) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The list */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["List"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    createSegment: {
+        parameters: {
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    name: string;
+                    list_id: string;
+                    /** @default [] */
+                    filters?: {
+                        attribute: string;
+                        /** @enum {string} */
+                        op: "eq" | "neq" | "exists";
+                        value?: string;
+                    }[];
+                };
+            };
+        };
+        responses: {
+            /** @description The segment */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Segment"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    createTemplate: {
+        parameters: {
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    name: string;
+                    /** @description May hold {{variables}} */
+                    subject: string;
+                    blocks: ({
+                        /** @constant */
+                        type: "heading";
+                        text: string;
+                    } | {
+                        /** @constant */
+                        type: "text";
+                        text: string;
+                    } | {
+                        /** @constant */
+                        type: "button";
+                        text: string;
+                        href: string;
+                    } | {
+                        /** @constant */
+                        type: "divider";
+                    })[];
+                };
+            };
+        };
+        responses: {
+            /** @description The template */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Template"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getTemplate: {
+        parameters: {
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
+            header?: never;
+            path: {
+                /** @description Template id (tpl_…) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The template */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Template"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listCampaigns: {
+        parameters: {
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+                limit?: number;
+                /** @description next_cursor of the previous page */
+                cursor?: string;
+                /** @description Only campaigns in this status */
+                status?: "draft" | "scheduled" | "sending" | "paused" | "sent" | "cancelled";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of campaigns */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description Newest first */
+                        campaigns: components["schemas"]["Campaign"][];
+                        /** @description Pass as `cursor` for the next page; null on the last page */
+                        next_cursor: string | null;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    createCampaign: {
+        parameters: {
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    name: string;
+                    template_id: string;
+                    /** @description Give exactly one of list_id and segment_id */
+                    list_id?: string;
+                    segment_id?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description The campaign */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Campaign"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getCampaign: {
+        parameters: {
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
+            header?: never;
+            path: {
+                /** @description Campaign id (camp_…) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The campaign */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Campaign"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    startCampaign: {
+        parameters: {
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
+            header?: never;
+            path: {
+                /** @description Campaign id (camp_…) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": {
+                    /**
+                     * Format: date-time
+                     * @description Start at this time instead of now
+                     */
+                    at?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description The campaign, sending or scheduled */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Campaign"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    pauseCampaign: {
+        parameters: {
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
+            header?: never;
+            path: {
+                /** @description Campaign id (camp_…) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The campaign */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Campaign"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    resumeCampaign: {
+        parameters: {
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
+            header?: never;
+            path: {
+                /** @description Campaign id (camp_…) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The campaign */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Campaign"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    cancelCampaign: {
+        parameters: {
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
+            header?: never;
+            path: {
+                /** @description Campaign id (camp_…) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The campaign */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Campaign"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listSuppressions: {
+        parameters: {
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+                /** @description next_cursor of the previous page */
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of suppressions */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description By address */
+                        suppressions: {
+                            /** @description Lower case */
+                            email: string;
+                            /** @enum {string} */
+                            reason: "unsubscribe" | "hard_bounce" | "complaint" | "manual";
+                            /** Format: date-time */
+                            created_at: string;
+                        }[];
+                        /** @description Pass as `cursor` for the next page; null on the last page */
+                        next_cursor: string | null;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    addSuppression: {
+        parameters: {
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    email: string;
+                    /**
+                     * @default manual
+                     * @enum {string}
+                     */
+                    reason?: "unsubscribe" | "hard_bounce" | "complaint" | "manual";
+                };
+            };
+        };
+        responses: {
+            /** @description The suppression */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Suppression"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    removeSuppression: {
+        parameters: {
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
+            header?: never;
+            path: {
+                /** @description The suppressed address */
+                email: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Removed */
+            204: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listOutbox: {
+        parameters: {
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+                /** @description next_cursor of the previous page */
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of messages */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description Newest first */
+                        messages: {
+                            id: string;
+                            from: string;
+                            to: string;
+                            subject: string;
+                            text: string;
+                            html: string;
+                            headers: {
+                                [key: string]: string;
+                            };
+                            /** Format: date-time */
+                            created_at: string;
+                        }[];
+                        /** @description Pass as `cursor` for the next page; null on the last page */
+                        next_cursor: string | null;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listApiKeys: {
+        parameters: {
+            query?: {
+                /** @description Only this tenant's keys */
+                tenant_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description { keys } */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description Oldest first */
+                        keys: components["schemas"]["ApiKey"][];
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    createApiKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @description The tenant a tenant key acts for (give this or admin: true) */
+                    tenant_id?: string;
+                    /** @description true: an admin key, which belongs to no tenant */
+                    admin?: boolean;
+                    /** @description A label for people; defaults to "admin" or "<tenant> key" */
+                    name?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description The key, with its secret */
+            201: {
+                headers: {
+                    Location?: string;
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description The public part of the key (pmk_<id>_…) */
+                        id: string;
+                        /** @description null for admin keys */
+                        tenant_id: string | null;
+                        admin: boolean;
+                        name: string;
+                        created_at: string;
+                        revoked_at: string | null;
+                        /** @description The bearer key. Shown only in this answer: only its hash is kept */
+                        key: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getApiKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The key's id (pmk_<id>_…) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The key */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiKey"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    revokeApiKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The key's id (pmk_<id>_…) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The key, revoked */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiKey"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    revokeApiKeyPost: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The key's id (pmk_<id>_…) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The key, revoked */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["ApiKey"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listWebhookEndpoints: {
+        parameters: {
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The tenant's endpoints */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        endpoints: components["schemas"]["WebhookEndpoint"][];
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    createWebhookEndpoint: {
+        parameters: {
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    url: string;
+                    /** @default [] */
+                    event_types?: string[];
+                    notify_email?: string | null;
+                };
+            };
+        };
+        responses: {
+            /** @description The endpoint, with its secret */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description whe_… */
+                        id: string;
+                        url: string;
+                        /** @description Empty: every event type */
+                        event_types: string[];
+                        /** @enum {string} */
+                        status: "active" | "disabled";
+                        disabled_reason: string | null;
+                        disabled_at: string | null;
+                        failing_since: string | null;
+                        /** @description Told by email when the platform disables the endpoint; null: nobody */
+                        notify_email: string | null;
+                        /** @description Until when the previous secret still signs (a rotation in progress) */
+                        previous_secret_expires_at: string | null;
+                        /** Format: date-time */
+                        created_at: string;
+                        /** @description whsec_…: verifies the Standard Webhooks signature of every delivery; shown only in this answer */
+                        secret: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getWebhookEndpoint: {
+        parameters: {
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
+            header?: never;
+            path: {
+                /** @description Endpoint id (whe_…) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The endpoint */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpoint"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    updateWebhookEndpoint: {
+        parameters: {
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
+            header?: never;
+            path: {
+                /** @description Endpoint id (whe_…) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    event_types?: string[];
+                    notify_email?: string | null;
+                };
+            };
+        };
+        responses: {
+            /** @description The endpoint */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpoint"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    rotateWebhookSecret: {
+        parameters: {
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
+            header?: never;
+            path: {
+                /** @description Endpoint id (whe_…) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": {
+                    /** @default 86400 */
+                    previous_secret_ttl_seconds?: number;
+                };
+            };
+        };
+        responses: {
+            /** @description The endpoint, with its new secret */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description whe_… */
+                        id: string;
+                        url: string;
+                        /** @description Empty: every event type */
+                        event_types: string[];
+                        /** @enum {string} */
+                        status: "active" | "disabled";
+                        disabled_reason: string | null;
+                        disabled_at: string | null;
+                        failing_since: string | null;
+                        /** @description Told by email when the platform disables the endpoint; null: nobody */
+                        notify_email: string | null;
+                        /** @description Until when the previous secret still signs (a rotation in progress) */
+                        previous_secret_expires_at: string | null;
+                        /** Format: date-time */
+                        created_at: string;
+                        /** @description whsec_…: verifies the Standard Webhooks signature of every delivery; shown only in this answer */
+                        secret: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    disableWebhookEndpoint: {
+        parameters: {
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
+            header?: never;
+            path: {
+                /** @description Endpoint id (whe_…) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The endpoint */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["WebhookEndpoint"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    testWebhookEndpoint: {
+        parameters: {
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
+            header?: never;
+            path: {
+                /** @description Endpoint id (whe_…) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The test event and its delivery job */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        event_id: string;
+                        /** @description The webhook.deliver job */
+                        job_id: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listWebhookDeliveries: {
+        parameters: {
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+                /** @description next_cursor of the previous page */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                /** @description Endpoint id (whe_…) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of deliveries */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description Newest first, 100 a page */
+                        deliveries: {
+                            id: string;
+                            event_id: string;
+                            attempt: number;
+                            /** Format: date-time */
+                            at: string;
+                            duration_ms: number | null;
+                            status_code: number | null;
+                            /** @enum {string} */
+                            outcome: "ok" | "failed" | "refused";
+                            error: string | null;
+                            /** @description The first 2 KiB of the answer */
+                            response_body: string | null;
+                        }[];
+                        next_cursor: string | null;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    unsubscribePage: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The token of the List-Unsubscribe link (v2.…) */
+                token: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page asking to confirm */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            /** @description A token we did not issue, exactly */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            422: components["responses"]["ValidationFailed"];
+        };
+    };
+    unsubscribe: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description The token of the List-Unsubscribe link (v2.…) */
+                token: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Unsubscribed */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            /** @description A token we did not issue, exactly; nothing recorded */
+            404: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/html": string;
+                };
+            };
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    resendEvents: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": Record<string, never>;
+            };
+        };
+        responses: {
+            /** @description Recorded, already recorded, about a message we did not send, or ignored (another event type) */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @enum {string} */
+                        status: "recorded" | "duplicate" | "unknown_message" | "ignored";
+                        /** @description The event type, when ignored */
+                        type?: string;
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    startExport: {
+        parameters: {
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    /** @constant */
+                    source: "list";
+                    list_id: string;
+                    notify_email?: string;
+                } | {
+                    /** @constant */
+                    source: "segment";
+                    segment_id: string;
+                    notify_email?: string;
+                } | {
+                    /** @constant */
+                    source: "campaign";
+                    campaign_id: string;
+                    notify_email?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description Queued */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description The export's id, its job's too */
+                        id: string;
+                        job_id: string;
+                        /** @constant */
+                        status: "queued";
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getExport: {
+        parameters: {
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
+            header?: never;
+            path: {
+                /** @description Export id */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The export */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Export"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    downloadExport: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description From download_url */
+                token: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The CSV, as an attachment */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/csv": string;
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            404: components["responses"]["NotFound"];
+            410: components["responses"]["Gone"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
         };
     };
     startImport: {
@@ -1654,12 +3441,13 @@ export interface operations {
             413: components["responses"]["PayloadTooLarge"];
             415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
         };
     };
     getImport: {
         parameters: {
             query?: {
-                /** @description Admin keys: the tenant to act for (tenant keys act for their own) */
+                /** @description Admin keys: the tenant to act for */
                 tenant_id?: string;
             };
             header?: never;
@@ -1711,14 +3499,17 @@ export interface operations {
                     };
                 };
             };
+            400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
         };
     };
     getImportReport: {
         parameters: {
             query?: {
-                /** @description Admin keys: the tenant to act for (tenant keys act for their own) */
+                /** @description Admin keys: the tenant to act for */
                 tenant_id?: string;
             };
             header?: never;
@@ -1739,1951 +3530,34 @@ export interface operations {
                     "text/csv": string;
                 };
             };
-            401: components["responses"]["Unauthorized"];
-            404: components["responses"]["NotFound"];
-        };
-    };
-    startExport: {
-        parameters: {
-            query?: {
-                /** @description Admin keys: the tenant to act for (tenant keys act for their own) */
-                tenant_id?: string;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": {
-                    /** @constant */
-                    source: "list";
-                    list_id: string;
-                    notify_email?: string;
-                } | {
-                    /** @constant */
-                    source: "segment";
-                    segment_id: string;
-                    notify_email?: string;
-                } | {
-                    /** @constant */
-                    source: "campaign";
-                    campaign_id: string;
-                    notify_email?: string;
-                };
-            };
-        };
-        responses: {
-            /** @description Queued */
-            202: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        /** @description The export's id, its job's too */
-                        id: string;
-                        job_id: string;
-                        /** @constant */
-                        status: "queued";
-                    };
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            404: components["responses"]["NotFound"];
-            415: components["responses"]["UnsupportedMediaType"];
-            422: components["responses"]["ValidationFailed"];
-        };
-    };
-    getExport: {
-        parameters: {
-            query?: {
-                /** @description Admin keys: the tenant to act for (tenant keys act for their own) */
-                tenant_id?: string;
-            };
-            header?: never;
-            path: {
-                /** @description Export id */
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The export */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        id: string;
-                        /** @enum {string} */
-                        source: "list" | "segment" | "campaign";
-                        source_id: string;
-                        /** @enum {string} */
-                        status: "queued" | "running" | "ready" | "failed" | "expired";
-                        rows: number;
-                        bytes: number;
-                        error: string | null;
-                        /** Format: date-time */
-                        created_at: string;
-                        completed_at: string | null;
-                        /** Format: date-time */
-                        expires_at: string;
-                        /** @description A signed link to the CSV (no API key needed) while the export is ready; null before and after */
-                        download_url: string | null;
-                    };
-                };
-            };
-            401: components["responses"]["Unauthorized"];
-            404: components["responses"]["NotFound"];
-        };
-    };
-    downloadExport: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description From download_url */
-                token: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The CSV, as an attachment */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "text/csv": string;
-                };
-            };
-            404: components["responses"]["NotFound"];
-            410: components["responses"]["Gone"];
-        };
-    };
-    listWebhookEndpoints: {
-        parameters: {
-            query?: {
-                /** @description Admin keys: the tenant to act for (tenant keys act for their own) */
-                tenant_id?: string;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The tenant's endpoints */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        endpoints: {
-                            /** @description whe_… */
-                            id: string;
-                            url: string;
-                            /** @description Empty: every event type */
-                            event_types: string[];
-                            /** @enum {string} */
-                            status: "active" | "disabled";
-                            disabled_reason: string | null;
-                            disabled_at: string | null;
-                            failing_since: string | null;
-                            /** @description Told by email when the platform disables the endpoint; null: nobody */
-                            notify_email: string | null;
-                            /** @description Until when the previous secret still signs (a rotation in progress) */
-                            previous_secret_expires_at: string | null;
-                            /** Format: date-time */
-                            created_at: string;
-                        }[];
-                    };
-                };
-            };
-            401: components["responses"]["Unauthorized"];
-        };
-    };
-    createWebhookEndpoint: {
-        parameters: {
-            query?: {
-                /** @description Admin keys: the tenant to act for (tenant keys act for their own) */
-                tenant_id?: string;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": {
-                    url: string;
-                    /** @default [] */
-                    event_types?: string[];
-                    notify_email?: string | null;
-                };
-            };
-        };
-        responses: {
-            /** @description The endpoint, with its secret */
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        /** @description whe_… */
-                        id: string;
-                        url: string;
-                        /** @description Empty: every event type */
-                        event_types: string[];
-                        /** @enum {string} */
-                        status: "active" | "disabled";
-                        disabled_reason: string | null;
-                        disabled_at: string | null;
-                        failing_since: string | null;
-                        /** @description Told by email when the platform disables the endpoint; null: nobody */
-                        notify_email: string | null;
-                        /** @description Until when the previous secret still signs (a rotation in progress) */
-                        previous_secret_expires_at: string | null;
-                        /** Format: date-time */
-                        created_at: string;
-                        /** @description whsec_…: verifies the Standard Webhooks signature of every delivery; shown only in this answer */
-                        secret: string;
-                    };
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            415: components["responses"]["UnsupportedMediaType"];
-            422: components["responses"]["ValidationFailed"];
-        };
-    };
-    getWebhookEndpoint: {
-        parameters: {
-            query?: {
-                /** @description Admin keys: the tenant to act for (tenant keys act for their own) */
-                tenant_id?: string;
-            };
-            header?: never;
-            path: {
-                /** @description Endpoint id (whe_…) */
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The endpoint */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        /** @description whe_… */
-                        id: string;
-                        url: string;
-                        /** @description Empty: every event type */
-                        event_types: string[];
-                        /** @enum {string} */
-                        status: "active" | "disabled";
-                        disabled_reason: string | null;
-                        disabled_at: string | null;
-                        failing_since: string | null;
-                        /** @description Told by email when the platform disables the endpoint; null: nobody */
-                        notify_email: string | null;
-                        /** @description Until when the previous secret still signs (a rotation in progress) */
-                        previous_secret_expires_at: string | null;
-                        /** Format: date-time */
-                        created_at: string;
-                    };
-                };
-            };
-            401: components["responses"]["Unauthorized"];
-            404: components["responses"]["NotFound"];
-        };
-    };
-    updateWebhookEndpoint: {
-        parameters: {
-            query?: {
-                /** @description Admin keys: the tenant to act for (tenant keys act for their own) */
-                tenant_id?: string;
-            };
-            header?: never;
-            path: {
-                /** @description Endpoint id (whe_…) */
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": {
-                    event_types?: string[];
-                    notify_email?: string | null;
-                };
-            };
-        };
-        responses: {
-            /** @description The endpoint */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        /** @description whe_… */
-                        id: string;
-                        url: string;
-                        /** @description Empty: every event type */
-                        event_types: string[];
-                        /** @enum {string} */
-                        status: "active" | "disabled";
-                        disabled_reason: string | null;
-                        disabled_at: string | null;
-                        failing_since: string | null;
-                        /** @description Told by email when the platform disables the endpoint; null: nobody */
-                        notify_email: string | null;
-                        /** @description Until when the previous secret still signs (a rotation in progress) */
-                        previous_secret_expires_at: string | null;
-                        /** Format: date-time */
-                        created_at: string;
-                    };
-                };
-            };
             400: components["responses"]["BadRequest"];
             401: components["responses"]["Unauthorized"];
             404: components["responses"]["NotFound"];
             422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
         };
     };
-    rotateWebhookSecret: {
-        parameters: {
-            query?: {
-                /** @description Admin keys: the tenant to act for (tenant keys act for their own) */
-                tenant_id?: string;
-            };
-            header?: never;
-            path: {
-                /** @description Endpoint id (whe_…) */
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: {
-            content: {
-                "application/json": {
-                    /** @default 86400 */
-                    previous_secret_ttl_seconds?: number;
-                };
-            };
-        };
-        responses: {
-            /** @description The endpoint, with its new secret */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        /** @description whe_… */
-                        id: string;
-                        url: string;
-                        /** @description Empty: every event type */
-                        event_types: string[];
-                        /** @enum {string} */
-                        status: "active" | "disabled";
-                        disabled_reason: string | null;
-                        disabled_at: string | null;
-                        failing_since: string | null;
-                        /** @description Told by email when the platform disables the endpoint; null: nobody */
-                        notify_email: string | null;
-                        /** @description Until when the previous secret still signs (a rotation in progress) */
-                        previous_secret_expires_at: string | null;
-                        /** Format: date-time */
-                        created_at: string;
-                        /** @description whsec_…: verifies the Standard Webhooks signature of every delivery; shown only in this answer */
-                        secret: string;
-                    };
-                };
-            };
-            401: components["responses"]["Unauthorized"];
-            404: components["responses"]["NotFound"];
-            422: components["responses"]["ValidationFailed"];
-        };
-    };
-    disableWebhookEndpoint: {
-        parameters: {
-            query?: {
-                /** @description Admin keys: the tenant to act for (tenant keys act for their own) */
-                tenant_id?: string;
-            };
-            header?: never;
-            path: {
-                /** @description Endpoint id (whe_…) */
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The endpoint */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        /** @description whe_… */
-                        id: string;
-                        url: string;
-                        /** @description Empty: every event type */
-                        event_types: string[];
-                        /** @enum {string} */
-                        status: "active" | "disabled";
-                        disabled_reason: string | null;
-                        disabled_at: string | null;
-                        failing_since: string | null;
-                        /** @description Told by email when the platform disables the endpoint; null: nobody */
-                        notify_email: string | null;
-                        /** @description Until when the previous secret still signs (a rotation in progress) */
-                        previous_secret_expires_at: string | null;
-                        /** Format: date-time */
-                        created_at: string;
-                    };
-                };
-            };
-            401: components["responses"]["Unauthorized"];
-            404: components["responses"]["NotFound"];
-        };
-    };
-    testWebhookEndpoint: {
-        parameters: {
-            query?: {
-                /** @description Admin keys: the tenant to act for (tenant keys act for their own) */
-                tenant_id?: string;
-            };
-            header?: never;
-            path: {
-                /** @description Endpoint id (whe_…) */
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The test event and its delivery job */
-            202: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        event_id: string;
-                        /** @description The webhook.deliver job */
-                        job_id: string;
-                    };
-                };
-            };
-            401: components["responses"]["Unauthorized"];
-            404: components["responses"]["NotFound"];
-            409: components["responses"]["Conflict"];
-        };
-    };
-    listWebhookDeliveries: {
-        parameters: {
-            query?: {
-                /** @description Admin keys: the tenant to act for (tenant keys act for their own) */
-                tenant_id?: string;
-                cursor?: string;
-            };
-            header?: never;
-            path: {
-                /** @description Endpoint id (whe_…) */
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description A page of deliveries */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        /** @description Newest first, 100 a page */
-                        deliveries: {
-                            id: string;
-                            event_id: string;
-                            attempt: number;
-                            /** Format: date-time */
-                            at: string;
-                            duration_ms: number | null;
-                            status_code: number | null;
-                            /** @enum {string} */
-                            outcome: "ok" | "failed" | "refused";
-                            error: string | null;
-                            /** @description The first 2 KiB of the answer */
-                            response_body: string | null;
-                        }[];
-                        next_cursor: string | null;
-                    };
-                };
-            };
-            401: components["responses"]["Unauthorized"];
-            404: components["responses"]["NotFound"];
-            422: components["responses"]["ValidationFailed"];
-        };
-    };
-    resendEvents: {
+    health: {
         parameters: {
             query?: never;
             header?: never;
             path?: never;
             cookie?: never;
         };
-        requestBody: {
-            content: {
-                "application/json": Record<string, never>;
-            };
-        };
+        requestBody?: never;
         responses: {
-            /** @description Recorded, already recorded, about a message we did not send, or ignored (another event type) */
+            /** @description Healthy */
             200: {
                 headers: {
                     [name: string]: unknown;
                 };
                 content: {
-                    "application/json": {
-                        /** @enum {string} */
-                        status: "recorded" | "duplicate" | "unknown_message" | "ignored";
-                        /** @description The event type, when ignored */
-                        type?: string;
-                    };
+                    "application/json": components["schemas"]["Health"];
                 };
             };
             400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            404: components["responses"]["NotFound"];
-        };
-    };
-    listContacts: {
-        parameters: {
-            query?: {
-                /** @description Admin keys: the tenant to act for */
-                tenant_id?: string;
-                /** @description next_cursor of the previous page */
-                cursor?: string;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description A page of contacts */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        /** @description By id */
-                        contacts: {
-                            id: string;
-                            email: string;
-                            name: string | null;
-                            attributes: {
-                                [key: string]: string | number | boolean | null;
-                            };
-                            /** @enum {string} */
-                            status: "active" | "unsubscribed" | "bounced" | "complained";
-                            /** Format: date-time */
-                            created_at: string;
-                        }[];
-                        /** @description Pass as `cursor` for the next page; null on the last page */
-                        next_cursor: string | null;
-                    };
-                };
-            };
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
             422: components["responses"]["ValidationFailed"];
-        };
-    };
-    upsertContacts: {
-        parameters: {
-            query?: {
-                /** @description Admin keys: the tenant to act for */
-                tenant_id?: string;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": {
-                    contacts: {
-                        email: string;
-                        name?: string;
-                        attributes?: {
-                            [key: string]: string | number | boolean | null;
-                        };
-                    }[];
-                    /** @description Also add every contact to this list */
-                    list_id?: string;
-                };
-            };
-        };
-        responses: {
-            /** @description Each contact's id, and how many were created or updated */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        contacts: {
-                            id: string;
-                            email: string;
-                            created: boolean;
-                        }[];
-                        created: number;
-                        updated: number;
-                    };
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
-            413: components["responses"]["PayloadTooLarge"];
-            415: components["responses"]["UnsupportedMediaType"];
-            422: components["responses"]["ValidationFailed"];
-        };
-    };
-    listLists: {
-        parameters: {
-            query?: {
-                /** @description Admin keys: the tenant to act for */
-                tenant_id?: string;
-                limit?: number;
-                /** @description next_cursor of the previous page */
-                cursor?: string;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description A page of lists */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        /** @description Newest first */
-                        lists: {
-                            /** @description lst_… */
-                            id: string;
-                            tenant_id: string;
-                            name: string;
-                            contact_count: number;
-                            /** Format: date-time */
-                            created_at: string;
-                        }[];
-                        /** @description Pass as `cursor` for the next page; null on the last page */
-                        next_cursor: string | null;
-                    };
-                };
-            };
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
-            422: components["responses"]["ValidationFailed"];
-        };
-    };
-    createList: {
-        parameters: {
-            query?: {
-                /** @description Admin keys: the tenant to act for */
-                tenant_id?: string;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": {
-                    name: string;
-                };
-            };
-        };
-        responses: {
-            /** @description The list */
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        /** @description lst_… */
-                        id: string;
-                        tenant_id: string;
-                        name: string;
-                        contact_count: number;
-                        /** Format: date-time */
-                        created_at: string;
-                    };
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
-            413: components["responses"]["PayloadTooLarge"];
-            415: components["responses"]["UnsupportedMediaType"];
-            422: components["responses"]["ValidationFailed"];
-        };
-    };
-    getList: {
-        parameters: {
-            query?: {
-                /** @description Admin keys: the tenant to act for */
-                tenant_id?: string;
-            };
-            header?: never;
-            path: {
-                /** @description List id (lst_…) */
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The list */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        /** @description lst_… */
-                        id: string;
-                        tenant_id: string;
-                        name: string;
-                        contact_count: number;
-                        /** Format: date-time */
-                        created_at: string;
-                    };
-                };
-            };
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
-            422: components["responses"]["ValidationFailed"];
-        };
-    };
-    createSegment: {
-        parameters: {
-            query?: {
-                /** @description Admin keys: the tenant to act for */
-                tenant_id?: string;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": {
-                    name: string;
-                    list_id: string;
-                    /** @default [] */
-                    filters?: {
-                        attribute: string;
-                        /** @enum {string} */
-                        op: "eq" | "neq" | "exists";
-                        value?: string;
-                    }[];
-                };
-            };
-        };
-        responses: {
-            /** @description The segment */
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        /** @description seg_… */
-                        id: string;
-                        tenant_id: string;
-                        name: string;
-                        list_id: string;
-                        filters: {
-                            attribute: string;
-                            /** @enum {string} */
-                            op: "eq" | "neq" | "exists";
-                            value?: string;
-                        }[];
-                        /** Format: date-time */
-                        created_at: string;
-                    };
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
-            413: components["responses"]["PayloadTooLarge"];
-            415: components["responses"]["UnsupportedMediaType"];
-            422: components["responses"]["ValidationFailed"];
-        };
-    };
-    createTemplate: {
-        parameters: {
-            query?: {
-                /** @description Admin keys: the tenant to act for */
-                tenant_id?: string;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": {
-                    name: string;
-                    /** @description May hold {{variables}} */
-                    subject: string;
-                    blocks: ({
-                        /** @constant */
-                        type: "heading";
-                        text: string;
-                    } | {
-                        /** @constant */
-                        type: "text";
-                        text: string;
-                    } | {
-                        /** @constant */
-                        type: "button";
-                        text: string;
-                        href: string;
-                    } | {
-                        /** @constant */
-                        type: "divider";
-                    })[];
-                };
-            };
-        };
-        responses: {
-            /** @description The template */
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        /** @description tpl_… */
-                        id: string;
-                        tenant_id: string;
-                        name: string;
-                        subject: string;
-                        blocks: ({
-                            /** @constant */
-                            type: "heading";
-                            text: string;
-                        } | {
-                            /** @constant */
-                            type: "text";
-                            text: string;
-                        } | {
-                            /** @constant */
-                            type: "button";
-                            text: string;
-                            href: string;
-                        } | {
-                            /** @constant */
-                            type: "divider";
-                        })[];
-                        /** Format: date-time */
-                        created_at: string;
-                        /** Format: date-time */
-                        updated_at: string;
-                    };
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
-            413: components["responses"]["PayloadTooLarge"];
-            415: components["responses"]["UnsupportedMediaType"];
-            422: components["responses"]["ValidationFailed"];
-        };
-    };
-    getTemplate: {
-        parameters: {
-            query?: {
-                /** @description Admin keys: the tenant to act for */
-                tenant_id?: string;
-            };
-            header?: never;
-            path: {
-                /** @description Template id (tpl_…) */
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The template */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        /** @description tpl_… */
-                        id: string;
-                        tenant_id: string;
-                        name: string;
-                        subject: string;
-                        blocks: ({
-                            /** @constant */
-                            type: "heading";
-                            text: string;
-                        } | {
-                            /** @constant */
-                            type: "text";
-                            text: string;
-                        } | {
-                            /** @constant */
-                            type: "button";
-                            text: string;
-                            href: string;
-                        } | {
-                            /** @constant */
-                            type: "divider";
-                        })[];
-                        /** Format: date-time */
-                        created_at: string;
-                        /** Format: date-time */
-                        updated_at: string;
-                    };
-                };
-            };
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
-            422: components["responses"]["ValidationFailed"];
-        };
-    };
-    listCampaigns: {
-        parameters: {
-            query?: {
-                /** @description Admin keys: the tenant to act for */
-                tenant_id?: string;
-                limit?: number;
-                /** @description next_cursor of the previous page */
-                cursor?: string;
-                /** @description Only campaigns in this status */
-                status?: "draft" | "scheduled" | "sending" | "paused" | "sent" | "cancelled";
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description A page of campaigns */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        /** @description Newest first */
-                        campaigns: {
-                            /** @description camp_… */
-                            id: string;
-                            name: string;
-                            template_id: string;
-                            list_id: string | null;
-                            segment_id: string | null;
-                            /** @enum {string} */
-                            status: "draft" | "scheduled" | "sending" | "paused" | "sent" | "cancelled";
-                            scheduled_at: string | null;
-                            counters: {
-                                recipients: number;
-                                sent: number;
-                                skipped: number;
-                                failed: number;
-                            };
-                            /** @description The fan-out's checkpoint: contacts with id up to cursor have their sends; upper is fixed at start */
-                            progress: {
-                                cursor: string;
-                                upper: string | null;
-                                done: boolean;
-                            };
-                            /** Format: date-time */
-                            created_at: string;
-                            started_at: string | null;
-                            finished_at: string | null;
-                        }[];
-                        /** @description Pass as `cursor` for the next page; null on the last page */
-                        next_cursor: string | null;
-                    };
-                };
-            };
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
-            422: components["responses"]["ValidationFailed"];
-        };
-    };
-    createCampaign: {
-        parameters: {
-            query?: {
-                /** @description Admin keys: the tenant to act for */
-                tenant_id?: string;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": {
-                    name: string;
-                    template_id: string;
-                    /** @description Give exactly one of list_id and segment_id */
-                    list_id?: string;
-                    segment_id?: string;
-                };
-            };
-        };
-        responses: {
-            /** @description The campaign */
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        /** @description camp_… */
-                        id: string;
-                        name: string;
-                        template_id: string;
-                        list_id: string | null;
-                        segment_id: string | null;
-                        /** @enum {string} */
-                        status: "draft" | "scheduled" | "sending" | "paused" | "sent" | "cancelled";
-                        scheduled_at: string | null;
-                        counters: {
-                            recipients: number;
-                            sent: number;
-                            skipped: number;
-                            failed: number;
-                        };
-                        /** @description The fan-out's checkpoint: contacts with id up to cursor have their sends; upper is fixed at start */
-                        progress: {
-                            cursor: string;
-                            upper: string | null;
-                            done: boolean;
-                        };
-                        /** Format: date-time */
-                        created_at: string;
-                        started_at: string | null;
-                        finished_at: string | null;
-                    };
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
-            413: components["responses"]["PayloadTooLarge"];
-            415: components["responses"]["UnsupportedMediaType"];
-            422: components["responses"]["ValidationFailed"];
-        };
-    };
-    getCampaign: {
-        parameters: {
-            query?: {
-                /** @description Admin keys: the tenant to act for */
-                tenant_id?: string;
-            };
-            header?: never;
-            path: {
-                /** @description Campaign id (camp_…) */
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The campaign */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        /** @description camp_… */
-                        id: string;
-                        name: string;
-                        template_id: string;
-                        list_id: string | null;
-                        segment_id: string | null;
-                        /** @enum {string} */
-                        status: "draft" | "scheduled" | "sending" | "paused" | "sent" | "cancelled";
-                        scheduled_at: string | null;
-                        counters: {
-                            recipients: number;
-                            sent: number;
-                            skipped: number;
-                            failed: number;
-                        };
-                        /** @description The fan-out's checkpoint: contacts with id up to cursor have their sends; upper is fixed at start */
-                        progress: {
-                            cursor: string;
-                            upper: string | null;
-                            done: boolean;
-                        };
-                        /** Format: date-time */
-                        created_at: string;
-                        started_at: string | null;
-                        finished_at: string | null;
-                    };
-                };
-            };
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
-            422: components["responses"]["ValidationFailed"];
-        };
-    };
-    startCampaign: {
-        parameters: {
-            query?: {
-                /** @description Admin keys: the tenant to act for */
-                tenant_id?: string;
-            };
-            header?: never;
-            path: {
-                /** @description Campaign id (camp_…) */
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: {
-            content: {
-                "application/json": {
-                    /**
-                     * Format: date-time
-                     * @description Start at this time instead of now
-                     */
-                    at?: string;
-                };
-            };
-        };
-        responses: {
-            /** @description The campaign, sending or scheduled */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        /** @description camp_… */
-                        id: string;
-                        name: string;
-                        template_id: string;
-                        list_id: string | null;
-                        segment_id: string | null;
-                        /** @enum {string} */
-                        status: "draft" | "scheduled" | "sending" | "paused" | "sent" | "cancelled";
-                        scheduled_at: string | null;
-                        counters: {
-                            recipients: number;
-                            sent: number;
-                            skipped: number;
-                            failed: number;
-                        };
-                        /** @description The fan-out's checkpoint: contacts with id up to cursor have their sends; upper is fixed at start */
-                        progress: {
-                            cursor: string;
-                            upper: string | null;
-                            done: boolean;
-                        };
-                        /** Format: date-time */
-                        created_at: string;
-                        started_at: string | null;
-                        finished_at: string | null;
-                    };
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
-            409: components["responses"]["Conflict"];
-            415: components["responses"]["UnsupportedMediaType"];
-            422: components["responses"]["ValidationFailed"];
-        };
-    };
-    pauseCampaign: {
-        parameters: {
-            query?: {
-                /** @description Admin keys: the tenant to act for */
-                tenant_id?: string;
-            };
-            header?: never;
-            path: {
-                /** @description Campaign id (camp_…) */
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The campaign */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        /** @description camp_… */
-                        id: string;
-                        name: string;
-                        template_id: string;
-                        list_id: string | null;
-                        segment_id: string | null;
-                        /** @enum {string} */
-                        status: "draft" | "scheduled" | "sending" | "paused" | "sent" | "cancelled";
-                        scheduled_at: string | null;
-                        counters: {
-                            recipients: number;
-                            sent: number;
-                            skipped: number;
-                            failed: number;
-                        };
-                        /** @description The fan-out's checkpoint: contacts with id up to cursor have their sends; upper is fixed at start */
-                        progress: {
-                            cursor: string;
-                            upper: string | null;
-                            done: boolean;
-                        };
-                        /** Format: date-time */
-                        created_at: string;
-                        started_at: string | null;
-                        finished_at: string | null;
-                    };
-                };
-            };
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
-            409: components["responses"]["Conflict"];
-            422: components["responses"]["ValidationFailed"];
-        };
-    };
-    resumeCampaign: {
-        parameters: {
-            query?: {
-                /** @description Admin keys: the tenant to act for */
-                tenant_id?: string;
-            };
-            header?: never;
-            path: {
-                /** @description Campaign id (camp_…) */
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The campaign */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        /** @description camp_… */
-                        id: string;
-                        name: string;
-                        template_id: string;
-                        list_id: string | null;
-                        segment_id: string | null;
-                        /** @enum {string} */
-                        status: "draft" | "scheduled" | "sending" | "paused" | "sent" | "cancelled";
-                        scheduled_at: string | null;
-                        counters: {
-                            recipients: number;
-                            sent: number;
-                            skipped: number;
-                            failed: number;
-                        };
-                        /** @description The fan-out's checkpoint: contacts with id up to cursor have their sends; upper is fixed at start */
-                        progress: {
-                            cursor: string;
-                            upper: string | null;
-                            done: boolean;
-                        };
-                        /** Format: date-time */
-                        created_at: string;
-                        started_at: string | null;
-                        finished_at: string | null;
-                    };
-                };
-            };
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
-            409: components["responses"]["Conflict"];
-            422: components["responses"]["ValidationFailed"];
-        };
-    };
-    cancelCampaign: {
-        parameters: {
-            query?: {
-                /** @description Admin keys: the tenant to act for */
-                tenant_id?: string;
-            };
-            header?: never;
-            path: {
-                /** @description Campaign id (camp_…) */
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The campaign */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        /** @description camp_… */
-                        id: string;
-                        name: string;
-                        template_id: string;
-                        list_id: string | null;
-                        segment_id: string | null;
-                        /** @enum {string} */
-                        status: "draft" | "scheduled" | "sending" | "paused" | "sent" | "cancelled";
-                        scheduled_at: string | null;
-                        counters: {
-                            recipients: number;
-                            sent: number;
-                            skipped: number;
-                            failed: number;
-                        };
-                        /** @description The fan-out's checkpoint: contacts with id up to cursor have their sends; upper is fixed at start */
-                        progress: {
-                            cursor: string;
-                            upper: string | null;
-                            done: boolean;
-                        };
-                        /** Format: date-time */
-                        created_at: string;
-                        started_at: string | null;
-                        finished_at: string | null;
-                    };
-                };
-            };
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
-            409: components["responses"]["Conflict"];
-            422: components["responses"]["ValidationFailed"];
-        };
-    };
-    listSuppressions: {
-        parameters: {
-            query?: {
-                /** @description Admin keys: the tenant to act for */
-                tenant_id?: string;
-                /** @description next_cursor of the previous page */
-                cursor?: string;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description A page of suppressions */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        /** @description By address */
-                        suppressions: {
-                            /** @description Lower case */
-                            email: string;
-                            /** @enum {string} */
-                            reason: "unsubscribe" | "hard_bounce" | "complaint" | "manual";
-                            /** Format: date-time */
-                            created_at: string;
-                        }[];
-                        /** @description Pass as `cursor` for the next page; null on the last page */
-                        next_cursor: string | null;
-                    };
-                };
-            };
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
-            422: components["responses"]["ValidationFailed"];
-        };
-    };
-    addSuppression: {
-        parameters: {
-            query?: {
-                /** @description Admin keys: the tenant to act for */
-                tenant_id?: string;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": {
-                    email: string;
-                    /**
-                     * @default manual
-                     * @enum {string}
-                     */
-                    reason?: "unsubscribe" | "hard_bounce" | "complaint" | "manual";
-                };
-            };
-        };
-        responses: {
-            /** @description The suppression */
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        /** @description Lower case */
-                        email: string;
-                        /** @enum {string} */
-                        reason: "unsubscribe" | "hard_bounce" | "complaint" | "manual";
-                    };
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
-            413: components["responses"]["PayloadTooLarge"];
-            415: components["responses"]["UnsupportedMediaType"];
-            422: components["responses"]["ValidationFailed"];
-        };
-    };
-    removeSuppression: {
-        parameters: {
-            query?: {
-                /** @description Admin keys: the tenant to act for */
-                tenant_id?: string;
-            };
-            header?: never;
-            path: {
-                /** @description The suppressed address */
-                email: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Removed */
-            204: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content?: never;
-            };
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
-            422: components["responses"]["ValidationFailed"];
-        };
-    };
-    listOutbox: {
-        parameters: {
-            query?: {
-                /** @description Admin keys: the tenant to act for */
-                tenant_id?: string;
-                /** @description next_cursor of the previous page */
-                cursor?: string;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description A page of messages */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        /** @description Newest first */
-                        messages: {
-                            id: string;
-                            from: string;
-                            to: string;
-                            subject: string;
-                            text: string;
-                            html: string;
-                            headers: {
-                                [key: string]: string;
-                            };
-                            /** Format: date-time */
-                            created_at: string;
-                        }[];
-                        /** @description Pass as `cursor` for the next page; null on the last page */
-                        next_cursor: string | null;
-                    };
-                };
-            };
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
-            422: components["responses"]["ValidationFailed"];
-        };
-    };
-    getScaling: {
-        parameters: {
-            query?: {
-                /** @description Admin keys: the tenant to act for */
-                tenant_id?: string;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The policy and each pool's signals */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        policy: {
-                            /** @description Waiting jobs in a pool above which it should scale up */
-                            queue_depth: number;
-                            /** @description Memory use of the import pool's workers (0-1) above which it should scale up */
-                            import_memory_ratio: number;
-                        };
-                        pools: {
-                            /** @description email, default, import, or a pool that a job type added through the library names */
-                            pool: string;
-                            types: string[];
-                            /** @description Jobs waiting to run now */
-                            queue_depth: number;
-                            oldest_waiting_seconds: number;
-                            active: number;
-                            /** @description Live workers running this pool */
-                            workers: number;
-                            /** @description Their slots */
-                            concurrency: number;
-                            memory_usage_ratio: number | null;
-                            /** @enum {string} */
-                            recommendation: "scale_up" | "hold";
-                            reasons: string[];
-                        }[];
-                    };
-                };
-            };
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            422: components["responses"]["ValidationFailed"];
-        };
-    };
-    listWorkers: {
-        parameters: {
-            query?: {
-                /** @description Admin keys: the tenant to act for */
-                tenant_id?: string;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Every registered worker */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        workers: {
-                            id: string;
-                            /** @enum {string} */
-                            runtime: "node" | "edge";
-                            pools: string[];
-                            concurrency: number;
-                            in_flight: number;
-                            memory_rss_bytes: number | null;
-                            memory_usage_ratio: number | null;
-                            /** @description Pools that stopped taking jobs for now (memory pressure) */
-                            intake_paused: string[];
-                            /** Format: date-time */
-                            started_at: string;
-                            /** Format: date-time */
-                            heartbeat_at: string;
-                            /** @description No heartbeat for a while: probably gone */
-                            silent: boolean;
-                        }[];
-                    };
-                };
-            };
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            422: components["responses"]["ValidationFailed"];
-        };
-    };
-    listSchedules: {
-        parameters: {
-            query?: {
-                /** @description Admin keys: the tenant to act for */
-                tenant_id?: string;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Every cron schedule of the catalog */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        schedules: {
-                            /** @description The job type the scheduler enqueues */
-                            type: string;
-                            /** @description Its 5-field cron expression, as the catalog declares it */
-                            schedule: string;
-                            /** @constant */
-                            timezone: "UTC";
-                            /** @description What each run is enqueued with */
-                            payload: {
-                                [key: string]: unknown;
-                            };
-                            /** @description The latest time it was due */
-                            previous_slot: string | null;
-                            /** @description The next time it is due */
-                            next_slot: string | null;
-                            /** @description The job enqueued for previous_slot (one a slot, its idempotency key cron:<slot>); null before the scheduler has enqueued it, when the slot passed while no scheduler ran for over an hour, or after retention removed it */
-                            previous_job: {
-                                id: string;
-                                /** @enum {string} */
-                                state: "scheduled" | "queued" | "paused" | "active" | "completed" | "failed" | "cancelled";
-                                /** Format: date-time */
-                                created_at: string;
-                                finished_at: string | null;
-                            } | null;
-                            /** @description Its type is paused: runs are still enqueued, and wait until it is resumed */
-                            paused: boolean;
-                        }[];
-                    };
-                };
-            };
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            422: components["responses"]["ValidationFailed"];
-        };
-    };
-    unsubscribePage: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description The token of the List-Unsubscribe link (v2.…) */
-                token: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description A page asking to confirm */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "text/html": string;
-                };
-            };
-            /** @description A token we did not issue, exactly */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "text/html": string;
-                };
-            };
-        };
-    };
-    unsubscribe: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description The token of the List-Unsubscribe link (v2.…) */
-                token: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description Unsubscribed */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "text/html": string;
-                };
-            };
-            /** @description A token we did not issue, exactly; nothing recorded */
-            404: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "text/html": string;
-                };
-            };
-        };
-    };
-    listApiKeys: {
-        parameters: {
-            query?: {
-                /** @description Only this tenant's keys */
-                tenant_id?: string;
-            };
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description { keys } */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        /** @description Oldest first */
-                        keys: {
-                            /** @description The public part of the key (pmk_<id>_…) */
-                            id: string;
-                            /** @description null for admin keys */
-                            tenant_id: string | null;
-                            admin: boolean;
-                            name: string;
-                            created_at: string;
-                            revoked_at: string | null;
-                        }[];
-                    };
-                };
-            };
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            422: components["responses"]["ValidationFailed"];
-        };
-    };
-    createApiKey: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path?: never;
-            cookie?: never;
-        };
-        requestBody: {
-            content: {
-                "application/json": {
-                    /** @description The tenant a tenant key acts for (give this or admin: true) */
-                    tenant_id?: string;
-                    /** @description true: an admin key, which belongs to no tenant */
-                    admin?: boolean;
-                    /** @description A label for people; defaults to "admin" or "<tenant> key" */
-                    name?: string;
-                };
-            };
-        };
-        responses: {
-            /** @description The key, with its secret */
-            201: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        /** @description The public part of the key (pmk_<id>_…) */
-                        id: string;
-                        /** @description null for admin keys */
-                        tenant_id: string | null;
-                        admin: boolean;
-                        name: string;
-                        created_at: string;
-                        revoked_at: string | null;
-                        /** @description The bearer key. Shown only in this answer: only its hash is kept */
-                        key: string;
-                    };
-                };
-            };
-            400: components["responses"]["BadRequest"];
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            413: components["responses"]["PayloadTooLarge"];
-            415: components["responses"]["UnsupportedMediaType"];
-            422: components["responses"]["ValidationFailed"];
-        };
-    };
-    getApiKey: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description The key's id (pmk_<id>_…) */
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The key */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        /** @description The public part of the key (pmk_<id>_…) */
-                        id: string;
-                        /** @description null for admin keys */
-                        tenant_id: string | null;
-                        admin: boolean;
-                        name: string;
-                        created_at: string;
-                        revoked_at: string | null;
-                    };
-                };
-            };
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
-        };
-    };
-    revokeApiKey: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description The key's id (pmk_<id>_…) */
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The key, revoked */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        /** @description The public part of the key (pmk_<id>_…) */
-                        id: string;
-                        /** @description null for admin keys */
-                        tenant_id: string | null;
-                        admin: boolean;
-                        name: string;
-                        created_at: string;
-                        revoked_at: string | null;
-                    };
-                };
-            };
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
-            409: components["responses"]["Conflict"];
-        };
-    };
-    revokeApiKeyPost: {
-        parameters: {
-            query?: never;
-            header?: never;
-            path: {
-                /** @description The key's id (pmk_<id>_…) */
-                id: string;
-            };
-            cookie?: never;
-        };
-        requestBody?: never;
-        responses: {
-            /** @description The key, revoked */
-            200: {
-                headers: {
-                    [name: string]: unknown;
-                };
-                content: {
-                    "application/json": {
-                        /** @description The public part of the key (pmk_<id>_…) */
-                        id: string;
-                        /** @description null for admin keys */
-                        tenant_id: string | null;
-                        admin: boolean;
-                        name: string;
-                        created_at: string;
-                        revoked_at: string | null;
-                    };
-                };
-            };
-            401: components["responses"]["Unauthorized"];
-            403: components["responses"]["Forbidden"];
-            404: components["responses"]["NotFound"];
-            409: components["responses"]["Conflict"];
+            503: components["responses"]["Unavailable"];
         };
     };
     openapi: {
@@ -3705,6 +3579,32 @@ export interface operations {
                 };
             };
             400: components["responses"]["BadRequest"];
+            422: components["responses"]["ValidationFailed"];
+        };
+    };
+    metrics: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Text exposition format 0.0.4 */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/plain; version=0.0.4; charset=utf-8": string;
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
         };
     };
 }

@@ -178,7 +178,9 @@ export function operationsFromOpenApi(doc: JsonSchema): Operation[] {
         const schema = prm.in === "query" && prm.name === "wait" ? { ...prm.schema, maximum: 1 } : (prm.schema ?? { type: "string" });
         return { name: prm.name as string, in: prm.in as "path" | "query" | "header", schema, kind: prm.in === "path" ? kindOf(path, prm.name) : undefined };
       });
-      const html = Object.values<JsonSchema>(op.responses ?? {}).every((r) => r.content && Object.keys(r.content).every((t) => t.startsWith("text/html")));
+      // A page, by what it answers when it succeeds (its 400, 422 and 503 are problem+json like every route's).
+      const successes = Object.entries<JsonSchema>(op.responses ?? {}).filter(([status]) => status.startsWith("2")).map(([, r]) => r);
+      const html = successes.length > 0 && successes.every((r) => r.content && Object.keys(r.content).every((t) => t.startsWith("text/html")));
       const content = op.requestBody?.content as Record<string, JsonSchema> | undefined;
       const contentTypes = content ? Object.keys(content) : [];
       const jsonType = contentTypes.find((t) => t.includes("json"));
