@@ -1,35 +1,45 @@
 /**
  * npx tsx tools/bench/backlog.ts [redis|postgres] [--table] [--memory] [--explain]: whether the
  * engine's cost stays flat as work piles up, against local Postgres and Redis. With neither
- * --table nor --memory, both run.
+ * --table nor --memory, both run; --explain adds EXPLAIN ANALYZE of the claim and the enqueue
+ * at each row.
  *
- *   backlog table  for each driver, and each row on a fresh database: 0, 100,000 and 1,000,000
- *                  waiting jobs, and 10,000,000 completed jobs retained with none waiting. Each
- *                  of BENCH_RUNS runs enqueues a slice of transactional email.send jobs (1,000
- *                  one at a time, then 20,000 in batches of 1,000, one caller; both timed) and
- *                  drains the 21,000 at concurrency 50, from worker start until the ledger shows
- *                  every one of them completed. Claim time is the dispatcher's take() as the
- *                  pool calls it during that drain (Redis: the pop script and the claim UPDATE;
- *                  Postgres: the SKIP LOCKED claim). Figures also print as a % of the 0 row.
- *   housekeeping   one scheduler pass (rescue, promotion, cron, the lane-head check), the
- *                  metrics counts, and the Redis driver's full lane rebuild, at each row
- *   memory         a worker process (a child of this one: engine and one pool, c=50, nothing
+ *   backlog table  for each driver, each row on a fresh database: 0, 100,000 and 1,000,000
+ *                  waiting jobs, and 10,000,000 completed jobs retained with none waiting. A run
+ *                  on a row enqueues a slice of transactional email.send jobs (1,000 one a call
+ *                  from 10 callers, then 20,000 in batches of 1,000 from one caller), enqueues
+ *                  20,000 more into the backlog's own lane (campaign mail; taken out again after,
+ *                  so the backlog keeps its size), times 20 claims of 100 alone (the dispatcher's
+ *                  take(): Redis, the pop script and the claim UPDATE; Postgres, the SKIP LOCKED
+ *                  claim; each batch then completed), and drains the rest of the slice at c=50,
+ *                  from worker start until the ledger shows every slice job completed, timing
+ *                  every take() the pool makes. Runs are interleaved across the rows (run 1 on
+ *                  every row, then run 2, ...), each on fresh connections after a small warm-up
+ *                  run, so the machine's noise falls on all rows alike; figures also print as a %
+ *                  of the 0 row.
+ *   housekeeping   at each row: one scheduler pass (lease, rescue, promotion, cron, lane-head
+ *                  check), the metrics' counts by type and state and oldest queued job, and the
+ *                  Redis driver's full lane rebuild
+ *   memory         a worker process (a child of this one: the engine and one pool, c=50, nothing
  *                  else) drains BENCH_MEMORY_JOBS waiting no-op jobs; RSS and heap used sampled
  *                  every BENCH_MEMORY_EVERY jobs
  *
  * The backlog is real: the engine's own enqueue (batches of 1,000 from 4 callers) writes it, so
- * its rows, fair-queue times and Redis lane entries are what the engine makes. It is campaign
- * mail (campaign_id set: normal priority) in the same type as the slice, which is transactional
- * mail (high priority). So the backlog sits in the very structures the slice uses (the
+ * its rows, fair-queue times and Redis lane entries are what the engine makes, and each row
+ * checks at the end that what is left of it is queued in the ledger and in its Redis lane. It is
+ * campaign mail (campaign_id set: normal priority) of the same type as the slice, which is
+ * transactional (high priority): so the backlog sits in the very structures the slice uses (the
  * jobs_queued_idx and jobs_queued_tenant_idx B-trees, the Redis sorted set of email.send) while
  * both drivers serve the slice first, as they serve high before normal. A backlog in a paused
- * type or a later run_at would sit in other indexes (paused, scheduled) and in no lane, and cost
- * the hot path nothing by construction. The slice's last claims may take a few backlog jobs
- * (a pool claims more than its free slots); they run and are counted, outside the slice.
- * The completed jobs are written by one INSERT ... SELECT generate_series (what the engine leaves
- * of a completed email.send job, checked against jobs run through the engine in the same
- * database), then VACUUM ANALYZE, into a template database copied for each driver. Every
- * database is VACUUM ANALYZEd after it is filled (autovacuum may be off, as it is here).
+ * type or at a later run_at would sit in other indexes (paused, scheduled) and in no lane, and
+ * cost the hot path nothing by construction. The pool stops claiming once it has claimed the
+ * whole slice, but its last claim may take a few backlog jobs with the slice's last ones (a pool
+ * claims beyond its free slots); those run, and their number is printed.
+ * The completed jobs are written by INSERT ... SELECT generate_series, a million rows a
+ * statement, as the engine leaves a completed email.send job (checked against 100 jobs run
+ * through the engine in the same database: same columns set, same payload keys, same states),
+ * then VACUUM ANALYZE, into a template database that each driver gets a file copy of. Every
+ * database is VACUUM ANALYZEd once filled (autovacuum may be off, as it is on this machine).
  *
  * Env: BENCH_ADMIN_DATABASE_URL, BENCH_REDIS_URL (see support.ts), BENCH_RUNS (3),
  * BENCH_BACKLOG (waiting rows, default 0,100000,1000000), BENCH_FINISHED (10000000; 0 skips
@@ -44,7 +54,7 @@ import type { Dispatcher } from "../../shared/dispatch/dispatcher";
 import type { Redis, Sql } from "../../shared/ports";
 import { createEngine, type Engine } from "../../shared/queue/engine";
 import { Scheduler } from "../../shared/queue/scheduler";
-import { JobClaimNext, JobInsertMany } from "../../shared/queue/statements";
+import { JobClaimNext, JobCountByTypeAndState, JobInsertMany, JobOldestQueued } from "../../shared/queue/statements";
 import { WorkerPool } from "../../shared/queue/worker";
 import { createPgSql } from "../../workers/node/postgres";
 import { createIoRedis } from "../../workers/node/redis";
@@ -140,8 +150,17 @@ async function enqueueBatches(
 async function fillBacklog(b: Bench, n: number): Promise<void> {
   if (n === 0) return;
   const t0 = performance.now();
-  const rate = await enqueueBatches(b.engine, n, 4, (i) => ({ tenantId: `tenant-${i % TENANTS}`, payload: backlogPayload(i) }));
-  log(`  backlog: ${fmt(n)} waiting jobs enqueued through the engine at ${fmt(rate)} jobs/s (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+  const step = Math.min(n, 100_000);
+  const rates: number[] = [];
+  for (let done = 0; done < n; done += step) {
+    const size = Math.min(step, n - done);
+    rates.push(await enqueueBatches(b.engine, size, 4, (i) => ({ tenantId: `tenant-${(done + i) % TENANTS}`, payload: backlogPayload(done + i) })));
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  log(
+    `  backlog: ${fmt(n)} waiting jobs enqueued through the engine at ${fmt(n / seconds)} jobs/s (${seconds.toFixed(1)} s; ` +
+      `by ${fmt(step)}: ${rates.map(fmt).join(", ")} jobs/s)`,
+  );
 }
 
 /** Checks the backlog is what the engine would run: queued in the ledger, and (Redis) in its lane. */
@@ -351,6 +370,8 @@ async function explain(b: Bench, label: string): Promise<string> {
     false,
     false,
   ]);
+  await plan("JobCountByTypeAndState (metrics, scaling)", JobCountByTypeAndState, []);
+  await plan("JobOldestQueued (metrics)", JobOldestQueued, [now]);
   await client.end();
   return out.join("\n");
 }
@@ -374,14 +395,35 @@ interface Row {
   plans?: string;
 }
 
-/** Makes a row ready on database `url` (already holding its finished jobs, if any): schema, backlog, VACUUM ANALYZE. */
-async function prepareRow(url: string, driver: Driver, label: string, waiting: number): Promise<Row> {
+/**
+ * Fills a template database with `waiting` backlog jobs through the engine (Postgres driver: the
+ * ledger rows are the same on both drivers), then VACUUM ANALYZE. Each driver's row is a file copy.
+ */
+async function fillBacklogTemplate(url: string, waiting: number): Promise<void> {
   await migrateDatabase(url);
+  const b = await openBench(url, "postgres");
+  try {
+    await fillBacklog(b, waiting);
+  } finally {
+    await b.close();
+  }
+  await vacuumAnalyze(url);
+}
+
+/**
+ * Makes a row ready on database `url` (a copy of a filled template): on the Redis driver, the
+ * lanes are built from the ledger by the engine's own rebuild (as after a Redis flush), which
+ * places every queued job with the score the enqueue would have given it; then the backlog is
+ * checked, in the ledger and in its lane.
+ */
+async function prepareRow(url: string, driver: Driver, label: string, waiting: number): Promise<Row> {
   const b = await openBench(url, driver);
   try {
-    if (b.redis) await b.engine.dispatcher.reconcile({ force: true }); // sets the epoch marker
-    await fillBacklog(b, waiting);
-    await vacuumAnalyze(url);
+    if (b.redis) {
+      const t0 = performance.now();
+      const placed = await b.engine.dispatcher.reconcile({ force: true }); // also sets the epoch marker
+      if (waiting > 0) log(`  redis lanes: ${fmt(placed)} entries placed from the ledger in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    }
     await checkBacklog(b, waiting);
   } finally {
     await b.close(true);
@@ -447,7 +489,7 @@ class Databases {
     const t0 = performance.now();
     await admin.query(template ? `create database "${name}" template "${template}" strategy file_copy` : `create database "${name}"`);
     this.names.push(name);
-    if (template) log(`  copied the finished-jobs database in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+    if (template) log(`  copied ${template} in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
     return name;
   }
 
@@ -678,16 +720,20 @@ function tables(byDriver: { driver: Driver; rows: Row[] }[]): string {
 function memoryTable(results: MemoryResult[]): string {
   const mb = (n: number) => (n / 1024 / 1024).toFixed(0);
   const lines = [
-    `Worker memory over a ${fmt(MEMORY_JOBS)}-job no-op drain at c=${CONCURRENCY} (one child process: the engine and one pool; sampled every ${fmt(MEMORY_EVERY)} jobs; single run), MB`,
+    `Worker memory over a ${fmt(MEMORY_JOBS)}-job no-op drain at c=${CONCURRENCY} (a child process with the engine and one pool; ` +
+      `sampled every ${fmt(MEMORY_EVERY)} jobs; single run), MB. Start: before the first job; then after a tenth, half and all of the jobs; ` +
+      `the max over the last 90% shows whether it still grows once warm (heap used is a GC sawtooth: compare the maxima).`,
     "",
-    "| driver | drain (jobs/s) | RSS start / middle / end / max | heap used start / middle / end / max |",
-    "|---|---:|---:|---:|",
+    "| driver | drain (jobs/s) | RSS start / 10% / 50% / end | RSS max, all / last 90% | heap used start / 10% / 50% / end | heap used max, all / last 90% |",
+    "|---|---:|---:|---:|---:|---:|",
   ];
   for (const r of results) {
     const s = r.samples;
-    const mid = s[Math.floor(s.length / 2)]!;
-    const four = (k: "rss" | "heapUsed") => `${mb(s[0]![k])} / ${mb(mid[k])} / ${mb(s.at(-1)![k])} / ${mb(Math.max(...s.map((x) => x[k])))}`;
-    lines.push(`| ${r.driver} | ${fmt(MEMORY_JOBS / r.seconds)} | ${four("rss")} | ${four("heapUsed")} |`);
+    const at = (f: number) => s.reduce((best, x) => (Math.abs(x.jobs - f * MEMORY_JOBS) < Math.abs(best.jobs - f * MEMORY_JOBS) ? x : best));
+    const late = s.filter((x) => x.jobs >= 0.1 * MEMORY_JOBS);
+    const four = (k: "rss" | "heapUsed") => `${mb(s[0]![k])} / ${mb(at(0.1)[k])} / ${mb(at(0.5)[k])} / ${mb(s.at(-1)![k])}`;
+    const maxes = (k: "rss" | "heapUsed") => `${mb(Math.max(...s.map((x) => x[k])))} / ${mb(Math.max(...late.map((x) => x[k])))}`;
+    lines.push(`| ${r.driver} | ${fmt(MEMORY_JOBS / r.seconds)} | ${four("rss")} | ${maxes("rss")} | ${four("heapUsed")} | ${maxes("heapUsed")} |`);
   }
   return lines.join("\n");
 }
@@ -712,21 +758,26 @@ async function main(): Promise<void> {
     const dbs = new Databases();
     const prefixes: string[] = [];
     try {
-      let template: string | undefined;
+      const templates: { waiting: number; name: string }[] = [];
+      for (const waiting of BACKLOG) {
+        templates.push({ waiting, name: await dbs.create("backlog_tpl") });
+        await fillBacklogTemplate(dbs.url(templates.at(-1)!.name), waiting);
+      }
+      let finished: string | undefined;
       if (FINISHED > 0) {
-        template = await dbs.create("finished_tpl");
-        await fillFinished(dbs.url(template), FINISHED);
+        finished = await dbs.create("finished_tpl");
+        await fillFinished(dbs.url(finished), FINISHED);
       }
       for (const driver of drivers) {
         const names: string[] = [];
         const rows: Row[] = [];
-        for (const waiting of BACKLOG) {
-          names.push(await dbs.create("backlog"));
+        for (const { waiting, name } of templates) {
+          names.push(await dbs.create("backlog", name));
           rows.push(await prepareRow(dbs.url(names.at(-1)!), driver, `${fmt(waiting)} waiting`, waiting));
           prefixes.push(rows.at(-1)!.prefix);
         }
-        if (template) {
-          names.push(await dbs.create("finished", template));
+        if (finished) {
+          names.push(await dbs.create("finished", finished));
           rows.push(await prepareRow(dbs.url(names.at(-1)!), driver, `${fmt(FINISHED)} completed, 0 waiting`, 0));
           prefixes.push(rows.at(-1)!.prefix);
         }
