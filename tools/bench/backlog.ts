@@ -678,8 +678,10 @@ function tables(byDriver: { driver: Driver; rows: Row[] }[]): string {
   const ms = (n: number) => n.toFixed(2);
   const pct = (x: number, base: number | undefined) => (base === undefined || base === 0 ? "" : `, ${((100 * x) / base).toFixed(0)}%`);
   const lines = [
-    `Backlog growth: medians of ${RUNS} runs (range), and as a % of the 0 row's median. Slice: ${fmt(SINGLES)} transactional email.send jobs enqueued one at a time, ` +
-      `${fmt(SLICE)} in batches of 1,000 (one caller), all ${fmt(SINGLES + SLICE)} drained at c=${CONCURRENCY}; claim: the dispatcher's take() during the drain.`,
+    `Backlog growth: medians of ${RUNS} runs (range), each also as a % of the 0 row's median; runs interleaved across the rows. A run's slice: ` +
+      `${fmt(SINGLES)} transactional email.send jobs enqueued one a call from ${SINGLE_CALLERS} callers, ${fmt(SLICE)} in batches of 1,000 from one caller; ` +
+      `then ${fmt(SLICE)} campaign jobs in batches into the backlog's own lane (taken out again); ${CLAIMS} claims of 100 slice jobs alone (the dispatcher's take(), ` +
+      `each batch then completed); the other ${fmt(SINGLES + SLICE - 100 * CLAIMS)} slice jobs drained at c=${CONCURRENCY}, with every take() of the pool timed.`,
     "",
     "| driver | jobs in the table | enqueue, single (jobs/s) | enqueue, batches of 1,000 (jobs/s) | enqueue into the backlog's lane (jobs/s) | claim of 100 alone (ms) | claim in the drain (ms a call) | drain c=50 (jobs/s) |",
     "|---|---|---:|---:|---:|---:|---:|---:|",
