@@ -23,7 +23,7 @@ import { FINISHED_STATES, waitForFinished } from "./job-wait";
 import { streamSSE } from "hono/streaming";
 import { streamJobEvents } from "./job-events";
 import { MAX_BATCH } from "../queue/queue";
-import { bigintIdParam, describeRoute, json, jsonBody, problems, queryParameters, ref, text } from "./openapi-route";
+import { bigintIdParam, describeRoute, headerParam, json, jsonBody, problems, queryParameters, ref, text } from "./openapi-route";
 import { batchResponseSchema, jobListSchema } from "./schemas";
 import { jobViewSchema } from "./job-view";
 
@@ -80,7 +80,7 @@ export function jobsRoutes(queue: Queue, sql: SqlClient, urlGuard: UrlGuard): Ho
       summary: "Enqueue a job",
       parameters: [
         ...queryParameters(tenantQuerySchema),
-        { name: "Idempotency-Key", in: "header", required: false, schema: { type: "string", minLength: 1, maxLength: 255 }, description: "Same as the body's idempotency_key" },
+        headerParam("Idempotency-Key", "Same as the body's idempotency_key", { type: "string", minLength: 1, maxLength: 255 }),
       ],
       requestBody: jsonBody(ref("EnqueueRequest")),
       responses: {
