@@ -366,6 +366,10 @@ describe("real answers match their documented schemas", () => {
     expect((await api("POST", "/v1/campaigns/{id}/pause", { ...t, params: { id: campaign.json.id } })).status).toBe(409);
     await api("POST", "/v1/campaigns/{id}/start", { ...t, params: { id: campaign.json.id }, body: { at: "2099-01-01T00:00:00Z" } });
     await api("POST", "/v1/campaigns/{id}/cancel", { ...t, params: { id: campaign.json.id } });
+    // A cancelled campaign's event stream is its view and `end`, then it closes.
+    const progress = await api("GET", "/v1/campaigns/{id}/events", { ...t, params: { id: campaign.json.id } });
+    expect(progress.text).toMatch(/^event: campaign\n[\s\S]*event: end\n/);
+    expect((await api("GET", "/v1/campaigns/{id}/events", { ...t, params: { id: "camp_missing" } })).status).toBe(404);
     const other = await api("POST", "/v1/campaigns", { ...t, body: { name: "Later", template_id: template.json.id, list_id: list.json.id } });
     await api("POST", "/v1/campaigns/{id}/start", { ...t, params: { id: other.json.id } });
     await api("POST", "/v1/campaigns/{id}/pause", { ...t, params: { id: other.json.id } });

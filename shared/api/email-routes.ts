@@ -5,6 +5,7 @@
  * its field. Lists and campaigns are listed newest first by (created_at, id).
  */
 import { type Context, Hono } from "hono";
+import { streamSSE } from "hono/streaming";
 import { z } from "zod";
 import { newId } from "../email/ids";
 import { type Campaign, Campaigns } from "../email/campaigns";
@@ -13,6 +14,7 @@ import { entityId } from "../jobs/fields";
 import type { SqlClient } from "../ports";
 import type { Queue } from "../queue/queue";
 import { type ApiEnv, tenantOf } from "./auth";
+import { streamCampaignEvents } from "./campaign-progress";
 import { CursorTime, decodeTimeCursor, encodeTimeCursor } from "./cursor";
 import {
   campaignPageSchema,
@@ -29,7 +31,7 @@ import {
   suppressionSchema,
   templateSchema,
 } from "./email-schemas";
-import { describeRoute, json, jsonBody, type Parameter, pathParam, problems, queryParameters, type RouteDeclaration } from "./openapi-route";
+import { describeRoute, json, jsonBody, type Parameter, pathParam, problems, queryParameters, type RouteDeclaration, text } from "./openapi-route";
 import { ApiError } from "./problem";
 import { parseBody, parseParam, parseQuery } from "./request-input";
 
@@ -309,6 +311,28 @@ export function emailRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
       responses: { 200: json(campaignSchema, "The campaign") },
     }),
     async (c) => c.json(campaignView(await campaigns.get(tenant(c), rowId(c, "campaign")))),
+  );
+
+  // The campaign's progress as Server-Sent Events until it is sent or cancelled (campaign-progress.ts).
+  // The first read comes before the stream opens, so an unknown or foreign campaign is a plain 404 problem.
+  app.get(
+    "/campaigns/:id/events",
+    emailOp("campaigns", "streamCampaignEvents", "Follow a campaign's progress as Server-Sent Events until it is sent or cancelled", plain, {
+      description:
+        "A `text/event-stream`. `event: campaign` carries the campaign (as `GET /v1/campaigns/{id}` answers it): first at once, then at each " +
+        "change of its status, its counters (recipients; sends sent, skipped and failed) or its fan-out's progress. `event: end` (data " +
+        "`{id, status}`) follows when it is sent or cancelled, and the stream closes. The server reads the campaign with a short backoff " +
+        "(100 ms to 1 s) and closes a stream after 10 minutes; EventSource reconnects by itself.",
+      path: campaignId,
+      responses: { 200: text("text/event-stream", "The campaign's events") },
+    }),
+    async (c) => {
+      const tenantId = tenant(c);
+      const id = rowId(c, "campaign");
+      const read = () => campaigns.get(tenantId, id);
+      const first = await read();
+      return streamSSE(c, (stream) => streamCampaignEvents(stream, first, { read, view: campaignView, signal: c.req.raw.signal }));
+    },
   );
 
   app.post(

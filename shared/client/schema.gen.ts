@@ -371,6 +371,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/campaigns/{id}/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Follow a campaign's progress as Server-Sent Events until it is sent or cancelled
+         * @description A `text/event-stream`. `event: campaign` carries the campaign (as `GET /v1/campaigns/{id}` answers it): first at once, then at each change of its status, its counters (recipients; sends sent, skipped and failed) or its fan-out's progress. `event: end` (data `{id, status}`) follows when it is sent or cancelled, and the stream closes. The server reads the campaign with a short backoff (100 ms to 1 s) and closes a stream after 10 minutes; EventSource reconnects by itself.
+         */
+        get: operations["streamCampaignEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/campaigns/{id}/start": {
         parameters: {
             query?: never;
@@ -2347,6 +2367,38 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Campaign"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    streamCampaignEvents: {
+        parameters: {
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
+            header?: never;
+            path: {
+                /** @description Campaign id (camp_…) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The campaign's events */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "text/event-stream": string;
                 };
             };
             400: components["responses"]["BadRequest"];
