@@ -95,13 +95,8 @@ const adminRead = (operationId: string, summary: string, schema: z.ZodType, what
 export function operationsRoutes(queue: Queue, registry: WorkerRegistry, policy: ScalingPolicy): Hono<ApiEnv> {
   const app = new Hono<ApiEnv>();
 
-  const scaling = adminRead(
-    "getScaling",
-    "Scaling signals per pool (admin): depth, oldest wait, activity, memory, and the recommendation",
-    scalingSchema,
-    "The policy and each pool's signals",
-  );
-  app.get("/scaling", scaling, async (c) => {
+  const scaling = "Scaling signals per pool (admin): depth, oldest wait, activity, memory, and the recommendation";
+  app.get("/scaling", adminRead("getScaling", scaling, scalingSchema, "The policy and each pool's signals"), async (c) => {
     assertAdmin(c.get("principal"));
     parseQuery(c, tenantQuerySchema);
     const pools = await scalingSignals(queue, registry, policy);
@@ -123,13 +118,8 @@ export function operationsRoutes(queue: Queue, registry: WorkerRegistry, policy:
   });
 
   const schedules = cronSchedules(queue.catalog);
-  const scheduleList = adminRead(
-    "listSchedules",
-    "The cron schedules (admin): each type the scheduler enqueues on a schedule, its last and next slot, and the last slot's job",
-    schedulesSchema,
-    "Every cron schedule of the catalog",
-  );
-  app.get("/schedules", scheduleList, async (c) => {
+  const scheduleSummary = "The cron schedules (admin): each type the scheduler enqueues on a schedule, its last and next slot, and the last slot's job";
+  app.get("/schedules", adminRead("listSchedules", scheduleSummary, schedulesSchema, "Every cron schedule of the catalog"), async (c) => {
     assertAdmin(c.get("principal"));
     parseQuery(c, tenantQuerySchema);
     const now = queue.clock.now();
@@ -160,8 +150,8 @@ export function operationsRoutes(queue: Queue, registry: WorkerRegistry, policy:
     });
   });
 
-  const workerList = adminRead("listWorkers", "The worker registry (admin), the workers gone silent marked", workersSchema, "Every registered worker");
-  app.get("/workers", workerList, async (c) => {
+  const workerList = "The worker registry (admin), the workers gone silent marked";
+  app.get("/workers", adminRead("listWorkers", workerList, workersSchema, "Every registered worker"), async (c) => {
     assertAdmin(c.get("principal"));
     parseQuery(c, tenantQuerySchema);
     const workers = await registry.list();
