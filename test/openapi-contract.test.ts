@@ -21,12 +21,13 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { Hono } from "hono";
+import { z } from "zod";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiKeys, type CreatedApiKey } from "../shared/api/api-keys";
 import { createApp } from "../shared/api/app";
 import { openApiDocument } from "../shared/api/openapi";
 import { documentedOperations, routeCoverage, servedOperations } from "../shared/api/openapi-coverage";
-import { declarationOf, describeRoute, json, problems } from "../shared/api/openapi-route";
+import { declarationOf, describeRoute, json, jsonBody, problems } from "../shared/api/openapi-route";
 import { queueListSchema } from "../shared/api/schemas";
 import { catalog } from "../shared/jobs/catalog";
 import { UnsubscribeLinks } from "../shared/email/unsubscribe";
@@ -436,6 +437,14 @@ describe("the checker itself", () => {
     const off = await answer("/v1/queues");
     expect(() => check("GET", "/v1/queues", off)).toThrow(/must have required property 'waiting'/);
     expect(() => check("GET", "/v1/queues", off)).toThrow(/must NOT have additional properties/);
+  });
+
+  it("refuses one component name for two shapes (a request's input side, a response's output side)", () => {
+    const named = z.object({ limit: z.number().default(50) }).meta({ id: "Paged" });
+    const twoShapes = new Hono();
+    twoShapes.get("/v1/a", describeRoute({ operationId: "a", responses: { 200: json(named, "out") } }), (c) => c.json({ limit: 50 }));
+    twoShapes.post("/v1/b", describeRoute({ operationId: "b", requestBody: jsonBody(named), responses: { 200: json({ type: "object" }, "in") } }), (c) => c.json({}));
+    expect(() => openApiDocument(twoShapes, { catalog, version: "contract" })).toThrow(/component Paged has two shapes/);
   });
 
   it("refuses an answer off its schema and a status the operation does not document", () => {
