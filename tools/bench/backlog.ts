@@ -181,8 +181,8 @@ interface RunFigures {
   laneBatch: number;
   /** The dispatcher's take() of 100 jobs with nothing else running (ms, median of CLAIMS). */
   claimAlone: number;
-  /** Median ms of the take() calls that returned jobs during the drain, and jobs per such call. */
-  claimMs: number;
+  /** The take() calls that returned jobs during the drain: µs of take() per job claimed, and mean jobs a call. */
+  claimUsPerJob: number;
   claimBatch: number;
   drain: number;
   /** Backlog jobs the slice's last claim took and ran. */
@@ -303,6 +303,7 @@ async function sliceRun(b: Bench, run: number, size = { singles: SINGLES, slice:
     await sleep(2);
   }
   const drain = (total - claimedAlone) / ((performance.now() - started) / 1000);
+  if (process.env.BENCH_DEBUG_CLAIMS) log(`    claims (jobs): ${claims.map((c) => c.n).join(" ")}`);
   await pool.stop();
   (dispatcher as { take: Dispatcher["take"] }).take = take;
   return {
@@ -310,8 +311,10 @@ async function sliceRun(b: Bench, run: number, size = { singles: SINGLES, slice:
     batch,
     laneBatch,
     claimAlone: median(alone),
-    claimMs: median(claims.map((c) => c.ms)),
-    claimBatch: median(claims.map((c) => c.n)),
+    // Sums, not medians: the pool's claims alternate in size (150, 400, 150, ... at c=50), so a
+    // median lands on one or the other depending on the last claim.
+    claimUsPerJob: (1000 * claims.reduce((t, c) => t + c.ms, 0)) / Math.max(1, claims.reduce((t, c) => t + c.n, 0)),
+    claimBatch: claims.reduce((t, c) => t + c.n, 0) / Math.max(1, claims.length),
     drain,
     backlogRun: backlogRan,
   };
@@ -445,8 +448,8 @@ async function visitRow(row: Row, driver: Driver, run: number, last: boolean, wi
     row.backlogRan += warm.backlogRun + r.backlogRun;
     log(
       `  ${driver} ${row.label} run ${run + 1}/${RUNS}: enqueue ${fmt(r.single)}/s single, ${fmt(r.batch)}/s batch; ` +
-        `${fmt(r.laneBatch)}/s into the backlog's lane; claim alone ${r.claimAlone.toFixed(2)} ms, in the drain ${r.claimMs.toFixed(2)} ms ` +
-        `(${fmt(r.claimBatch)} jobs); drain ${fmt(r.drain)}/s; backlog jobs run ${r.backlogRun}`,
+        `${fmt(r.laneBatch)}/s into the backlog's lane; claim alone ${r.claimAlone.toFixed(2)} ms, in the drain ${r.claimUsPerJob.toFixed(1)} µs a job ` +
+        `(${fmt(r.claimBatch)} jobs a claim); drain ${fmt(r.drain)}/s; backlog jobs run ${r.backlogRun}`,
     );
     row.housekeeping.push(await housekeeping(b, last));
     if (last) {
@@ -676,24 +679,28 @@ function tables(byDriver: { driver: Driver; rows: Row[] }[]): string {
   const spread = (xs: number[], f: (n: number) => string = fmt) =>
     xs.length > 1 ? `${f(median(xs))} (${f(Math.min(...xs))}-${f(Math.max(...xs))})` : f(median(xs));
   const ms = (n: number) => n.toFixed(2);
-  const pct = (x: number, base: number | undefined) => (base === undefined || base === 0 ? "" : `, ${((100 * x) / base).toFixed(0)}%`);
+  const us = (n: number) => n.toFixed(1);
   const lines = [
-    `Backlog growth: medians of ${RUNS} runs (range), each also as a % of the 0 row's median; runs interleaved across the rows. A run's slice: ` +
+    `Backlog growth: medians of ${RUNS} runs (range), each also as a % of the 0 row (run by run, then the median); runs interleaved across the rows. A run's slice: ` +
       `${fmt(SINGLES)} transactional email.send jobs enqueued one a call from ${SINGLE_CALLERS} callers, ${fmt(SLICE)} in batches of 1,000 from one caller; ` +
       `then ${fmt(SLICE)} campaign jobs in batches into the backlog's own lane (taken out again); ${CLAIMS} claims of 100 slice jobs alone (the dispatcher's take(), ` +
-      `each batch then completed); the other ${fmt(SINGLES + SLICE - 100 * CLAIMS)} slice jobs drained at c=${CONCURRENCY}, with every take() of the pool timed.`,
+      `each batch then completed); the other ${fmt(SINGLES + SLICE - 100 * CLAIMS)} slice jobs drained at c=${CONCURRENCY}, with every take() of the pool timed ` +
+      `(its time over the jobs it returned).`,
     "",
-    "| driver | jobs in the table | enqueue, single (jobs/s) | enqueue, batches of 1,000 (jobs/s) | enqueue into the backlog's lane (jobs/s) | claim of 100 alone (ms) | claim in the drain (ms a call) | drain c=50 (jobs/s) |",
+    "| driver | jobs in the table | enqueue, single (jobs/s) | enqueue, batches of 1,000 (jobs/s) | enqueue into the backlog's lane (jobs/s) | claim of 100 alone (ms) | claim in the drain (µs a job claimed) | drain c=50 (jobs/s) |",
     "|---|---|---:|---:|---:|---:|---:|---:|",
   ];
   for (const { driver, rows } of byDriver) {
     const base = rows.find((r) => r.label === "0 waiting");
-    const m = (r: Row | undefined, k: keyof RunFigures) => (r ? median(r.runs.map((x) => x[k])) : undefined);
     for (const r of rows) {
-      const col = (k: keyof RunFigures, f: (n: number) => string = fmt) => `${spread(r.runs.map((x) => x[k]), f)}${pct(m(r, k)!, m(base, k))}`;
+      // The % of the 0 row run by run (the rows' runs are interleaved: run i of each row ran
+      // minutes apart), then the median, as run.ts does against its ceiling.
+      const pct = (k: keyof RunFigures) =>
+        base && r !== base ? `, ${median(r.runs.map((x, i) => (100 * x[k]) / base.runs[i]![k])).toFixed(0)}%` : "";
+      const col = (k: keyof RunFigures, f: (n: number) => string = fmt) => `${spread(r.runs.map((x) => x[k]), f)}${pct(k)}`;
       lines.push(
         `| ${driver} | ${r.label} | ${col("single")} | ${col("batch")} | ${col("laneBatch")} | ${col("claimAlone", ms)} | ` +
-          `${col("claimMs", ms)} (${fmt(m(r, "claimBatch")!)} jobs) | ${col("drain")} |`,
+          `${col("claimUsPerJob", us)} (${fmt(median(r.runs.map((x) => x.claimBatch)))} jobs a claim) | ${col("drain")} |`,
       );
     }
   }
