@@ -14,7 +14,7 @@ import { Webhook } from "standardwebhooks";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { createJobsClient, type JobsClient, ProblemError, retryAfterMs, unwrap } from "../shared/client/client";
 import { type Jobs, startJobs } from "../workers/node/library";
-import { createTestDatabase, randomId, waitFor } from "./support/services";
+import { createTestDatabase, randomId } from "./support/services";
 import { headersOf, startReceiver } from "./support/webhook-receiver";
 
 const run = promisify(execFile);
@@ -204,16 +204,9 @@ describe("the typed client against the real Node app", () => {
     const api = tenant.api;
     const list = unwrap(await api.POST("/v1/lists", { body: { name: "Launch" } }));
     const csv = "email,name\nada@example.com,Ada\nbob@example.com,Bob\nnot-an-address,Nobody\n";
-    const started = unwrap(
-      await api.POST("/v1/imports", {
-        params: { query: { list_id: list.id, mapping: JSON.stringify({ email: "email", name: "name" }) } },
-        body: csv,
-        headers: { "content-type": "text/csv" },
-        bodySerializer: (body) => body as string,
-      }),
-    );
-    expect((await tenant.wait(started.id, { seconds: 30 })).state).toBe("completed");
-    const imported = unwrap(await api.GET("/v1/imports/{id}", { params: { path: { id: started.id } } }));
+    // The CSV as a stream, as a browser File or a Node file stream would give it.
+    const started = await tenant.importCsv(new Blob([csv]).stream(), { mapping: { email: "email", name: "name" }, listId: list.id });
+    const imported = await tenant.waitForImport(started.id, { seconds: 30 });
     expect(imported).toMatchObject({ status: "completed", created: 2, invalid: 1, list_added: 2 });
 
     const template = unwrap(
@@ -222,25 +215,23 @@ describe("the typed client against the real Node app", () => {
     const campaign = unwrap(await api.POST("/v1/campaigns", { body: { name: "Launch", template_id: template.id, list_id: list.id } }));
     expect(campaign.status).toBe("draft");
     expect(unwrap(await api.POST("/v1/campaigns/{id}/start", { params: { path: { id: campaign.id } } })).status).toMatch(/^(sending|sent)$/);
-    // Followed as a progress bar would: the campaign's counters until it is sent.
-    const sent = await waitFor(
-      async () => {
-        const c = unwrap(await api.GET("/v1/campaigns/{id}", { params: { path: { id: campaign.id } } }));
-        return c.status === "sent" ? c : undefined;
-      },
-      { timeoutMs: 30_000, intervalMs: 100, what: "the campaign to be sent" },
-    );
-    expect(sent!.counters).toEqual({ recipients: 2, sent: 2, skipped: 0, failed: 0 });
+    // Followed as a progress bar would: each change of the campaign, until it is sent.
+    const seen: string[] = [];
+    for await (const c of tenant.followCampaign(campaign.id, { intervalMs: 50, signal: AbortSignal.timeout(30_000) })) {
+      seen.push(`${c.status} ${c.counters.sent}/${c.counters.recipients}`);
+    }
+    expect(seen.at(-1)).toBe("sent 2/2");
+    expect(new Set(seen).size).toBe(seen.length); // only changes are yielded
     const outbox: string[] = [];
     for await (const m of tenant.list("/v1/outbox")) if (m.subject.startsWith("Hello")) outbox.push(`${m.to} ${m.subject}`);
     expect(outbox.sort()).toEqual(["ada@example.com Hello Ada", "bob@example.com Hello Bob"]);
 
     const exported = unwrap(await api.POST("/v1/exports", { body: { source: "list", list_id: list.id } }));
-    await tenant.wait(exported.job_id, { seconds: 30 });
-    const ready = unwrap(await api.GET("/v1/exports/{id}", { params: { path: { id: exported.id } } }));
-    expect(ready).toMatchObject({ status: "ready", rows: 2 });
-    const rows = (await (await fetch(ready.download_url!)).text()).trim().split("\r\n");
+    const rows = (await (await tenant.downloadExport(exported.id, { seconds: 30 })).text()).trim().split("\r\n");
     expect(rows.slice(1).map((r) => r.split(",")[1]).sort()).toEqual(["ada@example.com", "bob@example.com"]);
+    // A string body goes up as it is too, and a failed import is read, not thrown.
+    const bad = await tenant.importCsv("name\nAda\n", { mapping: { email: "email" }, listId: list.id });
+    expect((await tenant.waitForImport(bad.id, { seconds: 30 })).status).toBe("failed");
   });
 
   it("runs the README's client snippet as written", async () => {

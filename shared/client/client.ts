@@ -11,18 +11,27 @@
  *   so a retried enqueue never makes a second job. Other POSTs (create a list, start a
  *   campaign) take no key, and are retried only after a 429;
  * - async iterators over the cursor-paginated listings;
+ * - the steps of the web app's flows that plain openapi-fetch gets wrong or makes long: a CSV
+ *   upload sent as it is, an import or export waited for, a campaign followed to sent;
  * - problem+json answers as a typed ProblemError.
  * Web-standard APIs only (fetch, crypto.randomUUID, AbortSignal): it runs in browsers, Node,
  * Workers. The package exports it as "penguinmails-jobs/client".
  */
 import createClient, { type Client } from "openapi-fetch";
-import type { components, paths } from "./schema.gen";
+import type { components, operations, paths } from "./schema.gen";
 
-export type { components, paths };
+export type { components, operations, paths };
 export type Schemas = components["schemas"];
 export type Job = Schemas["Job"];
 export type EnqueueRequest = Schemas["EnqueueRequest"];
 export type Problem = Schemas["Problem"];
+export type Campaign = Schemas["Campaign"];
+export type Export = Schemas["Export"];
+export type Import = operations["getImport"]["responses"][200]["content"]["application/json"];
+export type ImportStarted = operations["startImport"]["responses"][202]["content"]["application/json"];
+
+const FINISHED_JOB = new Set(["completed", "failed", "cancelled"]);
+const FINISHED_CAMPAIGN = new Set(["sent", "cancelled"]);
 
 /** A problem+json answer (RFC 9457) as an error: `status`, and the body as the document types it. */
 export class ProblemError extends Error {
@@ -171,6 +180,27 @@ export interface JobsClient {
   wait(id: string, options?: { seconds?: number; signal?: AbortSignal }): Promise<Job>;
   /** Every item of a cursor-paginated listing, page after page, newest first. */
   list<P extends ListPath>(path: P, init?: ListInit<P>): AsyncIterableIterator<ListItem<P>>;
+  /**
+   * POST /v1/imports with the CSV itself as text/csv (sent as it is: openapi-fetch would
+   * JSON-encode a string body, and the import would then fail on a header it cannot read).
+   */
+  importCsv(
+    csv: string | Blob | ReadableStream<Uint8Array>,
+    options: { mapping: Record<string, string>; listId?: string; hasHeader?: boolean; signal?: AbortSignal },
+  ): Promise<ImportStarted>;
+  /** The import once its job has finished (an import's id is its job's), or as it is after `seconds` (default 60). */
+  waitForImport(id: string, options?: { seconds?: number; signal?: AbortSignal }): Promise<Import>;
+  /**
+   * A campaign as a progress bar follows it: yields it at once and at each change of its status,
+   * counters or fan-out checkpoint, and ends after it is sent or cancelled. Reads every
+   * `intervalMs` (default 500); stop early with `break` or the signal.
+   */
+  followCampaign(id: string, options?: { intervalMs?: number; signal?: AbortSignal }): AsyncIterableIterator<Campaign>;
+  /**
+   * An export's file, once its job has finished: the download's Response (its link is signed,
+   * so no API key goes with it). Throws when the export failed or expired.
+   */
+  downloadExport(id: string, options?: { seconds?: number; signal?: AbortSignal }): Promise<Response>;
 }
 
 /** The answer's data, or its problem as a ProblemError. */
@@ -190,6 +220,15 @@ export function createJobsClient(options: JobsClientOptions): JobsClient {
   const api = createClient<paths>({ baseUrl: options.baseUrl, fetch: retryingFetch(options) });
   const get = async (id: string, seconds?: number, signal?: AbortSignal) =>
     unwrap(await api.GET("/v1/jobs/{id}", { params: { path: { id }, query: seconds === undefined ? {} : { wait: seconds } }, signal }));
+  // Plain functions, not methods through `this`: a destructured `const { wait } = client` works.
+  const wait: JobsClient["wait"] = async (id, opts = {}) => {
+    const deadline = Date.now() + (opts.seconds ?? 30) * 1_000;
+    for (;;) {
+      const left = Math.max(0, Math.ceil((deadline - Date.now()) / 1_000));
+      const job = await get(id, Math.min(60, left), opts.signal);
+      if (FINISHED_JOB.has(job.state) || left <= 60) return job;
+    }
+  };
   return {
     api,
     async enqueue(body, opts = {}) {
@@ -202,13 +241,58 @@ export function createJobsClient(options: JobsClientOptions): JobsClient {
       );
     },
     get: (id) => get(id),
-    async wait(id, opts = {}) {
-      const deadline = Date.now() + (opts.seconds ?? 30) * 1_000;
+    wait,
+    async importCsv(csv, opts) {
+      return unwrap(
+        await api.POST("/v1/imports", {
+          params: {
+            query: {
+              mapping: JSON.stringify(opts.mapping),
+              ...(opts.listId === undefined ? {} : { list_id: opts.listId }),
+              ...(opts.hasHeader === undefined ? {} : { has_header: String(opts.hasHeader) }),
+            },
+          },
+          body: csv as string,
+          headers: { "content-type": "text/csv" },
+          bodySerializer: (body: unknown) => body as BodyInit,
+          // A stream body can be sent only half-duplex (fetch's rule); strings and Blobs ignore it.
+          ...(csv instanceof ReadableStream ? { duplex: "half" } : {}),
+          signal: opts.signal,
+        }),
+      );
+    },
+    async waitForImport(id, opts = {}) {
+      await wait(id, { seconds: opts.seconds ?? 60, signal: opts.signal });
+      return unwrap(await api.GET("/v1/imports/{id}", { params: { path: { id } }, signal: opts.signal }));
+    },
+    async *followCampaign(id, opts = {}) {
+      let shown = "";
       for (;;) {
-        const left = Math.max(0, Math.ceil((deadline - Date.now()) / 1_000));
-        const job = await get(id, Math.min(60, left), opts.signal);
-        if (["completed", "failed", "cancelled"].includes(job.state) || left <= 60) return job;
+        const campaign = unwrap(await api.GET("/v1/campaigns/{id}", { params: { path: { id } }, signal: opts.signal }));
+        const seen = JSON.stringify([campaign.status, campaign.counters, campaign.progress]);
+        if (seen !== shown) {
+          shown = seen;
+          yield campaign;
+        }
+        if (FINISHED_CAMPAIGN.has(campaign.status)) return;
+        await pause(opts.intervalMs ?? 500, opts.signal);
       }
+    },
+    async downloadExport(id, opts = {}) {
+      const started = unwrap(await api.GET("/v1/exports/{id}", { params: { path: { id } }, signal: opts.signal }));
+      let ready: Export = started;
+      if (ready.status === "queued" || ready.status === "running") {
+        // An export's id is its job's too.
+        await wait(id, { seconds: opts.seconds ?? 60, signal: opts.signal });
+        ready = unwrap(await api.GET("/v1/exports/{id}", { params: { path: { id } }, signal: opts.signal }));
+      }
+      if (ready.status !== "ready" || ready.download_url === null) {
+        throw new Error(`export ${id} is ${ready.status}${ready.error ? `: ${ready.error}` : ""}`);
+      }
+      const send = options.fetch ?? ((r: Request) => fetch(r));
+      const res = await send(new Request(ready.download_url, { signal: opts.signal }));
+      if (!res.ok) throw new Error(`download of export ${id}: HTTP ${res.status}`);
+      return res;
     },
     async *list(path, init) {
       let cursor: string | undefined;
