@@ -7,6 +7,7 @@
 import { mkdtemp, readdir, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { ApiKeys } from "../shared/api/api-keys";
 import { createApp } from "../shared/api/app";
@@ -177,5 +178,17 @@ describe("a refused upload leaves no file", () => {
     const res = await upload({ mapping: JSON.stringify({ col_0: "email" }), list_id: "lst_a" });
     expect(res.status, res.text).toBe(202);
     expect((await uploads()).length).toBe(before + 1);
+  });
+
+  it("shows the tenant its upload's job without the server's folders", async () => {
+    const res = await upload({ mapping: JSON.stringify({ col_0: "email" }), list_id: "lst_a" });
+    expect(res.status, res.text).toBe(202);
+    const [stored] = await db.sql.query<{ url: string }>("select payload->>'file_url' as url from jobs where id = $1", [res.json.id]);
+    expect(stored!.url.startsWith(pathToFileURL(folder).toString())).toBe(true); // the job itself keeps where the file is
+    const view = await strict.request(`/v1/jobs/${res.json.id}`, { headers: { authorization: `Bearer ${key}` } });
+    const body = await view.text();
+    expect(view.status).toBe(200);
+    expect(body).not.toContain(folder);
+    expect(JSON.parse(body).payload.file_url).toBe(`file://…/${stored!.url.split("/").pop()}`);
   });
 });

@@ -228,7 +228,9 @@ describe("import.contacts through a worker pool", () => {
 
       const r1 = await importRow(db, j1.id);
       expect(r1).toMatchObject({ status: "completed", ...expectedCounts(e1) });
-      expect(done![0]!.result).toMatchObject({ ...expectedCounts(e1), report_url: r1!.report_url });
+      // The job's result names the report by the API's link; its storage URL stays in the imports row.
+      expect(r1!.report_url).toMatch(/^file:\/\//);
+      expect(done![0]!.result).toMatchObject({ ...expectedCounts(e1), report_url: `/v1/imports/${j1.id}/report` });
       const r2 = await importRow(db, j2.id);
       expect(r2).toMatchObject({ status: "completed", ...expectedCounts(e2) });
 
@@ -256,6 +258,10 @@ describe("import.contacts through a worker pool", () => {
         `select count(*)::int as n from jobs where type = 'webhook.dispatch' and payload->>'event_type' = 'import.finished' and tenant_id = 'acme'`,
       );
       expect(hook!.n).toBe(1);
+      const [event] = await db.sql.query<{ data: { report_url: string } }>(
+        `select payload->'data' as data from jobs where type = 'webhook.dispatch' and payload->>'event_type' = 'import.finished' and tenant_id = 'acme'`,
+      );
+      expect(event!.data.report_url).toBe(`/v1/imports/${j1.id}/report`);
     },
     180_000,
   );

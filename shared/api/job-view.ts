@@ -56,6 +56,22 @@ export function redactPayload(value: unknown, secretFields: ReadonlySet<string>)
 
 const iso = (d: Date | null): string | null => (d === null ? null : d.toISOString());
 
+const LOCAL_FILE_URL = /file:\/\/[^\s"'<>]*/gi;
+
+/**
+ * A file:// URL (the embedded default's local store: an uploaded CSV, an error report) shown to
+ * a tenant as its file name only: the server's folders are not the tenant's business. Admin
+ * views keep them whole.
+ */
+export function hideLocalPaths(value: unknown, depth = 0): unknown {
+  if (typeof value === "string") {
+    return value.replace(LOCAL_FILE_URL, (url) => `file://…/${url.replace(/[?#].*$/, "").split("/").pop() ?? ""}`);
+  }
+  if (depth >= 64 || value === null || typeof value !== "object") return value;
+  if (Array.isArray(value)) return value.map((v) => hideLocalPaths(v, depth + 1));
+  return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, hideLocalPaths(v, depth + 1)]));
+}
+
 export function toJobView(job: Job, options: { def?: JobType; admin: boolean }): JobView {
   const e = job.lastError;
   const lastError: JobErrorView | null = e
@@ -70,6 +86,8 @@ export function toJobView(job: Job, options: { def?: JobType; admin: boolean }):
       }
     : null;
   const secrets = new Set(options.def?.secretFields ?? []);
+  const shown = options.admin ? (v: unknown) => v : hideLocalPaths;
+  if (lastError && !options.admin) lastError.message = hideLocalPaths(lastError.message) as string;
   return {
     id: job.id,
     tenant_id: job.tenantId,
@@ -78,10 +96,10 @@ export function toJobView(job: Job, options: { def?: JobType; admin: boolean }):
     state: job.state,
     attempt: job.attempt,
     max_attempts: job.maxAttempts,
-    payload: redactPayload(job.payload, secrets),
+    payload: shown(redactPayload(job.payload, secrets)),
     // A handler may report a credential in its progress or result too.
-    progress: redactPayload(job.progress, secrets),
-    result: redactPayload(job.result, secrets),
+    progress: shown(redactPayload(job.progress, secrets)),
+    result: shown(redactPayload(job.result, secrets)),
     last_error: lastError,
     run_at: job.runAt.toISOString(),
     created_at: job.createdAt.toISOString(),

@@ -385,7 +385,10 @@ function newBatch(seq: number): Batch {
   return { seq, emails: [], names: [], attrs: [], rows: 0, invalid: 0, duplicate: 0, report: "", ascii: true };
 }
 
-async function finish(deps: ImportDeps, payload: ImportPayload, importId: string, counts: ImportCounts, reportUrl: string | null): Promise<ImportResult> {
+async function finish(deps: ImportDeps, payload: ImportPayload, importId: string, counts: ImportCounts, storedReport: string | null): Promise<ImportResult> {
+  // Outside, the report is the API's link (GET it with the tenant's key): its storage URL (a
+  // server's local path, a bucket) stays in the imports row, out of the job's result and events.
+  const reportUrl = storedReport === null ? null : `/v1/imports/${importId}/report`;
   // The event id is the import's: a retry after a crash here publishes nothing twice.
   await publishEvent(deps.queue, deps.sql, {
     tenantId: payload.tenant_id,
