@@ -26,7 +26,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiKeys, type CreatedApiKey } from "../shared/api/api-keys";
 import { createApp } from "../shared/api/app";
 import { openApiDocument } from "../shared/api/openapi";
-import { documentedOperations, routeCoverage, servedOperations } from "../shared/api/openapi-coverage";
+import { documentedOperations, routeCoverage, servedOperations, undeclaredRoutes } from "../shared/api/openapi-coverage";
 import { declarationOf, describeRoute, json, jsonBody, problems } from "../shared/api/openapi-route";
 import { queueListSchema } from "../shared/api/schemas";
 import { catalog } from "../shared/jobs/catalog";
@@ -204,6 +204,9 @@ describe("the document covers the app", () => {
     expect(routeCoverage(trimmed.routes, trimmedDoc)).toEqual({ undocumented: ["DELETE /v1/jobs/{id}", "GET /v1/lists"], unserved: [] });
     expect(trimmedDoc.paths).not.toHaveProperty(["/v1/lists", "get"]);
     expect(documentedOperations(trimmedDoc)).toHaveLength(documentedOperations(doc).length - 2);
+    // createApp refuses such an app at once, by the same routes, without making the document.
+    expect(undeclaredRoutes(trimmed.routes)).toEqual(["DELETE /v1/jobs/{id}", "GET /v1/lists"]);
+    expect(undeclaredRoutes(app.routes)).toEqual([]);
 
     // A route added to the real app without a declaration is found the same way.
     const grown = createApp({ queue: { catalog } as never, sql, apiKeys: new ApiKeys(sql, { pepper: "contract-pepper" }) });

@@ -27,6 +27,7 @@ import { jobsRoutes } from "./jobs-routes";
 import { keyRoutes } from "./key-routes";
 import { renderMetrics } from "./metrics";
 import { openApiDocument } from "./openapi";
+import { undeclaredRoutes } from "./openapi-coverage";
 import { describeRoute, json, problems, security, text } from "./openapi-route";
 import { ApiError, joinPath, problemResponse } from "./problem";
 import { PROMETHEUS_CONTENT_TYPE } from "./prometheus";
@@ -115,6 +116,8 @@ function toResponse(err: unknown, c: Context, logger: Logger): Response {
   return problemResponse(500, "an unexpected error occurred; it has been logged");
 }
 
+let routesChecked = false;
+
 export function createApp(deps: AppDeps): Hono<ApiEnv> {
   const { queue, sql, apiKeys } = deps;
   const logger = deps.logger ?? silentLogger;
@@ -127,7 +130,7 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
   // The text rule for every path segment, query value and stored header, before any route
   // (and before authentication: it reads no body and touches nothing). Its declaration (as the
   // key check's below) is merged into every operation under its path: what it can answer.
-  app.use("*", describeRoute({ responses: problems("BadRequest", "ValidationFailed") }), async (c, next) => {
+  app.use("*", describeRoute(() => ({ responses: problems("BadRequest", "ValidationFailed") })), async (c, next) => {
     assertUrlText(c.req.url);
     assertHeaderText(c.req.raw.headers);
     await next();
@@ -135,7 +138,7 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
 
   // Authenticate before reading a body, so callers without a key cannot make us buffer one.
   // Keys are checked against the database: any /v1 call can meet an outage.
-  app.use("/v1/*", describeRoute({ security: security.bearer, responses: problems("Unauthorized", "Unavailable") }), requireKey(apiKeys));
+  app.use("/v1/*", describeRoute(() => ({ security: security.bearer, responses: problems("Unauthorized", "Unavailable") })), requireKey(apiKeys));
   // CSV uploads stream to storage, so they may be far larger than a JSON body.
   const jsonLimit = limitBody(deps.bodyLimitBytes ?? DEFAULT_BODY_LIMIT_BYTES);
   const uploadLimit = limitBody(deps.uploadLimitBytes ?? DEFAULT_UPLOAD_LIMIT_BYTES);
@@ -163,13 +166,13 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
 
   app.get(
     "/healthz",
-    describeRoute({
+    describeRoute(() => ({
       operationId: "health",
       tags: ["ops"],
       summary: "Liveness and database reachability",
       security: security.none,
       responses: { 200: json(healthSchema, "Healthy"), ...problems("Unavailable") },
-    }),
+    })),
     async (c) => {
       try {
         await sql.query("select 1");
@@ -185,19 +188,19 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
   let openapi: Record<string, unknown> | undefined;
   app.get(
     "/openapi.json",
-    describeRoute({
+    describeRoute(() => ({
       operationId: "openapi",
       tags: ["ops"],
       summary: "This document",
       security: security.none,
       responses: { 200: json({ type: "object" }, "OpenAPI 3.1 document") },
-    }),
+    })),
     (c) => c.json((openapi ??= openApiDocument(app, { catalog: queue.catalog, version }))),
   );
 
   app.get(
     "/metrics",
-    describeRoute({
+    describeRoute(() => ({
       operationId: "metrics",
       tags: ["ops"],
       summary: "Prometheus metrics (admin key, unless the server makes them public)",
@@ -206,12 +209,22 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
         200: text(PROMETHEUS_CONTENT_TYPE, "Text exposition format 0.0.4"),
         ...problems("Unauthorized", "Forbidden", "Unavailable"),
       },
-    }),
+    })),
     async (c) => {
       if (!deps.metricsPublic) assertAdmin(await authenticate(c, apiKeys));
       return c.body(await renderMetrics(queue, sql, registry, policy), 200, { "content-type": PROMETHEUS_CONTENT_TYPE });
     },
   );
 
+  // A route without a declaration would be served but missing from /openapi.json: refused here,
+  // so the first test (or start) that builds the app says which one. Once a process: the Worker
+  // builds an app for every request, and the routes' code does not change between them.
+  if (!routesChecked) {
+    const undeclared = undeclaredRoutes(app.routes);
+    if (undeclared.length > 0) {
+      throw new Error(`routes registered without an OpenAPI declaration (describeRoute in shared/api/openapi-route.ts): ${undeclared.join(", ")}`);
+    }
+    routesChecked = true;
+  }
   return app;
 }

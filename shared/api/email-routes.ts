@@ -95,16 +95,18 @@ function emailOp(
   operationId: string,
   summary: string,
   query: z.ZodType,
-  rest: Omit<RouteDeclaration, "tags" | "operationId" | "summary"> & { path?: Parameter[] },
+  rest: () => Omit<RouteDeclaration, "tags" | "operationId" | "summary"> & { path?: Parameter[] },
 ) {
-  const { path = [], responses, ...more } = rest;
-  return describeRoute({
-    operationId,
-    tags: [tag],
-    summary,
-    ...more,
-    parameters: [...path, ...queryParameters(query)],
-    responses: { ...responses, ...problems("Forbidden", "NotFound"), ...(more.requestBody ? problems("PayloadTooLarge", "UnsupportedMediaType") : {}) },
+  return describeRoute(() => {
+    const { path = [], responses, ...more } = rest();
+    return {
+      operationId,
+      tags: [tag],
+      summary,
+      ...more,
+      parameters: [...path, ...queryParameters(query)],
+      responses: { ...responses, ...problems("Forbidden", "NotFound"), ...(more.requestBody ? problems("PayloadTooLarge", "UnsupportedMediaType") : {}) },
+    };
   });
 }
 
@@ -126,10 +128,10 @@ export function emailRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
   // Contacts: upsert by address (case-insensitive), optionally into a list, in one statement.
   app.post(
     "/contacts",
-    emailOp("contacts", "upsertContacts", "Add or update up to 1,000 contacts by address (case-insensitive), optionally into a list", plain, {
+    emailOp("contacts", "upsertContacts", "Add or update up to 1,000 contacts by address (case-insensitive), optionally into a list", plain, () => ({
       requestBody: jsonBody(schemas.contacts),
       responses: { 200: json(contactsUpsertedSchema, "Each contact's id, and how many were created or updated") },
-    }),
+    })),
     async (c) => {
       const tenantId = tenant(c);
       const req = await body(c, schemas.contacts);
@@ -167,9 +169,9 @@ export function emailRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
 
   app.get(
     "/contacts",
-    emailOp("contacts", "listContacts", "List contacts, by id, 100 a page", queries.byId, {
+    emailOp("contacts", "listContacts", "List contacts, by id, 100 a page", queries.byId, () => ({
       responses: { 200: json(contactListSchema, "A page of contacts") },
-    }),
+    })),
     async (c) => {
       const { cursor: after } = parseQuery(c, queries.byId);
       const tenantId = tenantOf(c);
@@ -185,7 +187,7 @@ export function emailRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
 
   app.post(
     "/lists",
-    emailOp("lists", "createList", "Create a list", plain, { requestBody: jsonBody(schemas.list), responses: { 201: json(listSchema, "The list") } }),
+    emailOp("lists", "createList", "Create a list", plain, () => ({ requestBody: jsonBody(schemas.list), responses: { 201: json(listSchema, "The list") } })),
     async (c) => {
       const tenantId = tenant(c);
       const req = await body(c, schemas.list);
@@ -196,7 +198,7 @@ export function emailRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
 
   app.get(
     "/lists",
-    emailOp("lists", "listLists", "List lists, newest first", queries.lists, { responses: { 200: json(listPageSchema, "A page of lists") } }),
+    emailOp("lists", "listLists", "List lists, newest first", queries.lists, () => ({ responses: { 200: json(listPageSchema, "A page of lists") } })),
     async (c) => {
       const { cursor, limit } = parseQuery(c, queries.lists);
       const { rows, nextCursor } = await newestFirst(sql, { table: "lists", columns: LIST_COLUMNS, tenantId: tenantOf(c), cursor, limit });
@@ -206,7 +208,7 @@ export function emailRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
 
   app.get(
     "/lists/:id",
-    emailOp("lists", "getList", "Get a list and its contact count", plain, { path: idParam("List id (lst_…)"), responses: { 200: json(listSchema, "The list") } }),
+    emailOp("lists", "getList", "Get a list and its contact count", plain, () => ({ path: idParam("List id (lst_…)"), responses: { 200: json(listSchema, "The list") } })),
     async (c) => {
       const tenantId = tenant(c);
       const id = rowId(c, "list");
@@ -218,10 +220,10 @@ export function emailRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
 
   app.post(
     "/segments",
-    emailOp("segments", "createSegment", "Create a segment: a list filtered on contact attributes", plain, {
+    emailOp("segments", "createSegment", "Create a segment: a list filtered on contact attributes", plain, () => ({
       requestBody: jsonBody(schemas.segment),
       responses: { 201: json(segmentSchema, "The segment") },
-    }),
+    })),
     async (c) => {
       const tenantId = tenant(c);
       const req = await body(c, schemas.segment);
@@ -236,10 +238,10 @@ export function emailRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
 
   app.post(
     "/templates",
-    emailOp("templates", "createTemplate", "Create a template from blocks with {{variables}}", plain, {
+    emailOp("templates", "createTemplate", "Create a template from blocks with {{variables}}", plain, () => ({
       requestBody: jsonBody(schemas.template),
       responses: { 201: json(templateSchema, "The template") },
-    }),
+    })),
     async (c) => {
       const tenantId = tenant(c);
       const req = await body(c, schemas.template);
@@ -253,7 +255,7 @@ export function emailRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
 
   app.get(
     "/templates/:id",
-    emailOp("templates", "getTemplate", "Get a template", plain, { path: idParam("Template id (tpl_…)"), responses: { 200: json(templateSchema, "The template") } }),
+    emailOp("templates", "getTemplate", "Get a template", plain, () => ({ path: idParam("Template id (tpl_…)"), responses: { 200: json(templateSchema, "The template") } })),
     async (c) => {
       const tenantId = tenant(c);
       const id = rowId(c, "template");
@@ -265,10 +267,10 @@ export function emailRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
 
   app.post(
     "/campaigns",
-    emailOp("campaigns", "createCampaign", "Create a campaign (a draft) of a template to a list or a segment", plain, {
+    emailOp("campaigns", "createCampaign", "Create a campaign (a draft) of a template to a list or a segment", plain, () => ({
       requestBody: jsonBody(schemas.campaign),
       responses: { 201: json(campaignSchema, "The campaign") },
-    }),
+    })),
     async (c) => {
       const tenantId = tenant(c);
       const req = await body(c, schemas.campaign);
@@ -286,9 +288,9 @@ export function emailRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
 
   app.get(
     "/campaigns",
-    emailOp("campaigns", "listCampaigns", "List campaigns, newest first", queries.campaigns, {
+    emailOp("campaigns", "listCampaigns", "List campaigns, newest first", queries.campaigns, () => ({
       responses: { 200: json(campaignPageSchema, "A page of campaigns") },
-    }),
+    })),
     async (c) => {
       const { cursor, limit, status } = parseQuery(c, queries.campaigns);
       const { rows, nextCursor } = await newestFirst<Campaign>(sql, {
@@ -306,10 +308,10 @@ export function emailRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
 
   app.get(
     "/campaigns/:id",
-    emailOp("campaigns", "getCampaign", "Get a campaign: status, counters and fan-out progress", plain, {
+    emailOp("campaigns", "getCampaign", "Get a campaign: status, counters and fan-out progress", plain, () => ({
       path: campaignId,
       responses: { 200: json(campaignSchema, "The campaign") },
-    }),
+    })),
     async (c) => c.json(campaignView(await campaigns.get(tenant(c), rowId(c, "campaign")))),
   );
 
@@ -317,7 +319,7 @@ export function emailRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
   // The first read comes before the stream opens, so an unknown or foreign campaign is a plain 404 problem.
   app.get(
     "/campaigns/:id/events",
-    emailOp("campaigns", "streamCampaignEvents", "Follow a campaign's progress as Server-Sent Events until it is sent or cancelled", plain, {
+    emailOp("campaigns", "streamCampaignEvents", "Follow a campaign's progress as Server-Sent Events until it is sent or cancelled", plain, () => ({
       description:
         "A `text/event-stream`. `event: campaign` carries the campaign (as `GET /v1/campaigns/{id}` answers it): first at once, then at each " +
         "change of its status, its counters (recipients; sends sent, skipped and failed) or its fan-out's progress. `event: end` (data " +
@@ -325,7 +327,7 @@ export function emailRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
         "(100 ms to 1 s) and closes a stream after 10 minutes; EventSource reconnects by itself.",
       path: campaignId,
       responses: { 200: text("text/event-stream", "The campaign's events") },
-    }),
+    })),
     async (c) => {
       const tenantId = tenant(c);
       const id = rowId(c, "campaign");
@@ -337,11 +339,11 @@ export function emailRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
 
   app.post(
     "/campaigns/:id/start",
-    emailOp("campaigns", "startCampaign", 'Start a campaign now, or at a time ({"at": …})', plain, {
+    emailOp("campaigns", "startCampaign", 'Start a campaign now, or at a time ({"at": …})', plain, () => ({
       path: campaignId,
       requestBody: jsonBody(schemas.start, { required: false }),
       responses: { 200: json(campaignSchema, "The campaign, sending or scheduled"), ...problems("Conflict") },
-    }),
+    })),
     async (c) => {
       const tenantId = tenant(c);
       const id = rowId(c, "campaign");
@@ -353,20 +355,20 @@ export function emailRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
   for (const action of ["pause", "resume", "cancel"] as const) {
     app.post(
       `/campaigns/:id/${action}`,
-      emailOp("campaigns", `${action}Campaign`, CAMPAIGN_ACTIONS[action], plain, {
+      emailOp("campaigns", `${action}Campaign`, CAMPAIGN_ACTIONS[action], plain, () => ({
         path: campaignId,
         responses: { 200: json(campaignSchema, "The campaign"), ...problems("Conflict") },
-      }),
+      })),
       async (c) => c.json(campaignView(await campaigns[action](tenant(c), rowId(c, "campaign")))),
     );
   }
 
   app.post(
     "/suppressions",
-    emailOp("suppressions", "addSuppression", "Never send to an address again (this tenant)", plain, {
+    emailOp("suppressions", "addSuppression", "Never send to an address again (this tenant)", plain, () => ({
       requestBody: jsonBody(schemas.suppression),
       responses: { 201: json(suppressionSchema, "The suppression") },
-    }),
+    })),
     async (c) => {
       const tenantId = tenant(c);
       const req = await body(c, schemas.suppression);
@@ -376,9 +378,9 @@ export function emailRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
   );
   app.get(
     "/suppressions",
-    emailOp("suppressions", "listSuppressions", "List suppressions, by address, 100 a page", queries.byEmail, {
+    emailOp("suppressions", "listSuppressions", "List suppressions, by address, 100 a page", queries.byEmail, () => ({
       responses: { 200: json(suppressionListSchema, "A page of suppressions") },
-    }),
+    })),
     async (c) => {
       const { cursor } = parseQuery(c, queries.byEmail);
       const rows = await suppressions.list(tenantOf(c), { after: cursor, limit: 100 });
@@ -387,10 +389,10 @@ export function emailRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
   );
   app.delete(
     "/suppressions/:email",
-    emailOp("suppressions", "removeSuppression", "Remove a suppression", plain, {
+    emailOp("suppressions", "removeSuppression", "Remove a suppression", plain, () => ({
       path: [pathParam("email", "The suppressed address")],
       responses: { 204: { description: "Removed" } },
-    }),
+    })),
     async (c) => {
       const tenantId = tenant(c);
       const address = parseParam(c, "email", z.string().min(1).max(320), () => "no such suppression");
@@ -402,9 +404,9 @@ export function emailRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
   // The outbox provider's messages (the embedded default): what would have been sent, newest first.
   app.get(
     "/outbox",
-    emailOp("outbox", "listOutbox", "What the outbox provider (the embedded default) would have sent, newest first, 50 a page", queries.byId, {
+    emailOp("outbox", "listOutbox", "What the outbox provider (the embedded default) would have sent, newest first, 50 a page", queries.byId, () => ({
       responses: { 200: json(outboxSchema, "A page of messages") },
-    }),
+    })),
     async (c) => {
       const { cursor: before } = parseQuery(c, queries.byId);
       const tenantId = tenantOf(c);

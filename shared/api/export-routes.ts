@@ -82,14 +82,14 @@ export function exportRoutes(queue: Queue, sql: SqlClient, deps: ExportRouteDeps
 
   app.post(
     "/v1/exports",
-    describeRoute({
+    describeRoute(() => ({
       operationId: "startExport",
       tags,
       summary: "Export a list's or segment's contacts, or a campaign's sends and events, to CSV",
       parameters: queryParameters(tenantQuerySchema),
       requestBody: jsonBody(exportRequestSchema),
       responses: { 202: json(exportStartedSchema, "Queued"), ...problems("NotFound", "PayloadTooLarge", "UnsupportedMediaType") },
-    }),
+    })),
     async (c) => {
       parseQuery(c, tenantQuerySchema);
       const tenantId = tenantOf(c);
@@ -111,13 +111,13 @@ export function exportRoutes(queue: Queue, sql: SqlClient, deps: ExportRouteDeps
 
   app.get(
     "/v1/exports/:id",
-    describeRoute({
+    describeRoute(() => ({
       operationId: "getExport",
       tags,
       summary: "An export's status, size and, when ready, its signed download_url",
       parameters: [...queryParameters(tenantQuerySchema), bigintIdParam("Export id")],
       responses: { 200: json(exportViewSchema, "The export"), ...problems("NotFound") },
-    }),
+    })),
     async (c) => {
       parseQuery(c, tenantQuerySchema);
       const tenantId = tenantOf(c);
@@ -148,7 +148,7 @@ export function exportRoutes(queue: Queue, sql: SqlClient, deps: ExportRouteDeps
 
   app.get(
     "/files/:token",
-    describeRoute({
+    describeRoute(() => ({
       operationId: "downloadExport",
       tags,
       summary: "Download an export (the signed token is the capability; no API key)",
@@ -158,7 +158,7 @@ export function exportRoutes(queue: Queue, sql: SqlClient, deps: ExportRouteDeps
         200: text("text/csv", "The CSV, as an attachment"),
         ...problems("NotFound", "Gone", "Unavailable"),
       },
-    }),
+    })),
     async (c) => {
       const claim = await deps.links.verify(c.req.param("token"));
       if (!claim) return problemResponse(404, "no such file");

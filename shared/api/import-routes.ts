@@ -126,7 +126,7 @@ export function importRoutes(queue: Queue, sql: SqlClient, storage: Storage, gua
 
   app.post(
     "/imports",
-    describeRoute({
+    describeRoute(() => ({
       operationId: "startImport",
       tags,
       summary: "Start a contact import: a file_url (s3://, https://) as JSON, or the CSV itself as text/csv",
@@ -141,7 +141,7 @@ export function importRoutes(queue: Queue, sql: SqlClient, storage: Storage, gua
         202: json(importStartedSchema, "Queued; the id is the import's (and its job's)"),
         ...problems("NotFound", "PayloadTooLarge", "UnsupportedMediaType"),
       },
-    }),
+    })),
     async (c) => {
       const type = c.req.header("content-type")?.split(";")[0]?.trim().toLowerCase();
       parseQuery(c, type === "text/csv" ? uploadQuerySchema : tenantQuerySchema);
@@ -190,13 +190,13 @@ export function importRoutes(queue: Queue, sql: SqlClient, storage: Storage, gua
 
   app.get(
     "/imports/:id",
-    describeRoute({
+    describeRoute(() => ({
       operationId: "getImport",
       tags,
       summary: "An import's status and counters: rows read, created, updated, invalid, duplicate, list_added",
       parameters: ofImport,
       responses: { 200: json(importStatusSchema, "Status, counters and report_url once there is a report"), ...problems("NotFound") },
-    }),
+    })),
     async (c) => {
       parseQuery(c, tenantQuerySchema);
       const tenantId = tenantOf(c);
@@ -229,13 +229,13 @@ export function importRoutes(queue: Queue, sql: SqlClient, storage: Storage, gua
 
   app.get(
     "/imports/:id/report",
-    describeRoute({
+    describeRoute(() => ({
       operationId: "getImportReport",
       tags,
       summary: "The error report: every rejected row with its row number and reason (CSV)",
       parameters: ofImport,
       responses: { 200: text("text/csv", "row,reason,email"), ...problems("NotFound") },
-    }),
+    })),
     async (c) => {
       parseQuery(c, tenantQuerySchema);
       const [row] = await sql.query<{ report_url: string | null }>("select report_url from imports where id = $1 and tenant_id = $2", [

@@ -74,7 +74,7 @@ export function jobsRoutes(queue: Queue, sql: SqlClient, urlGuard: UrlGuard): Ho
 
   app.post(
     "/",
-    describeRoute({
+    describeRoute(() => ({
       operationId: "enqueueJob",
       tags,
       summary: "Enqueue a job",
@@ -91,7 +91,7 @@ export function jobsRoutes(queue: Queue, sql: SqlClient, urlGuard: UrlGuard): Ho
         ...problems("Forbidden"),
         ...bodyProblems,
       },
-    }),
+    })),
     async (c) => {
       const principal = c.get("principal");
       noQuery(c);
@@ -108,14 +108,14 @@ export function jobsRoutes(queue: Queue, sql: SqlClient, urlGuard: UrlGuard): Ho
 
   app.post(
     "/batch",
-    describeRoute({
+    describeRoute(() => ({
       operationId: "enqueueJobs",
       tags,
       summary: `Enqueue up to ${MAX_BATCH} jobs at once; none is stored if any is invalid`,
       parameters: queryParameters(tenantQuerySchema),
       requestBody: jsonBody(ref("BatchRequest")),
       responses: { 201: json(batchResponseSchema, "Stored (or matched by idempotency key)"), ...problems("Forbidden"), ...bodyProblems },
-    }),
+    })),
     async (c) => {
       const principal = c.get("principal");
       noQuery(c);
@@ -137,13 +137,13 @@ export function jobsRoutes(queue: Queue, sql: SqlClient, urlGuard: UrlGuard): Ho
 
   app.get(
     "/",
-    describeRoute({
+    describeRoute(() => ({
       operationId: "listJobs",
       tags,
       summary: "List jobs, newest first",
       parameters: queryParameters(listQuerySchema),
       responses: { 200: json(jobListSchema, "A page of jobs"), ...problems("Forbidden") },
-    }),
+    })),
     async (c) => {
       const principal = c.get("principal");
       const q = parseQuery(c, listQuerySchema);
@@ -172,7 +172,7 @@ export function jobsRoutes(queue: Queue, sql: SqlClient, urlGuard: UrlGuard): Ho
 
   app.get(
     "/:id",
-    describeRoute({
+    describeRoute(() => ({
       operationId: "getJob",
       tags,
       summary: "Get a job; with ?wait=<seconds>, when it has finished (a long-poll)",
@@ -181,7 +181,7 @@ export function jobsRoutes(queue: Queue, sql: SqlClient, urlGuard: UrlGuard): Ho
         "with the job as it is then (check `state`). The server reads the job again with a short backoff; no connection is held while waiting.",
       parameters: [idParam, ...queryParameters(jobGetQuerySchema)],
       responses: { 200: json(jobViewSchema, "The job"), ...problems("NotFound") },
-    }),
+    })),
     async (c) => {
       const principal = c.get("principal");
       const { wait } = parseQuery(c, jobGetQuerySchema);
@@ -196,7 +196,7 @@ export function jobsRoutes(queue: Queue, sql: SqlClient, urlGuard: UrlGuard): Ho
   // before the stream opens, so an unknown or foreign job is a plain 404 problem.
   app.get(
     "/:id/events",
-    describeRoute({
+    describeRoute(() => ({
       operationId: "streamJobEvents",
       tags,
       summary: "Follow a job as Server-Sent Events until it finishes",
@@ -207,7 +207,7 @@ export function jobsRoutes(queue: Queue, sql: SqlClient, urlGuard: UrlGuard): Ho
         "the job with a short backoff (100 ms to 1 s) and closes a stream after 10 minutes; EventSource reconnects by itself.",
       parameters: jobOnly,
       responses: { 200: text("text/event-stream", "The job's events"), ...problems("NotFound") },
-    }),
+    })),
     async (c) => {
       const principal = c.get("principal");
       const id = jobParams(c);
@@ -220,13 +220,13 @@ export function jobsRoutes(queue: Queue, sql: SqlClient, urlGuard: UrlGuard): Ho
   // Remove a finished job; a waiting or running one must be cancelled first (and is then removable).
   app.delete(
     "/:id",
-    describeRoute({
+    describeRoute(() => ({
       operationId: "deleteJob",
       tags,
       summary: "Delete a finished job (completed, failed or cancelled)",
       parameters: jobOnly,
       responses: { 204: { description: "Deleted" }, ...problems("NotFound", "Conflict") },
-    }),
+    })),
     async (c) => {
       const principal = c.get("principal");
       const id = jobParams(c);
@@ -244,13 +244,13 @@ export function jobsRoutes(queue: Queue, sql: SqlClient, urlGuard: UrlGuard): Ho
 
   app.post(
     "/:id/cancel",
-    describeRoute({
+    describeRoute(() => ({
       operationId: "cancelJob",
       tags,
       summary: "Cancel a waiting job, or ask a running one to stop",
       parameters: jobOnly,
       responses: { 200: json(jobViewSchema, "The job after the cancel"), ...problems("NotFound", "Conflict") },
-    }),
+    })),
     async (c) => {
       const principal = c.get("principal");
       return c.json(view(await queue.cancel(jobParams(c), principal.tenantId), principal));
@@ -259,13 +259,13 @@ export function jobsRoutes(queue: Queue, sql: SqlClient, urlGuard: UrlGuard): Ho
 
   app.post(
     "/:id/retry",
-    describeRoute({
+    describeRoute(() => ({
       operationId: "retryJob",
       tags,
       summary: "Run a failed or cancelled job again from attempt 1",
       parameters: jobOnly,
       responses: { 200: json(jobViewSchema, "The job, waiting again"), ...problems("NotFound", "Conflict") },
-    }),
+    })),
     async (c) => {
       const principal = c.get("principal");
       return c.json(view(await queue.retry(jobParams(c), principal.tenantId), principal));

@@ -77,7 +77,7 @@ export function keyRoutes(apiKeys: ApiKeys): Hono<ApiEnv> {
 
   app.post(
     "/keys",
-    describeRoute({
+    describeRoute(() => ({
       operationId: "createApiKey",
       tags,
       summary: "Create an API key (admin): a tenant key ({ tenant_id }) or an admin key ({ admin: true })",
@@ -87,7 +87,7 @@ export function keyRoutes(apiKeys: ApiKeys): Hono<ApiEnv> {
         201: json(createdKeySchema, "The key, with its secret", { Location: { schema: { type: "string" } } }),
         ...problems("Forbidden", "PayloadTooLarge", "UnsupportedMediaType"),
       },
-    }),
+    })),
     async (c) => {
       assertAdmin(c.get("principal"));
       const body = await parseBody(c, keyCreateSchema);
@@ -106,13 +106,13 @@ export function keyRoutes(apiKeys: ApiKeys): Hono<ApiEnv> {
 
   app.get(
     "/keys",
-    describeRoute({
+    describeRoute(() => ({
       operationId: "listApiKeys",
       tags,
       summary: "List API keys (admin), revoked ones too, without secrets or hashes",
       parameters: queryParameters(keyListQuerySchema),
       responses: { 200: json(keyListSchema, "{ keys }"), ...problems("Forbidden") },
-    }),
+    })),
     async (c) => {
       assertAdmin(c.get("principal"));
       const query = parseQuery(c, keyListQuerySchema);
@@ -134,13 +134,13 @@ export function keyRoutes(apiKeys: ApiKeys): Hono<ApiEnv> {
 
   app.get(
     "/keys/:id",
-    describeRoute({
+    describeRoute(() => ({
       operationId: "getApiKey",
       tags,
       summary: "Get an API key (admin), without its secret",
       parameters: [keyIdParam],
       responses: { 200: json(keyViewSchema, "The key"), ...problems("Forbidden", "NotFound", "Conflict") },
-    }),
+    })),
     async (c) => {
       assertAdmin(c.get("principal"));
       return c.json(keyView(await keyOf(c)));
@@ -155,8 +155,8 @@ export function keyRoutes(apiKeys: ApiKeys): Hono<ApiEnv> {
     await apiKeys.revoke(key.id);
     return c.json(keyView((await apiKeys.get(key.id)) ?? key));
   };
-  app.delete("/keys/:id", describeRoute(revokeDeclaration("revokeApiKey")), revoke);
-  app.post("/keys/:id/revoke", describeRoute(revokeDeclaration("revokeApiKeyPost")), revoke);
+  app.delete("/keys/:id", describeRoute(() => (revokeDeclaration("revokeApiKey"))), revoke);
+  app.post("/keys/:id/revoke", describeRoute(() => (revokeDeclaration("revokeApiKeyPost"))), revoke);
 
   return app;
 }

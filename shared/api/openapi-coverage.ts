@@ -3,8 +3,12 @@
  * registered (app.routes, middleware excluded) must be in it, and nothing else. The document is
  * generated from the routes' declarations, so a route registered without one (describeRoute) is
  * what this finds. The dashboard is left out: HTML pages for people, not the API.
+ *
+ * `app.all()` routes count as middleware here (as they do for the document).
  */
+import { findTargetHandler } from "hono/utils/handler";
 import { openApiPath } from "./openapi-paths";
+import { isDeclaration } from "./openapi-route";
 
 type Json = Record<string, any>;
 
@@ -42,4 +46,16 @@ export function routeCoverage(routes: readonly { method: string; path: string }[
   const inDocument = new Set(documented);
   const inApp = new Set(served);
   return { undocumented: served.filter((r) => !inDocument.has(r)), unserved: documented.filter((r) => !inApp.has(r)) };
+}
+
+/**
+ * The operations registered without a declaration, read from the routes alone (no document is
+ * made): cheap enough for createApp to refuse such an app at once, on every runtime.
+ */
+export function undeclaredRoutes(routes: readonly { method: string; path: string; handler: unknown }[]): string[] {
+  // By Hono's own spelling, converted only for the answer: this runs for every app the Worker builds.
+  const declared = new Set<string>();
+  for (const r of routes) if (isDeclaration(findTargetHandler(r.handler as never))) declared.add(`${r.method} ${r.path}`);
+  const undeclared = routes.filter((r) => r.method !== "ALL" && !isUndocumentedByDesign(r.path) && !declared.has(`${r.method} ${r.path}`));
+  return servedOperations(undeclared);
 }

@@ -43,23 +43,35 @@ export interface RouteDeclaration {
   summary?: string;
   description?: string;
   security?: Record<string, string[]>[];
-  parameters?: Parameter[];
+  parameters?: readonly Parameter[];
   requestBody?: { required: boolean; content: Content };
   responses?: Record<string, Response>;
 }
 
 const DECLARATION = Symbol("openapi declaration");
-type Declared = MiddlewareHandler & { [DECLARATION]: RouteDeclaration };
+type Declaration = RouteDeclaration | (() => RouteDeclaration);
+type Declared = MiddlewareHandler & { [DECLARATION]: Declaration };
 
-/** The declaration of the route it is registered on: a middleware that does nothing but carry it. */
-export function describeRoute(declaration: RouteDeclaration): MiddlewareHandler {
+/**
+ * The declaration of the route it is registered on: a middleware that does nothing but carry it.
+ * Routes pass a function, called only when the document is made: the Worker builds its app for
+ * every request, and building every declaration each time made createApp 3 times slower
+ * (0.3-0.4 ms to 1-1.2 ms on Node, measured side by side).
+ */
+export function describeRoute(declaration: Declaration): MiddlewareHandler {
   const middleware: MiddlewareHandler = (_c, next) => next();
   return Object.assign(middleware, { [DECLARATION]: declaration });
 }
 
+/** Whether a handler is a declaration (without making it). */
+export const isDeclaration = (handler: unknown): boolean => typeof handler === "function" && DECLARATION in handler;
+
 /** The declaration a handler carries, if it is one. */
-export const declarationOf = (handler: unknown): RouteDeclaration | undefined =>
-  typeof handler === "function" && DECLARATION in handler ? (handler as Declared)[DECLARATION] : undefined;
+export function declarationOf(handler: unknown): RouteDeclaration | undefined {
+  if (!isDeclaration(handler)) return undefined;
+  const declaration = (handler as Declared)[DECLARATION];
+  return typeof declaration === "function" ? declaration() : declaration;
+}
 
 const isZod = (schema: Schema): schema is z.ZodType => schema instanceof z.ZodType;
 
@@ -94,8 +106,20 @@ const inputSchema = (schema: z.ZodType): Json => {
   return rest;
 };
 
+/**
+ * Converted once a schema: the Worker builds its app for every request, and a z.toJSONSchema a
+ * route each time made createApp 4.8 ms instead of 1 ms (measured on Node).
+ */
+const parametersOf = new WeakMap<z.ZodType, readonly Parameter[]>();
+
 /** The query parameters of a strict query schema, one a field, with their own descriptions. */
-export function queryParameters(schema: z.ZodType): Parameter[] {
+export function queryParameters(schema: z.ZodType): readonly Parameter[] {
+  let parameters = parametersOf.get(schema);
+  if (!parameters) parametersOf.set(schema, (parameters = toParameters(schema)));
+  return parameters;
+}
+
+function toParameters(schema: z.ZodType): Parameter[] {
   const s = inputSchema(schema) as { properties?: Record<string, Json>; required?: string[] };
   return Object.entries(s.properties ?? {}).map(([name, { description, ...rest }]) => ({
     name,

@@ -84,13 +84,13 @@ export const schedulesSchema = z.object({
 
 /** The declaration of an admin-only read: the same tag, query and problems for each. */
 const adminRead = (operationId: string, summary: string, schema: z.ZodType, what: string) =>
-  describeRoute({
+  describeRoute(() => ({
     operationId,
     tags: ["ops"],
     summary,
     parameters: queryParameters(tenantQuerySchema),
     responses: { 200: json(schema, what), ...problems("Forbidden") },
-  });
+  }));
 
 export function operationsRoutes(queue: Queue, registry: WorkerRegistry, policy: ScalingPolicy): Hono<ApiEnv> {
   const app = new Hono<ApiEnv>();

@@ -45,7 +45,7 @@ export function providerRoutes(deps: ProviderRouteDeps): Hono {
 
   app.post(
     "/resend/events",
-    describeRoute({
+    describeRoute(() => ({
       operationId: "resendEvents",
       tags: ["providers"],
       summary: "Resend's webhook (bounces, complaints), verified by its Svix signature; no API key",
@@ -56,7 +56,7 @@ export function providerRoutes(deps: ProviderRouteDeps): Hono {
         200: json(resendOutcomeSchema, "Recorded, already recorded, about a message we did not send, or ignored (another event type)"),
         ...problems("Unauthorized", "NotFound", "PayloadTooLarge", "Unavailable"),
       },
-    }),
+    })),
     async (c) => {
       const secret = deps.resendWebhookSecret;
       // 404, not 503: without a secret this server does not take Resend's reports at all, and

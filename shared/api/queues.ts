@@ -93,13 +93,13 @@ export function queuesRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
 
   app.get(
     "/",
-    describeRoute({
+    describeRoute(() => ({
       operationId: "listQueues",
       tags,
       summary: "Counts per job type (a tenant key: its own jobs only)",
       parameters: queryParameters(tenantQuerySchema),
       responses: { 200: json(queueListSchema, "One entry per job type") },
-    }),
+    })),
     async (c) => {
       const principal = c.get("principal");
       parseQuery(c, tenantQuerySchema);
@@ -131,13 +131,13 @@ export function queuesRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
 
   app.post(
     "/:type/retry-failed",
-    describeRoute({
+    describeRoute(() => ({
       operationId: "retryFailed",
       tags,
       summary: "Run every failed job of a type again (admin)",
       parameters: typeParams,
       responses: { 200: json(retryFailedResultSchema, "How many jobs run again"), ...problems("Forbidden", "NotFound") },
-    }),
+    })),
     async (c) => {
       assertAdmin(c.get("principal"));
       parseQuery(c, tenantQuerySchema);
@@ -149,7 +149,7 @@ export function queuesRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
 
   // Pause and resume a type, or one tenant's jobs of it ({"tenant_id": "..."}). Admin only.
   for (const action of ["pause", "resume"] as const) {
-    const declaration = describeRoute({
+    const declaration = describeRoute(() => ({
       operationId: `${action}Queue`,
       tags,
       summary: `${action === "pause" ? "Pause" : "Resume"} a job type, or one tenant's jobs of it (admin)`,
@@ -159,7 +159,7 @@ export function queuesRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
         200: json(laneResultSchema, "The lane's new state and how many jobs it moved"),
         ...problems("Forbidden", "NotFound", "PayloadTooLarge", "UnsupportedMediaType"),
       },
-    });
+    }));
     app.post(`/:type/${action}`, declaration, async (c) => {
       assertAdmin(c.get("principal"));
       parseQuery(c, tenantQuerySchema);

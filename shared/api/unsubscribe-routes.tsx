@@ -43,14 +43,14 @@ export function unsubscribeRoutes(sql: SqlClient, links: UnsubscribeLinks): Hono
 
   app.get(
     "/:token",
-    describeRoute({
+    describeRoute(() => ({
       operationId: "unsubscribePage",
       tags: ["unsubscribe"],
       summary: "The unsubscribe page: a button that POSTs (a GET never unsubscribes); no API key, the signed token is the authority",
       security: security.none,
       parameters: token,
       responses: { 200: page("A page asking to confirm"), 404: page("A token we did not issue, exactly") },
-    }),
+    })),
     async (c) => {
       const claim = await links.verify(c.req.param("token"));
       if (!claim) return c.html(<Page title="This link is not valid">The unsubscribe link is broken or was changed.</Page>, 404);
@@ -67,14 +67,14 @@ export function unsubscribeRoutes(sql: SqlClient, links: UnsubscribeLinks): Hono
 
   app.post(
     "/:token",
-    describeRoute({
+    describeRoute(() => ({
       operationId: "unsubscribe",
       tags: ["unsubscribe"],
       summary: "One-click unsubscribe (RFC 8058): suppresses the address for the tenant and marks the contact unsubscribed",
       security: security.none,
       parameters: token,
       responses: { 200: page("Unsubscribed"), 404: page("A token we did not issue, exactly; nothing recorded"), ...problems("Unavailable") },
-    }),
+    })),
     async (c) => {
       const claim = await links.verify(c.req.param("token"));
       if (!claim) return c.html(<Page title="This link is not valid">The unsubscribe link is broken or was changed.</Page>, 404);

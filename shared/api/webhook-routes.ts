@@ -102,14 +102,14 @@ export function webhookRoutes(queue: Queue, sql: SqlClient, guard: UrlGuard): Ho
 
   app.post(
     "/webhooks/endpoints",
-    describeRoute({
+    describeRoute(() => ({
       operationId: "createWebhookEndpoint",
       tags,
       summary: "Register an endpoint; the answer carries its whsec_ secret (shown only here and at rotation)",
       parameters: tenantOnly,
       requestBody: jsonBody(webhookSchemas.create),
       responses: { 201: json(endpointWithSecretSchema, "The endpoint, with its secret"), ...problems("PayloadTooLarge", "UnsupportedMediaType") },
-    }),
+    })),
     async (c) => {
       const tenantId = tenant(c);
       const req = await body(c, webhookSchemas.create);
@@ -120,14 +120,14 @@ export function webhookRoutes(queue: Queue, sql: SqlClient, guard: UrlGuard): Ho
 
   app.patch(
     "/webhooks/endpoints/:id",
-    describeRoute({
+    describeRoute(() => ({
       operationId: "updateWebhookEndpoint",
       tags,
       summary: "Change an endpoint's event types or notify_email",
       parameters: ofEndpoint,
       requestBody: jsonBody(webhookSchemas.update),
       responses: { 200: json(endpointViewSchema, "The endpoint"), ...problems("NotFound", "PayloadTooLarge", "UnsupportedMediaType") },
-    }),
+    })),
     async (c) => {
       const tenantId = tenant(c);
       const req = await body(c, webhookSchemas.update);
@@ -137,38 +137,38 @@ export function webhookRoutes(queue: Queue, sql: SqlClient, guard: UrlGuard): Ho
 
   app.get(
     "/webhooks/endpoints",
-    describeRoute({
+    describeRoute(() => ({
       operationId: "listWebhookEndpoints",
       tags,
       summary: "List endpoints (without secrets)",
       parameters: tenantOnly,
       responses: { 200: json(endpointListSchema, "The tenant's endpoints") },
-    }),
+    })),
     async (c) => c.json({ endpoints: await endpoints.list(tenant(c)) }),
   );
 
   app.get(
     "/webhooks/endpoints/:id",
-    describeRoute({
+    describeRoute(() => ({
       operationId: "getWebhookEndpoint",
       tags,
       summary: "Get an endpoint (without its secret)",
       parameters: ofEndpoint,
       responses: { 200: json(endpointViewSchema, "The endpoint"), ...problems("NotFound") },
-    }),
+    })),
     async (c) => c.json(await endpoints.get(tenant(c), endpointId(c))),
   );
 
   app.post(
     "/webhooks/endpoints/:id/rotate",
-    describeRoute({
+    describeRoute(() => ({
       operationId: "rotateWebhookSecret",
       tags,
       summary: "Rotate the secret; the previous one keeps signing for previous_secret_ttl_seconds",
       parameters: ofEndpoint,
       requestBody: jsonBody(webhookSchemas.rotate, { required: false }),
       responses: { 200: json(endpointWithSecretSchema, "The endpoint, with its new secret"), ...problems("NotFound", "PayloadTooLarge", "UnsupportedMediaType") },
-    }),
+    })),
     async (c) => {
       const tenantId = tenant(c);
       const req = await body(c, webhookSchemas.rotate, true);
@@ -179,25 +179,25 @@ export function webhookRoutes(queue: Queue, sql: SqlClient, guard: UrlGuard): Ho
 
   app.post(
     "/webhooks/endpoints/:id/disable",
-    describeRoute({
+    describeRoute(() => ({
       operationId: "disableWebhookEndpoint",
       tags,
       summary: "Disable an endpoint: no more deliveries",
       parameters: ofEndpoint,
       responses: { 200: json(endpointViewSchema, "The endpoint"), ...problems("NotFound") },
-    }),
+    })),
     async (c) => c.json(await endpoints.disable(tenant(c), endpointId(c))),
   );
 
   app.post(
     "/webhooks/endpoints/:id/test",
-    describeRoute({
+    describeRoute(() => ({
       operationId: "testWebhookEndpoint",
       tags,
       summary: "Send a webhook.test event to the endpoint",
       parameters: ofEndpoint,
       responses: { 202: json(webhookTestSchema, "The test event and its delivery job"), ...problems("NotFound", "Conflict") },
-    }),
+    })),
     async (c) => {
       const { eventId, jobId } = await endpoints.sendTest(tenant(c), endpointId(c));
       return c.json({ event_id: eventId, job_id: jobId }, 202);
@@ -206,13 +206,13 @@ export function webhookRoutes(queue: Queue, sql: SqlClient, guard: UrlGuard): Ho
 
   app.get(
     "/webhooks/endpoints/:id/deliveries",
-    describeRoute({
+    describeRoute(() => ({
       operationId: "listWebhookDeliveries",
       tags,
       summary: "The delivery log, newest first: time, outcome, status code, duration, capped response body",
       parameters: [...queryParameters(deliveriesQuery), pathParam("id", "Endpoint id (whe_…)")],
       responses: { 200: json(deliveryListSchema, "A page of deliveries"), ...problems("NotFound") },
-    }),
+    })),
     async (c) => {
       const { cursor } = parseQuery(c, deliveriesQuery);
       const { deliveries, nextCursor } = await endpoints.deliveries(tenantOf(c), endpointId(c), cursor);
