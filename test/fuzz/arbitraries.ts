@@ -686,11 +686,15 @@ export function caseArb(ctx: FuzzContext, op: Operation): fc.Arbitrary<FuzzCase>
           if (JSON.stringify(value, rawReplacer).includes(ctx.marker)) secretAt.push("body");
           for (const m of r.mutations) {
             if (m.kind === "leaf") {
+              // A copy: the hostile values are shared constants ("array of strings"), and a later
+              // mutation of this case writing inside one would change it for every case after,
+              // or put it inside itself (a cycle that encodeJson cannot end).
+              const hostile = structuredCloneKeepingRaw(m.value[1]);
               const s = slots(value);
-              if (s.length === 0) value = m.value[1];
+              if (s.length === 0) value = hostile;
               else {
                 const slot = s[m.pick % s.length]!;
-                slot.parent[slot.key] = m.value[1];
+                slot.parent[slot.key] = hostile;
                 mutations.push(`${slot.path || "body"} = ${m.value[0]}`);
                 continue;
               }
