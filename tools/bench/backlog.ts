@@ -593,6 +593,8 @@ async function fillFinished(url: string, n: number): Promise<void> {
 
 interface MemorySample {
   jobs: number;
+  /** ms since the pool started. */
+  ms: number;
   rss: number;
   heapUsed: number;
 }
@@ -601,9 +603,10 @@ interface MemorySample {
 async function memoryChild(driver: Driver, url: string, prefix: string, jobs: number, every: number): Promise<void> {
   const b = await openBench(url, driver, prefix);
   const samples: MemorySample[] = [];
+  let started = performance.now();
   const sample = (n: number) => {
     const m = process.memoryUsage();
-    samples.push({ jobs: n, rss: m.rss, heapUsed: m.heapUsed });
+    samples.push({ jobs: n, ms: performance.now() - started, rss: m.rss, heapUsed: m.heapUsed });
   };
   let ran = 0;
   const pool = new WorkerPool({
@@ -622,7 +625,7 @@ async function memoryChild(driver: Driver, url: string, prefix: string, jobs: nu
     workerId: "bench-memory",
   });
   sample(0);
-  const started = performance.now();
+  started = performance.now();
   pool.start();
   while (ran < jobs) await sleep(5);
   for (;;) {
@@ -665,6 +668,9 @@ async function memoryBench(driver: Driver): Promise<MemoryResult> {
       const { samples, seconds } = JSON.parse(out.trim().split("\n").at(-1)!) as { samples: MemorySample[]; seconds: number };
       log(`  memory ${driver}: drained ${fmt(MEMORY_JOBS)} in ${seconds.toFixed(1)} s (${fmt(MEMORY_JOBS / seconds)} jobs/s)`);
       log(`  memory ${driver} samples (jobs: RSS/heap MB): ${samples.map((x) => `${x.jobs / 1000}k: ${(x.rss / 2 ** 20).toFixed(0)}/${(x.heapUsed / 2 ** 20).toFixed(0)}`).join(", ")}`);
+      // The drain's pace along the way: a claim that slows as the drain goes shows here.
+      const pace = samples.slice(1).map((x, i) => fmt(((x.jobs - samples[i]!.jobs) * 1000) / Math.max(1, x.ms - samples[i]!.ms)));
+      log(`  memory ${driver} drain rate by ${fmt(MEMORY_EVERY)} jobs (jobs/s): ${pace.join(", ")}`);
       return { driver, samples, seconds };
     } finally {
       // The child has closed its own connections and deleted nothing: the keys go here.
