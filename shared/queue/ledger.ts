@@ -106,9 +106,8 @@ export class Ledger {
   ) {}
 
   /**
-   * Inserts jobs in one statement (a lone job through JobInsertOne, which plans once where the
-   * batch statement plans every call). Returns one entry per input, in input order: the created
-   * job, or null where the idempotency key already existed (or repeats an earlier input's key).
+   * Inserts jobs in one statement. Returns one entry per input, in input order: the created job,
+   * or null where the idempotency key already existed (or repeats an earlier input's key).
    */
   async insertMany(
     jobs: readonly NewJob[],
@@ -116,32 +115,22 @@ export class Ledger {
     options: { notify: boolean; defer: boolean },
     client: SqlClient = this.sql,
   ): Promise<(Job | null)[]> {
-    const [only] = jobs;
-    const [text, params]: [string, unknown[]] =
-      jobs.length === 1 && only
-        ? [
-            q.JobInsertOne,
-            [only.tenantId, only.type, only.priority, JSON.stringify(only.payload), only.maxAttempts, only.runAt.toISOString(), only.idempotencyKey, only.parentId],
-          ]
-        : [
-            q.JobInsertMany,
-            [
-              jobs.map((j) => j.tenantId),
-              jobs.map((j) => j.type),
-              jobs.map((j) => j.priority),
-              jobs.map((j) => JSON.stringify(j.payload)),
-              jobs.map((j) => j.maxAttempts),
-              jobs.map((j) => j.runAt.toISOString()),
-              jobs.map((j) => j.idempotencyKey),
-              jobs.map((j) => j.parentId),
-            ],
-          ];
-    const rows = await client.query<{ id: string; state: JobState; vtime: number; idempotency_key: string | null }>(text, [
-      ...params,
-      now.toISOString(),
-      options.notify,
-      options.defer,
-    ]);
+    const rows = await client.query<{ id: string; state: JobState; vtime: number; idempotency_key: string | null }>(
+      q.JobInsertMany,
+      [
+        jobs.map((j) => j.tenantId),
+        jobs.map((j) => j.type),
+        jobs.map((j) => j.priority),
+        jobs.map((j) => JSON.stringify(j.payload)),
+        jobs.map((j) => j.maxAttempts),
+        jobs.map((j) => j.runAt.toISOString()),
+        jobs.map((j) => j.idempotencyKey),
+        jobs.map((j) => j.parentId),
+        now.toISOString(),
+        options.notify,
+        options.defer,
+      ],
+    );
     const keyed = new Map<string, (typeof rows)[number]>();
     const unkeyed: (typeof rows)[number][] = [];
     for (const r of rows) {

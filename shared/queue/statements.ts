@@ -82,31 +82,6 @@ notified as (
 )
 select inserted.*, (select count(*) from notified) as _n from inserted order by inserted.id::bigint`;
 
-/**
- * JobInsertOne: JobInsertMany for a single job, with scalar parameters in the same order ($1
- * tenant_id ... $8 parent_id, $9 now, $10 notify, $11 defer) and the same rows back. One job is
- * what the API and handlers enqueue most often, and the batch statement costs it 1.0 ms where
- * this one costs 0.45 (a plain one-row insert and commit: 0.31-0.39 ms, measured together on
- * this machine): Postgres plans the batch statement afresh for every call (a generic plan of its
- * unnest looks dearer than a custom one), while this one keeps a generic plan after five calls.
- */
-export const JobInsertOne = `
-with lanes as materialized (${laneBase("(select $1::text as tenant_id, $2::text as type, $3::smallint as priority) one_job")}),
-inserted as (
-  insert into jobs (tenant_id, type, priority, payload, state, max_attempts, run_at, vtime, idempotency_key, parent_id, created_at)
-  select l.tenant_id, l.type, l.priority, $4::text::jsonb,
-         case when $11::boolean or $6::timestamptz > $9::timestamptz then 'scheduled'::job_state
-              when l.paused then 'paused'::job_state else 'queued'::job_state end,
-         $5::int, greatest($6::timestamptz, $9::timestamptz), l.base + 1, $7::text, $8::bigint, $9::timestamptz
-  from lanes l
-  on conflict (tenant_id, type, idempotency_key) where idempotency_key is not null do nothing
-  returning id::text as id, type, state, vtime::float8 as vtime, idempotency_key
-),
-notified as (
-  select pg_notify('pm_jobs', inserted.type) from inserted where inserted.state = 'queued' and $10::boolean
-)
-select inserted.*, (select count(*) from notified) as _n from inserted`;
-
 /** JobGetByIdempotencyKeys: $1 tenant_ids, $2 types, $3 keys (parallel arrays). */
 export const JobGetByIdempotencyKeys = `
 select ${JOB_COLUMNS} from jobs

@@ -22,7 +22,7 @@ import pg from "pg";
 import { migrate } from "../../schema/migrate";
 import type { Redis, RedisCommand, Sql, SqlClient } from "../../shared/ports";
 import { createEngine } from "../../shared/queue/engine";
-import { JobClaimMany, JobClaimNext, JobInsertMany, JobInsertOne } from "../../shared/queue/statements";
+import { JobClaimMany, JobClaimNext, JobInsertMany } from "../../shared/queue/statements";
 import { WorkerPool } from "../../shared/queue/worker";
 import { createPgSql } from "../../workers/node/postgres";
 import { createIoRedis } from "../../workers/node/redis";
@@ -124,7 +124,7 @@ interface EnginePath {
 async function enginePath(url: string, driver: "redis" | "postgres", redisInner: Redis | undefined): Promise<EnginePath> {
   const sqlInner = createPgSql(url, { max: 20, prepare: true });
   const hotInner = createPgSql(url, { max: 10, synchronousCommit: false, prepare: true });
-  const sql = markingSql<Sql>(sqlInner, { [JobInsertMany]: "inserted", [JobInsertOne]: "inserted" });
+  const sql = markingSql<Sql>(sqlInner, { [JobInsertMany]: "inserted" });
   const hotSql = markingSql<Sql>(hotInner, { [JobClaimMany]: "claimed", [JobClaimNext]: "claimed" });
   const prefix = `bench-lat:${randomBytes(3).toString("hex")}:{jobs}:`;
   const redis = redisInner ? markingRedis(redisInner) : undefined;
