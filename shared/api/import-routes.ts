@@ -10,6 +10,7 @@ import { type Context, Hono } from "hono";
 import { z } from "zod";
 import { bigintId, entityId } from "../jobs/fields";
 import { importContacts } from "../jobs/import-contacts";
+import { importReportPath } from "../imports/import-contacts";
 import type { SqlClient } from "../ports";
 import { ValidationError } from "../queue/errors";
 import type { NewJob } from "../queue/ledger";
@@ -222,7 +223,7 @@ export function importRoutes(queue: Queue, sql: SqlClient, storage: Storage, gua
         attempt: job?.attempt ?? null,
         ...rest,
         error: error === null ? null : redactText(error),
-        report_url: stored ? followable(c, `/v1/imports/${id}/report`, tenantId) : null,
+        report_url: stored ? followable(c, importReportPath(id), tenantId) : null,
       });
     },
   );

@@ -60,6 +60,9 @@ export interface ImportResult extends ImportCounts {
 const PLAUSIBLE_EMAIL = /^[^\s@<>()[\]\\,;:"]+@[^\s@<>()[\]\\,;:"]+\.[^\s@<>()[\]\\,;:"]+$/;
 export const plausibleEmail = (s: string): boolean => s.length <= 320 && PLAUSIBLE_EMAIL.test(s);
 
+/** The API's link to an import's error report (GET /v1/imports/:id/report): what tenants are shown. */
+export const importReportPath = (importId: string): string => `/v1/imports/${importId}/report`;
+
 interface ImportRow {
   status: string;
   rows_read: string;
@@ -388,7 +391,7 @@ function newBatch(seq: number): Batch {
 async function finish(deps: ImportDeps, payload: ImportPayload, importId: string, counts: ImportCounts, storedReport: string | null): Promise<ImportResult> {
   // Outside, the report is the API's link (GET it with the tenant's key): its storage URL (a
   // server's local path, a bucket) stays in the imports row, out of the job's result and events.
-  const reportUrl = storedReport === null ? null : `/v1/imports/${importId}/report`;
+  const reportUrl = storedReport === null ? null : importReportPath(importId);
   // The event id is the import's: a retry after a crash here publishes nothing twice.
   await publishEvent(deps.queue, deps.sql, {
     tenantId: payload.tenant_id,

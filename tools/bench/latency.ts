@@ -23,10 +23,9 @@ import { migrate } from "../../schema/migrate";
 import type { Redis, RedisCommand, Sql, SqlClient } from "../../shared/ports";
 import { createEngine } from "../../shared/queue/engine";
 import { JobClaimMany, JobClaimNext, JobInsertMany } from "../../shared/queue/statements";
-import { WorkerPool } from "../../shared/queue/worker";
 import { createPgSql } from "../../workers/node/postgres";
 import { createIoRedis } from "../../workers/node/redis";
-import { median, percentile, REDIS_URL, withDatabase } from "./support";
+import { median, oneByOne, percentile, REDIS_URL, withDatabase } from "./support";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
 const N = Number(process.env.BENCH_LATENCY_JOBS ?? 300);
@@ -131,37 +130,18 @@ async function enginePath(url: string, driver: "redis" | "postgres", redisInner:
   const engine = createEngine({ sql, hotSql, redis, redisOptions: { prefix } });
   await engine.dispatcher.start();
   if (redis) await engine.dispatcher.reconcile({ force: true });
-  let resolveStart: (() => void) | undefined;
-  const pool = new WorkerPool({
-    name: "bench",
-    handlers: [
-      {
-        type: "email.send",
-        run: async () => {
-          if (current) current.started = performance.now();
-          resolveStart?.();
-        },
-      },
-    ],
-    concurrency: 10,
-    queue: engine.queue,
-    stats: engine.stats,
-    workerId: "bench-latency",
-  });
-  pool.start();
-  await new Promise((r) => setTimeout(r, 200)); // let the worker go idle
   const marks: Marks[] = [];
-  for (let i = 0; i < N; i++) {
-    const begun = new Promise<void>((r) => (resolveStart = r));
-    current = { t0: performance.now() };
-    await engine.queue.enqueue({ type: "email.send", tenantId: "tenant-lat", payload: payload(i) });
-    current.returned = performance.now();
-    await begun;
-    marks.push(current);
-    current = undefined;
-    await new Promise((r) => setTimeout(r, 2)); // idle again before the next one
-  }
-  await pool.stop();
+  await oneByOne(engine, N, payload, {
+    before: (now) => (current = { t0: now }),
+    enqueued: (now) => (current!.returned = now),
+    started: (now) => {
+      if (current) current.started = now;
+    },
+    after: () => {
+      marks.push(current!);
+      current = undefined;
+    },
+  });
   await engine.dispatcher.close();
   if (redisInner) {
     const keys = (await redisInner.pipeline([["KEYS", `${prefix}*`]]))[0] as string[];

@@ -24,7 +24,7 @@ import { WorkerPool } from "../../shared/queue/worker";
 import { createPgSql } from "../../workers/node/postgres";
 import { createIoRedis } from "../../workers/node/redis";
 import { readdirSync, readFileSync } from "node:fs";
-import { median, percentile, REDIS_URL, withDatabase } from "./support";
+import { median, oneByOne, percentile, REDIS_URL, withDatabase } from "./support";
 import pg from "pg";
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 3);
@@ -150,36 +150,14 @@ async function ceiling(url: string, loops = 4, batch = 500): Promise<number> {
 }
 
 async function latency(engine: Engine): Promise<number[]> {
+  let t0 = 0;
   let startedAt = 0;
-  let resolveStart: (() => void) | undefined;
   const samples: number[] = [];
-  const pool = new WorkerPool({
-    name: "bench",
-    handlers: [
-      {
-        type: "email.send",
-        run: async () => {
-          startedAt = performance.now();
-          resolveStart?.();
-        },
-      },
-    ],
-    concurrency: 10,
-    queue: engine.queue,
-    stats: engine.stats,
-    workerId: "bench-latency",
+  await oneByOne(engine, LATENCY_JOBS, payload, {
+    before: (now) => (t0 = now),
+    started: (now) => (startedAt = now),
+    after: () => samples.push(startedAt - t0),
   });
-  pool.start();
-  await new Promise((r) => setTimeout(r, 200)); // let the worker go idle
-  for (let i = 0; i < LATENCY_JOBS; i++) {
-    const begun = new Promise<void>((r) => (resolveStart = r));
-    const t0 = performance.now();
-    await engine.queue.enqueue({ type: "email.send", tenantId: "tenant-lat", payload: payload(i) });
-    await begun;
-    samples.push(startedAt - t0);
-    await new Promise((r) => setTimeout(r, 2)); // idle again before the next one
-  }
-  await pool.stop();
   return samples;
 }
 
