@@ -87,6 +87,12 @@ export class WorkerPool {
     [];
   private flushing?: Promise<void>;
   private flushQueued = false;
+  /**
+   * Runs handed back (an outage cut them short) whose release is not written yet. The pool claims
+   * nothing meanwhile: a claim sent before the write would pass over the job that is to run first
+   * and take one queued behind it (seen in CI as a flaky order).
+   */
+  private releasing = 0;
   private beating?: Promise<void>;
   /**
    * Jobs run to an outcome not yet written (id -> attempt). Their leases are renewed too: a slow
@@ -176,6 +182,10 @@ export class WorkerPool {
       if (room <= 0 || (room < this.minFetch && this.running.size > 0)) {
         // Woken by a run that leaves room for a batch; the timeout claims a smaller room too.
         await this.waitForSlot(room <= 0 ? 1_000 : 20);
+        continue;
+      }
+      if (this.releasing > 0) {
+        await Promise.race([this.flushing, sleep(1_000, this.stop$.signal)]);
         continue;
       }
       if (this.options.admit && !this.options.admit()) {
@@ -373,6 +383,7 @@ export class WorkerPool {
         }
         for (const i of items) if (this.unrecorded.get(i.outcome.id) === i.outcome.attempt) this.unrecorded.delete(i.outcome.id);
         if (handedBack.length > 0) await queue.publish(handedBack);
+        this.releasing -= released.length;
         return;
       } catch (err) {
         // The outcomes are the only record of work done: keep trying while the database is away
@@ -462,6 +473,7 @@ export class WorkerPool {
   /** Queues one outcome for the next write. */
   private record(job: Job, outcome: Outcome | Release, durationMs = 0): void {
     this.outbox.push({ outcome, type: job.type, durationMs });
+    if (outcome.state === "release") this.releasing += 1;
     this.unrecorded.set(job.id, job.attempt);
     this.scheduleFlush();
   }
