@@ -7,13 +7,16 @@ import { WorkerPool } from "../../shared/queue/worker";
 export const ADMIN_URL = process.env.BENCH_ADMIN_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
 export const REDIS_URL = process.env.BENCH_REDIS_URL ?? "redis://127.0.0.1:6379";
 
-/** Runs fn against a fresh, empty database (not migrated), dropped afterwards whatever happens. */
-export async function withDatabase<T>(label: string, fn: (url: string) => Promise<T>): Promise<T> {
+/**
+ * Runs fn against a fresh, empty database (not migrated), dropped afterwards whatever happens;
+ * on the server of `adminUrl` (default ADMIN_URL).
+ */
+export async function withDatabase<T>(label: string, fn: (url: string) => Promise<T>, adminUrl = ADMIN_URL): Promise<T> {
   const name = `bench_${label}_${randomBytes(4).toString("hex")}`;
-  const admin = new pg.Client({ connectionString: ADMIN_URL });
+  const admin = new pg.Client({ connectionString: adminUrl });
   await admin.connect();
   await admin.query(`create database "${name}"`);
-  const url = new URL(ADMIN_URL);
+  const url = new URL(adminUrl);
   url.pathname = `/${name}`;
   try {
     return await fn(url.toString());

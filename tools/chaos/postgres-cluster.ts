@@ -138,7 +138,8 @@ export function reapStaleClusters(): void {
   }
 }
 
-export async function startPostgresCluster(opts: { port: number; label?: string }): Promise<PostgresCluster> {
+/** `settings`: postgresql.conf lines after the defaults below, which they override (a later line wins). */
+export async function startPostgresCluster(opts: { port: number; label?: string; settings?: string[] }): Promise<PostgresCluster> {
   const bindir = findBinaries();
   const user = clusterUser();
   mkdirSync(CHAOS_BASE, { recursive: true });
@@ -176,6 +177,7 @@ export async function startPostgresCluster(opts: { port: number; label?: string 
       "shared_buffers = 128MB",
       "log_min_messages = warning",
       "log_connections = off",
+      ...(opts.settings ?? []),
       "",
     ].join("\n"),
   );
