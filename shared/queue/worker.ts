@@ -177,12 +177,14 @@ export class WorkerPool {
   private fillSlots(): void {
     const free = this.options.concurrency - this.running.size;
     if (free <= 0 || this.waiting.length === 0 || this.stopping) return;
-    // A batching pool starts whole batches while others run: slots freed a few at a time would
-    // otherwise each start a batch of a few, and every batch pays its own round trips and
-    // commits (a 20,000-mail campaign at concurrency 400 ran in batches of 40 on average
-    // instead of 100: 553 -> 441 µs of CPU a mail with whole batches).
-    if (this.running.size > 0 && free < Math.min(this.launchBatch, this.waiting.length)) return;
-    this.launch(this.waiting.splice(0, free));
+    let n = Math.min(free, this.waiting.length);
+    // A batching pool starts whole batches while others run and more jobs wait than fit: slots
+    // freed a few at a time would otherwise each start a batch of a few, which ends and frees a
+    // few again, and every batch pays its own round trips and commits (a 20,000-mail campaign at
+    // concurrency 400 ran in batches of 40 on average where 100 fit: 553 -> 455 µs of CPU a mail
+    // with whole batches). With nothing running, or room for every waiting job, all start now.
+    if (this.running.size > 0 && n < this.waiting.length) n -= n % this.launchBatch;
+    if (n > 0) this.launch(this.waiting.splice(0, n));
   }
 
   private async run(): Promise<void> {
