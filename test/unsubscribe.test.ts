@@ -6,7 +6,9 @@
  * before the change (version 1) still work, exactly.
  */
 import { Hono } from "hono";
+import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { nodeCrypto } from "../shared/node-crypto";
 import { unsubscribeRoutes } from "../shared/api/unsubscribe-routes";
 import { toBase64Url } from "../shared/base64url";
 import { type UnsubscribeClaim, UnsubscribeLinks } from "../shared/email/unsubscribe";
@@ -78,6 +80,24 @@ describe("unsubscribe tokens", () => {
     expect(await new UnsubscribeLinks("another-secret-0123456789abcdef", "http://x").verify(token)).toBeNull();
     for (const t of tamperings(token)) expect(await links.verify(t), t).toBeNull();
     for (const t of ["", "v2.", "v2", "garbage", "v2.!!!!", `v2.${"A".repeat(5000)}`]) expect(await links.verify(t)).toBeNull();
+  });
+
+  it("are the same bytes from node:crypto (Node) and from WebCrypto (the edge), for any claim and secret", async () => {
+    expect(nodeCrypto, "this test runs on Node, where the node:crypto path is taken").toBeDefined();
+    const text = fc.string({ minLength: 1, maxLength: 80, unit: "grapheme" });
+    await fc.assert(
+      fc.asyncProperty(
+        fc.record({ tenantId: text, email: fc.emailAddress(), campaignId: fc.option(text, { nil: null }) }),
+        fc.string({ minLength: 16, maxLength: 64 }),
+        async (c, secret) => {
+          const l = new UnsubscribeLinks(secret, "https://jobs.test");
+          const token = await l.token(c);
+          expect(await l.tokenWithWebCrypto(c)).toBe(token);
+          expect(await l.verify(token)).toEqual({ ...c, email: c.email.toLowerCase() });
+        },
+      ),
+      { numRuns: 300 },
+    );
   });
 
   it("of version 1 (mail sent before) still verify, exactly: no extra part, no other spelling, the full MAC", async () => {
