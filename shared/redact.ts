@@ -5,7 +5,7 @@
  * - by name: a field whose name says credential (`password`, `pwd`, `authorization`,
  *   `private_key`, `cookie`, …) is replaced whole with `[redacted]`;
  * - by value: inside any string, URL userinfo, secret-looking query values, bearer/basic
- *   credentials and our own secret formats (`pmk_…` API keys, `whsec_…` webhook secrets) are
+ *   credentials, PEM private keys and our own secret formats (`pmk_…` API keys, `whsec_…` webhook secrets) are
  *   masked with `***`, whatever the field is called (an error message, a `detail`, a CSV cell).
  *
  * Runs on Node and on the edge, so it sticks to plain string handling (no node: imports, no
@@ -137,6 +137,11 @@ const SCHEME_CREDENTIAL = /\b(Bearer|Basic|Token)\s+[A-Za-z0-9._~+/=-]{8,}/gi;
 const API_KEY_VALUE = /\b(pmk_[A-Za-z0-9]{12}_)[A-Za-z0-9_-]{8,}/g;
 /** Our (and Standard Webhooks') signing secrets, `whsec_<base64>`. */
 const WEBHOOK_SECRET_VALUE = /\bwhsec_[A-Za-z0-9+/=_-]{4,}/g;
+/**
+ * A PEM private key (DKIM keys are PKCS#8; RSA and EC forms too), with or without its END line:
+ * an error or a log line quoting one, even cut short, keeps only the BEGIN line.
+ */
+const PRIVATE_KEY_PEM = /(-----BEGIN ((?:RSA |EC |ENCRYPTED )?PRIVATE KEY)-----)[\s\S]*?(?:-----END \2-----|$)/g;
 
 /**
  * Masks every secret a string carries by its shape: URL userinfo and secret query values (in
@@ -146,6 +151,8 @@ const WEBHOOK_SECRET_VALUE = /\bwhsec_[A-Za-z0-9+/=_-]{4,}/g;
 export function redactText(text: string): string {
   if (text.length === 0) return text;
   return text
+    // First: a key's base64 could otherwise be read as a URL or a name=value pair and cut apart.
+    .replace(PRIVATE_KEY_PEM, (_whole, begin: string) => `${begin}${MASK}`)
     .replace(URL_IN_TEXT, (url) => redactUrl(url))
     .replace(PARAM_IN_TEXT, (whole, sep: string, name: string) => (SECRET_PARAM.test(safeDecode(name)) ? `${sep}${name}=${MASK}` : whole))
     .replace(SCHEME_CREDENTIAL, (_whole, scheme: string) => `${scheme} ${MASK}`)

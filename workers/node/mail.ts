@@ -5,6 +5,8 @@ import { createEmailServices } from "../../shared/email/services";
 import { type Clock, type Logger, type Redis, silentLogger, type Sql } from "../../shared/ports";
 import { type NodeConfig, publicUrlOf } from "./config";
 import { createHandoverJournal } from "./handover-journal";
+import { DkimKeys } from "../../shared/email/dkim-keys";
+import { createDkimSigner } from "./dkim-signer";
 import { createSmtpMailer, type SmtpMailer } from "./smtp";
 
 /**
@@ -12,11 +14,18 @@ import { createSmtpMailer, type SmtpMailer } from "./smtp";
  * the outbox when none is configured (the embedded default: messages stored, readable in
  * outbox_messages), and the email services built on them.
  */
-export function nodeEmailServices(config: NodeConfig, deps: { sql: Sql; redis?: Redis; clock: Clock; pepper: string; logger?: Logger }) {
+export function nodeEmailServices(
+  config: NodeConfig,
+  deps: { sql: Sql; redis?: Redis; clock: Clock; pepper: string; dkimEncryptionKey?: string; logger?: Logger },
+) {
   const mailers: Mailer[] = [];
   let smtp: SmtpMailer | undefined;
   if (config.RESEND_API_KEY) mailers.push(createResendMailer({ apiKey: config.RESEND_API_KEY, baseUrl: config.RESEND_BASE_URL }));
-  if (config.SMTP_URL) mailers.push((smtp = createSmtpMailer(config.SMTP_URL)));
+  if (config.SMTP_URL) {
+    // SMTP mail is signed with the tenant's key for its From domain where it has one; Resend signs its own.
+    const dkim = createDkimSigner({ keys: new DkimKeys(deps.sql, deps.clock, undefined), encryptionKey: deps.dkimEncryptionKey, clock: deps.clock });
+    mailers.push((smtp = createSmtpMailer(config.SMTP_URL, { dkim })));
+  }
   const outbox = createOutboxMailer(deps.sql);
   const wanted = config.MAIL_PROVIDERS ?? (mailers.length > 0 ? mailers.map((m) => m.name) : ["outbox"]);
   if (wanted.includes("outbox")) mailers.push(outbox);

@@ -21,7 +21,9 @@ import type { NodemailerError } from "nodemailer";
 import MailComposer from "nodemailer/lib/mail-composer";
 import { parseConnectionUrl } from "nodemailer/lib/shared";
 import SMTPConnection from "nodemailer/lib/smtp-connection";
+import { classifyBounce } from "../../shared/email/bounce-classifier";
 import { type HandoverHooks, ProviderError, type Mailer, type OutgoingMessage, type SendResult } from "../../shared/email/mailer";
+import { type DkimSigner, DkimSigningError } from "./dkim-signer";
 
 const PROVIDER = "smtp";
 
@@ -34,6 +36,8 @@ export interface SmtpMailerOptions {
   timeoutMs?: number;
   /** An idle connection is closed after this long. Defaults to 10 s. */
   idleMs?: number;
+  /** Signs each message with its tenant's DKIM key for its From domain, where it has one. Unset: nothing is signed. */
+  dkim?: DkimSigner;
 }
 
 export interface SmtpMailer extends Mailer {
@@ -97,7 +101,8 @@ export function createSmtpMailer(url: string, opts: SmtpMailerOptions = {}): Smt
           headers: message.headers,
           messageId,
         }).compile();
-        const raw = await mail.build();
+        const built = await mail.build();
+        const raw = opts.dkim ? await opts.dkim.sign(message, built) : built;
         const session = await pool.acquire(signal ? AbortSignal.any([signal, timeout]) : timeout);
         try {
           await session.send(mail.getEnvelope() as SMTPConnection.Envelope, raw, { signal, timeout }, {
@@ -111,6 +116,8 @@ export function createSmtpMailer(url: string, opts: SmtpMailerOptions = {}): Smt
       } catch (err) {
         // The caller's abort (job cancelled, shutdown) is theirs to see, not a relay failure.
         signal?.throwIfAborted();
+        // Before the relay was spoken to, and not its fault (see DkimSigningError).
+        if (err instanceof DkimSigningError) throw err;
         if (timeout.aborted) {
           throw new ProviderError(PROVIDER, "unavailable", `send to ${host} timed out after ${timeoutMs} ms`);
         }
@@ -354,14 +361,18 @@ function classify(err: NodemailerError, host: string, secrets: readonly string[]
   const what = err.command ? `${err.command} on ${host}` : `send to ${host}`;
   const detail = code ? `${code} ${(err.response ?? err.message).trim()}` : `${err.code ?? "error"}: ${err.message}`;
   const message = scrub(`${what} failed: ${detail}`, secrets);
+  // The receiver's verdict on the recipient (its reply to RCPT TO or to the data; not 503, a
+  // command out of sequence), classified as every bounce is (shared/email/bounce-classifier.ts).
+  const aboutRecipient = code !== undefined && code !== 503 && (err.command === "RCPT TO" || err.command === "DATA");
+  const bounce = aboutRecipient ? classifyBounce({ source: "smtp", reply: err.response ?? String(code), code }) : undefined;
   // A reply that refuses, or a session that never reached the message, proves the relay did not take it.
-  const refused = { mayHaveLeft: false };
+  const refused = { mayHaveLeft: false, bounce };
   if (code !== undefined) {
     if (AUTH_CODES.has(code)) return new ProviderError(PROVIDER, "auth", message);
     if (code >= 400 && code < 500) return new ProviderError(PROVIDER, "unavailable", message, undefined, refused);
     // 503 is a bad command sequence (the session, not the message): a new connection can pass.
     if (code === 503) return new ProviderError(PROVIDER, "unavailable", message, undefined, refused);
-    if (code >= 500) return new ProviderError(PROVIDER, "rejected", message);
+    if (code >= 500) return new ProviderError(PROVIDER, "rejected", message, undefined, { bounce });
   }
   if (err.code === "EAUTH" || err.code === "ENOAUTH" || err.code === "EOAUTH2") return new ProviderError(PROVIDER, "auth", message);
   // A message nodemailer cannot build or address (no recipients, a bad address) fails every time.
