@@ -3,6 +3,7 @@
  * SMTP relay, or the embedded outbox). Providers classify their failures so the engine knows
  * whether to retry, wait, fail over or give up.
  */
+import type { BounceClassification } from "./bounce-classifier";
 
 export interface OutgoingMessage {
   tenantId: string;
@@ -45,15 +46,23 @@ export class ProviderError extends Error {
    * Defaults to true for "unavailable" (the safe side) and false otherwise.
    */
   readonly mayHaveLeft: boolean;
+  /**
+   * The receiving side's verdict on this recipient, when the failure is its reply about it (an
+   * SMTP relay's answer to RCPT TO or to the message data): a hard bounce suppresses the address
+   * the way a bounce report does, a deferral is retried. Absent for failures that say nothing
+   * about the address (credentials, connections, the sender refused at MAIL FROM).
+   */
+  readonly bounce?: BounceClassification;
   constructor(
     readonly provider: string,
     readonly failure: ProviderFailure,
     message: string,
     readonly retryAfterMs?: number,
-    options?: { cause?: unknown; mayHaveLeft?: boolean },
+    options?: { cause?: unknown; mayHaveLeft?: boolean; bounce?: BounceClassification },
   ) {
     super(message, options);
     this.mayHaveLeft = options?.mayHaveLeft ?? failure === "unavailable";
+    if (options?.bounce) this.bounce = options.bounce;
   }
 
   get retryable(): boolean {
