@@ -177,11 +177,13 @@ export class UnsubscribeLinks {
 
   /** Headers that make mail clients show a one-click unsubscribe button (RFC 2369, RFC 8058). */
   async headers(claim: UnsubscribeClaim): Promise<Record<string, string>> {
-    return {
-      "List-Unsubscribe": `<${await this.url(claim)}>`,
-      "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-    };
+    return oneClickHeaders(await this.url(claim));
   }
+}
+
+/** The one-click unsubscribe headers for a link already made (RFC 2369, RFC 8058). */
+export function oneClickHeaders(url: string): Record<string, string> {
+  return { "List-Unsubscribe": `<${url}>`, "List-Unsubscribe-Post": "List-Unsubscribe=One-Click" };
 }
 
 function padded(json: string): string {
