@@ -18,6 +18,7 @@ import { importContacts } from "../shared/jobs/import-contacts";
 import { serializeError } from "../shared/queue/outcome";
 import { createEngine, type Engine } from "../shared/queue/engine";
 import { WorkerPool } from "../shared/queue/worker";
+import { generateDkimKeyPair } from "../shared/email/dkim-crypto";
 import { isSecretName, redact, redactText } from "../shared/redact";
 import { createHttpsStorage, shown } from "../shared/storage/https";
 import { StorageRouter } from "../shared/storage/storage";
@@ -66,6 +67,25 @@ describe("redaction rules (shared/redact.ts)", () => {
     // Errors become plain objects with the message, stack and cause redacted.
     const err = new Error(`boom at https://u:${MARKER}@h.example/`, { cause: new Error(`token=${MARKER}`) });
     expect(JSON.stringify(redact({ err }))).not.toContain(MARKER);
+  });
+
+  it("masks a PEM private key (a DKIM key) by value, whole or cut short, keeping only its BEGIN line", async () => {
+    const { privateKeyPem } = await generateDkimKeyPair();
+    const body = privateKeyPem.split("\n").slice(1, -2).join("\n");
+    const cases = [
+      `signing with ${privateKeyPem} failed`,
+      JSON.stringify({ note: privateKeyPem }),
+      `cut short: ${privateKeyPem.slice(0, 400)}`,
+      privateKeyPem.replace(/PRIVATE KEY/g, "RSA PRIVATE KEY"),
+    ];
+    for (const text of cases) {
+      const out = redactText(text);
+      expect(out).toMatch(/-----BEGIN (RSA )?PRIVATE KEY-----\*\*\*/);
+      for (const line of body.split("\n").slice(0, 3)) expect(out).not.toContain(line);
+    }
+    expect(JSON.stringify(redact({ err: new Error(`bad key ${privateKeyPem}`) }))).not.toContain(body.split("\n")[1]);
+    // What a key's public half and DNS record look like is not a secret, and stays.
+    expect(redactText("v=DKIM1; k=rsa; p=MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA")).toBe("v=DKIM1; k=rsa; p=MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA");
   });
 
   it("keeps URLs that hold no secret as they were", () => {
