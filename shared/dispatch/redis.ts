@@ -15,6 +15,12 @@ export interface RedisDispatcherOptions {
   reconcileBatch?: number;
   /** Queued jobs a head check compares a lane (type and priority). Defaults to 200. */
   headCheck?: number;
+  /**
+   * Pages (of reconcileBatch) the periodic full pass writes a call; the rest waits for the next
+   * call at a cursor kept in Redis. Defaults to 4 (20,000 entries). A rebuild of lanes Redis lost
+   * is not paged: it runs to the end, since workers claim through Postgres until it is done.
+   */
+  periodicPages?: number;
 }
 
 /**
@@ -59,6 +65,10 @@ export class RedisDispatcher implements Dispatcher {
   /** Queued jobs the last head check found missing from their lanes; put back if still missing at the next. */
   get suspectsKey(): string {
     return `${this.prefix}head-suspects`;
+  }
+  /** Where the periodic full pass resumes (the last id it placed), while one is under way. */
+  get fullPassCursorKey(): string {
+    return `${this.prefix}full-reconcile-cursor`;
   }
   get wakeChannel(): string {
     return `${this.prefix}wake`;
@@ -212,27 +222,43 @@ export class RedisDispatcher implements Dispatcher {
     const batch = this.options.reconcileBatch ?? 5_000;
     let placed = 0;
     try {
-      const [exists] = (await this.redis.pipeline([["EXISTS", this.epochKey]])) as [number];
-      if (exists === 1 && !force && !this.lanesIncomplete) {
-        // The periodic full pass (ids popped by a worker that died before claiming them) is
-        // timed by a key in Redis, so it runs every everyMs across all processes and edge
-        // invocations together, not once per scheduler that happens to start.
+      const [exists, cursor] = (await this.redis.pipeline([
+        ["EXISTS", this.epochKey],
+        ["GET", this.fullPassCursorKey],
+      ])) as [number, string | null];
+      // The periodic full pass (ids popped by a worker that died before claiming them), as
+      // opposed to a rebuild of lanes that are missing or known to be incomplete.
+      const periodic = exists === 1 && !force && !this.lanesIncomplete;
+      if (periodic) {
         if (everyMs === undefined) return 0;
-        const [due] = (await this.redis.pipeline([["SET", `${this.prefix}full-reconcile`, "1", "NX", "PX", everyMs]])) as [
-          string | null,
-        ];
-        if (due !== "OK") return 0;
+        // Timed by a key in Redis, so it runs every everyMs across all processes and edge
+        // invocations together, not once per scheduler that happens to start; a pass under way
+        // (its cursor set) goes on at every call until it ends.
+        if (cursor === null) {
+          const [due] = (await this.redis.pipeline([["SET", `${this.prefix}full-reconcile`, "1", "NX", "PX", everyMs]])) as [
+            string | null,
+          ];
+          if (due !== "OK") return 0;
+        }
       }
       const [locked] = (await this.redis.pipeline([["SET", lockKey, "1", "NX", "PX", 60_000]])) as [string | null];
       if (locked !== "OK") return 0;
+      let finished = true;
+      let after = periodic && cursor !== null ? cursor : "0";
       try {
         if (this.lanesIncomplete || exists === 0) {
           // Take the marker away first so every worker claims through Postgres until lanes are whole.
           await this.redis.pipeline([["DEL", this.epochKey]]);
         }
         this.lanesIncomplete = false;
-        let after = "0";
-        for (;;) {
+        // A periodic pass writes a few pages a call: with 1,000,000 jobs waiting the whole pass
+        // took 2 s, inside a scheduler pass whose rescue and promotion waited behind it.
+        const pages = periodic ? Math.max(1, this.options.periodicPages ?? 4) : Number.POSITIVE_INFINITY;
+        for (let page = 0; ; page++) {
+          if (page >= pages) {
+            finished = false;
+            break;
+          }
           const entries = await this.ledger.listQueued(after, batch);
           if (entries.length === 0) break;
           await this.redis.pipeline(this.laneCommands(entries, true));
@@ -240,11 +266,15 @@ export class RedisDispatcher implements Dispatcher {
           after = entries[entries.length - 1]!.id;
           if (entries.length < batch) break;
         }
-        await this.redis.pipeline([["SET", this.epochKey, String(this.clock.now().getTime())]]);
+        await this.redis.pipeline([
+          ["SET", this.epochKey, String(this.clock.now().getTime())],
+          // An unfinished pass resumes here; the expiry drops a cursor nobody comes back to.
+          finished ? ["DEL", this.fullPassCursorKey] : ["SET", this.fullPassCursorKey, after, "PX", Math.max(60_000, (everyMs ?? 0) * 2)],
+        ]);
       } finally {
         await this.redis.pipeline([["DEL", lockKey]]).catch(() => {});
       }
-      this.logger.info("redis lanes reconciled with the ledger", { placed });
+      if (finished) this.logger.info("redis lanes reconciled with the ledger", { placed });
       this.wake.notifyAll();
       return placed;
     } catch (err) {
