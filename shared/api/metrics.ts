@@ -31,7 +31,12 @@ function toNumbers(v: TotalsRow["buckets"]): number[] {
 }
 
 export async function renderMetrics(queue: Queue, sql: SqlClient, registry: WorkerRegistry, policy: ScalingPolicy): Promise<string> {
-  const [totals, inputs] = await Promise.all([sql.query<TotalsRow>(StatsTotals), readScalingInputs(queue, registry)]);
+  const [totals, inputs, guards] = await Promise.all([
+    sql.query<TotalsRow>(StatsTotals),
+    readScalingInputs(queue, registry),
+    // Guards not clear: a few rows, read through their partial index.
+    sql.query<{ state: string; n: number }>("select state, count(*)::int as n from sending_guards where state <> 'clear' group by state"),
+  ]);
   const { counts: depth, ages: oldest, workers } = inputs;
   const pools = computeScaling(queue.catalog, policy, inputs);
   // Catalog types first and always; types no longer in the catalog still show while they have data.
@@ -87,5 +92,8 @@ export async function renderMetrics(queue: Queue, sql: SqlClient, registry: Work
     if (w.memoryRatio === undefined) continue;
     for (const pool of w.pools) out.sample("worker_memory_usage_ratio", { pool, worker: w.id }, w.memoryRatio);
   }
+  // Sending guards (shared/email/sending-guards.ts): tenants whose campaigns the platform paused, and those counting again after resuming.
+  out.family("sending_guards", "gauge", "Tenants whose sending guard is tripped (campaigns paused) or acknowledged (resumed, rates counted since), now.");
+  for (const state of ["tripped", "acknowledged"]) out.sample("sending_guards", { state }, guards.find((g) => g.state === state)?.n ?? 0);
   return out.toString();
 }

@@ -2,6 +2,7 @@ import type { SqlClient } from "../ports";
 import { ConflictError, NotFoundError } from "../queue/errors";
 import type { Queue } from "../queue/queue";
 import { publishCampaignEnds } from "./campaign-events";
+import { acknowledgeSendingGuard } from "./sending-guards";
 
 export type CampaignStatus = "draft" | "scheduled" | "sending" | "paused" | "sent" | "cancelled";
 
@@ -81,6 +82,10 @@ export class Campaigns {
   }
 
   async resume(tenantId: string, id: string): Promise<Campaign> {
+    // Resuming is how a tenant says it dealt with a tripped sending guard; acknowledged first, so
+    // the guard's next check does not pause the campaign again (sending-guards.ts).
+    const campaign = await this.get(tenantId, id);
+    if (campaign.status === "paused") await acknowledgeSendingGuard(this.sql, tenantId, this.queue.clock.now());
     // Paused before its time came, a scheduled campaign goes back to waiting for it: its
     // campaign.process job still waits for scheduled_at, so "sending" would be untrue until then.
     await this.transition(tenantId, id, ["paused"], "sending", { unlessScheduled: true });

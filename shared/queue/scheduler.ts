@@ -18,6 +18,20 @@ export interface SchedulerOptions {
   reconcileEveryMs?: number;
   /** Rows one rescue or promotion statement moves. Defaults to 5,000. */
   batch?: number;
+  /**
+   * Periodic work of other modules (the sending guards' check), run by the leader after the
+   * engine's own steps, so it runs once however many processes run a scheduler, on both
+   * runtimes. A failing task is logged and the pass goes on. Defaults to none.
+   */
+  tasks?: readonly SchedulerTask[];
+}
+
+/** One module's periodic work, run by the scheduler's leader (see SchedulerOptions.tasks). */
+export interface SchedulerTask {
+  name: string;
+  /** At most this often, by the queue's clock. Defaults to every pass. */
+  everyMs?: number;
+  run(): Promise<unknown>;
 }
 
 export interface SchedulerReport {
@@ -38,6 +52,7 @@ export class Scheduler {
   private readonly logger: Logger;
   private readonly crons: CronSchedule[];
   private readonly lastCronSlot = new Map<string, number>();
+  private readonly lastTaskRun = new Map<string, number>();
   private timer?: ReturnType<typeof setTimeout>;
   private running?: Promise<unknown>;
   private stopped = false;
@@ -103,6 +118,7 @@ export class Scheduler {
     // The full reconcile is not timed: it pages through every queued job (seconds with 100,000).
     report.reconciled = await queue.dispatcher.reconcile({ everyMs: this.options.reconcileEveryMs ?? 5 * 60_000 });
     report.reconciled += await this.timed(() => queue.dispatcher.repairLaneHeads([...queue.catalog.keys()]));
+    await this.runTasks();
     await this.options.stats?.flush().catch((err: unknown) => this.logger.warn("stats flush failed", { err: String(err) }));
     return this.endPass(report);
   }
@@ -121,6 +137,16 @@ export class Scheduler {
   private endPass(report: SchedulerReport): SchedulerReport {
     this.lastStallMs = this.passStallMs;
     return report;
+  }
+
+  private async runTasks(): Promise<void> {
+    for (const task of this.options.tasks ?? []) {
+      const now = this.options.queue.clock.now().getTime();
+      const last = this.lastTaskRun.get(task.name);
+      if (last !== undefined && now - last < (task.everyMs ?? 0)) continue;
+      this.lastTaskRun.set(task.name, now);
+      await task.run().catch((err: unknown) => this.logger.warn("scheduler task failed", { task: task.name, err: String(err) }));
+    }
   }
 
   /** Enqueues each cron type's latest due slot once: the slot's time is the idempotency key. */
