@@ -6,12 +6,13 @@ import type { BatchResult } from "../queue/handler";
 import type { Job } from "../queue/job";
 import type { Queue } from "../queue/queue";
 import { publishCampaignEnds } from "./campaign-events";
+import { recordDeliveryFeedback } from "./delivery-feedback";
 import { type HandoverHooks, type Mailer, type OutgoingMessage, ProviderError, type SendResult } from "./mailer";
 import type { ProviderRouter } from "./provider-router";
 import type { RateLimiter } from "./rate-limit";
 import { type Rendered, type TemplateRenderer, TemplateNotFound } from "./renderer";
 import type { Suppressions } from "./suppressions";
-import type { UnsubscribeLinks } from "./unsubscribe";
+import { oneClickHeaders, type UnsubscribeLinks } from "./unsubscribe";
 
 export type EmailPayload = z.infer<typeof emailSend.payload>;
 
@@ -196,9 +197,25 @@ export async function sendEmails(jobs: readonly Job<EmailPayload>[], deps: SendE
     done: (job, provider, result) => done(job, { ok: true, result: { status: "sent", provider, message_id: result.providerMessageId } }),
     failed: async (job, err) => {
       const error = classify(err);
+      const row = ledger.get(ledgerKey(job))!;
       if (error instanceof PermanentError || job.attempt >= job.maxAttempts) {
         const detail = (error instanceof Error ? error.message : String(error)).slice(0, 500);
-        noteEnded(await finalize(deps, [{ id: ledger.get(ledgerKey(job))!.id, status: "failed", detail }]));
+        noteEnded(await finalize(deps, [{ id: row.id, status: "failed", detail }]));
+      }
+      // The receiver refused this recipient for good (a hard bounce, a full mailbox, a policy
+      // block): recorded as a bounce report is, on the same path, which suppresses a dead
+      // address everywhere and tells the tenant (email.bounced). After the ledger's 'failed':
+      // a failure here fails the batch, and its retry finds the row failed and records again.
+      const bounce = err instanceof ProviderError ? err.bounce : undefined;
+      if (bounce && !bounce.retry && bounce.category !== "delivered") {
+        await recordDeliveryFeedback(deps, {
+          provider: err instanceof ProviderError ? err.provider : "smtp",
+          reportId: `reply_${row.id}`,
+          send: { sendId: row.id, tenantId: job.tenantId },
+          classification: bounce,
+          detail: { reply: (err as Error).message.slice(0, 1_000) },
+          occurredAt: deps.clock.now().toISOString(),
+        });
       }
       done(job, { ok: false, error });
     },
@@ -226,17 +243,18 @@ export async function sendEmails(jobs: readonly Job<EmailPayload>[], deps: SendE
 
 async function renderMessage(deps: SendEmailDeps, job: Job<EmailPayload>, settings: Map<string, TenantSettings>): Promise<OutgoingMessage> {
   const campaignId = job.payload.campaign_id;
-  const claim = campaignId ? { tenantId: job.tenantId, email: job.payload.recipient, campaignId } : undefined;
+  // One token a message, for the body's link and the List-Unsubscribe header alike.
+  const unsubscribeUrl = campaignId ? await deps.unsubscribe.url({ tenantId: job.tenantId, email: job.payload.recipient, campaignId }) : undefined;
   const rendered: Rendered = await deps.renderer.render(job.tenantId, job.payload.template_id, {
     ...job.payload.variables,
-    ...(claim ? { unsubscribe_url: await deps.unsubscribe.url(claim) } : {}),
+    ...(unsubscribeUrl ? { unsubscribe_url: unsubscribeUrl } : {}),
   });
   return {
     tenantId: job.tenantId,
     from: settings.get(job.tenantId)?.from_email ?? deps.defaultFrom,
     to: job.payload.recipient,
     ...rendered,
-    headers: claim ? await deps.unsubscribe.headers(claim) : undefined,
+    headers: unsubscribeUrl ? oneClickHeaders(unsubscribeUrl) : undefined,
     idempotencyKey: sendKey(job),
     tags: campaignId ? { campaign_id: campaignId } : undefined,
   };
@@ -280,8 +298,13 @@ async function sendPinned(deps: SendingDeps, jobs: readonly Job<EmailPayload>[],
 async function sendFree(deps: SendingDeps, preferred: string | undefined, jobs: readonly Job<EmailPayload>[], signal?: AbortSignal): Promise<void> {
   if (jobs.length === 0) return;
   let pending = [...jobs];
+  const failures = new Map<Job<EmailPayload>, unknown>();
+  const refused = new Map<Job<EmailPayload>, unknown>();
   try {
     await deps.providers.withFailover(preferred, async (mailer) => {
+      // Each message's own failure from this provider: one recipient's 5.1.1 must not become
+      // another's outcome (a job whose relay said 451 would be suppressed as a hard bounce).
+      failures.clear();
       if (mailer.sendBatch && pending.length > 1) {
         const size = mailer.maxBatch ?? 100;
         while (pending.length > 0) {
@@ -295,7 +318,6 @@ async function sendFree(deps: SendingDeps, preferred: string | undefined, jobs: 
         return;
       }
       await ledgerWrite(() => recordAlone(deps.sql, mailer.name, pending.map((j) => deps.rowOf(j).id)));
-      const failures: unknown[] = [];
       const sent = new Set<Job<EmailPayload>>();
       await eachConcurrently(pending, mailer.concurrency ?? DEFAULT_CONCURRENCY, async (job) => {
         let result: SendResult;
@@ -304,24 +326,32 @@ async function sendFree(deps: SendingDeps, preferred: string | undefined, jobs: 
           result = await mailer.send(deps.messageOf(job), signal, handover.hooks);
         } catch (err) {
           await handover.written();
-          failures.push(err);
+          failures.set(job, err);
           return;
         }
         await ledgerWrite(() => deps.record([sentRow(deps.rowOf(job), mailer.name, result)]));
         deps.done(job, mailer.name, result);
         sent.add(job);
       });
-      pending = pending.filter((j) => !sent.has(j));
-      if (failures.length === 0) return;
+      // A recipient the receiver refused for good is settled with its own reply, not failed
+      // over: another provider would meet the same mailbox.
+      for (const job of pending) if (isFinalRefusal(failures.get(job))) refused.set(job, failures.get(job));
+      pending = pending.filter((j) => !sent.has(j) && !refused.has(j));
+      const left = pending.map((j) => failures.get(j));
+      if (left.length === 0) return;
       // Fail over only when no request of these may have been taken.
-      throw failures.find(mayHaveLeft) ?? failures[0];
+      throw left.find(mayHaveLeft) ?? left[0];
     });
   } catch (err) {
     // The ledger could not be written: the whole batch fails, and its retry finds what went out.
     if (err instanceof LedgerWriteError) throw err.cause;
-    for (const job of pending) await deps.failed(job, err);
+    for (const job of pending) await deps.failed(job, failures.get(job) ?? err);
   }
+  for (const [job, err] of refused) await deps.failed(job, err);
 }
+
+/** A provider's failure that carries the receiver's final verdict on the recipient (a bounce that is not retried). */
+const isFinalRefusal = (err: unknown): boolean => err instanceof ProviderError && err.bounce !== undefined && !err.bounce.retry;
 
 /** One message alone, recorded as soon as the provider answers. */
 async function sendAlone(deps: SendingDeps, mailer: Mailer, job: Job<EmailPayload>, signal?: AbortSignal): Promise<void> {
@@ -448,6 +478,12 @@ async function replayBatch(
 /** Turns a provider's failure into the engine's control flow. */
 function classify(err: unknown): unknown {
   if (!(err instanceof ProviderError)) return err;
+  // The receiver's own verdict on the recipient decides: a deferral (4yz) waits for the retry,
+  // anything final spends no more attempts (another run would hear the same answer).
+  if (err.bounce && !err.bounce.retry) {
+    const verdict = err.bounce.suppress ? `${err.bounce.category}, address suppressed` : err.bounce.category;
+    return new PermanentError(`${verdict}: ${err.message}`, { cause: err });
+  }
   if (err.failure === "rejected" || err.failure === "auth") return new PermanentError(err.message, { cause: err });
   if (err.retryAfterMs !== undefined) return new RetryAfter(err.retryAfterMs, err.message, { cause: err });
   return err;

@@ -5,6 +5,7 @@
  * (email.sent, email.delivered, ...) are acknowledged and ignored.
  */
 import { z } from "zod";
+import { classifyBounce } from "../bounce-classifier";
 import type { DeliveryFeedback } from "../delivery-feedback";
 import { RESEND_PROVIDER } from "./resend";
 
@@ -19,21 +20,18 @@ const resendEvent = z.object({
   }),
 });
 
-const KINDS: Record<string, DeliveryFeedback["kind"]> = { "email.bounced": "bounce", "email.complained": "complaint" };
-
-/**
- * Resend marks bounces Permanent, Transient or Undetermined (with subtypes such as General,
- * MailboxFull, Suppressed). Only one it marks transient or soft may succeed later; anything else
- * is treated as permanent, since mailing a dead address again costs reputation.
- */
-const isSoft = (bounce: { type?: string; subType?: string } | undefined): boolean =>
-  /transient|soft/i.test(`${bounce?.type ?? ""} ${bounce?.subType ?? ""}`);
+const KINDS: Record<string, "bounce" | "complaint"> = { "email.bounced": "bounce", "email.complained": "complaint" };
 
 export type ResendEventReading =
   | { ok: true; type: string; feedback: Omit<DeliveryFeedback, "reportId"> | null }
   | { ok: false; errors: { path: string; message: string }[] };
 
-/** Reads a verified event body (already JSON-parsed); feedback is null for types that are not feedback. */
+/**
+ * Reads a verified event body (already JSON-parsed); feedback is null for types that are not
+ * feedback. Whether it suppresses is the classifier's (bounce-classifier.ts): Resend's bounce
+ * type and subtype, and the receiver's reply when its message carries one, so a "550 5.7.1"
+ * spam block is not taken for a dead address, and a 5.1.1 here is what it is over SMTP.
+ */
 export function readResendEvent(body: unknown): ResendEventReading {
   const type = typeof body === "object" && body !== null ? (body as { type?: unknown }).type : undefined;
   const kind = typeof type === "string" ? KINDS[type] : undefined;
@@ -43,15 +41,13 @@ export function readResendEvent(body: unknown): ResendEventReading {
     return { ok: false, errors: parsed.error.issues.map((i) => ({ path: i.path.map(String).join("."), message: i.message })) };
   }
   const { data, created_at: createdAt } = parsed.data;
-  const hard = kind === "complaint" || !isSoft(data.bounce);
   return {
     ok: true,
     type: parsed.data.type,
     feedback: {
       provider: RESEND_PROVIDER,
-      kind: kind!,
-      providerMessageId: data.email_id,
-      hard,
+      send: { providerMessageId: data.email_id },
+      classification: classifyBounce({ source: "resend", kind: kind!, bounce: data.bounce }),
       detail: data.bounce ? { type: data.bounce.type, sub_type: data.bounce.subType, message: data.bounce.message } : {},
       occurredAt: createdAt,
     },
