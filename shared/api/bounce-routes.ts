@@ -88,7 +88,7 @@ export function bounceRoutes(deps: BounceRouteDeps): Hono<ApiEnv> {
     "/bounces/dsn",
     describeRoute(() => ({
       operationId: "postDsn",
-      tags: ["email"],
+      tags: ["suppressions"],
       summary: "Record an RFC 3464 delivery status notification (bounce report) for mail sent over SMTP",
       description:
         "The body is the DSN as an inbound MTA received it: `message/rfc822` (the whole message) or `multipart/report` (its body, the boundary in Content-Type), up to the body limit. Each failed recipient is classified as SMTP replies and Resend bounces are, and recorded once: a hard bounce suppresses the address (in the tenant's own list for a tenant key, for every tenant for an admin key), marks the contact and publishes email.bounced. A tenant key reaches its own sends only.",
