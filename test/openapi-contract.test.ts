@@ -35,6 +35,7 @@ import { ExportLinks } from "../shared/exports/links";
 import type { Sql } from "../shared/ports";
 import { createEngine } from "../shared/queue/engine";
 import { createLocalStorage } from "../workers/node/local-storage";
+import { postfixDsn } from "./support/dsn";
 import { createTestDatabase } from "./support/services";
 
 type Json = Record<string, any>;
@@ -106,6 +107,8 @@ interface Call {
   body?: unknown;
   /** Sent as text/csv instead of a JSON body. */
   csv?: string;
+  /** Sent as is with its own media type (a DSN's message/rfc822). */
+  raw?: { type: string; body: string };
 }
 
 /** Calls the app and checks the answer against the document; returns it for the flow to use. */
@@ -116,7 +119,8 @@ async function api(method: string, template: string, opts: Call = {}): Promise<{
   if (opts.key) headers.authorization = `Bearer ${opts.key}`;
   if (opts.body !== undefined) headers["content-type"] = "application/json";
   if (opts.csv !== undefined) headers["content-type"] = "text/csv";
-  const res = await app.request(url, { method, headers, body: opts.csv ?? (opts.body === undefined ? undefined : JSON.stringify(opts.body)) });
+  if (opts.raw !== undefined) headers["content-type"] = opts.raw.type;
+  const res = await app.request(url, { method, headers, body: opts.raw?.body ?? opts.csv ?? (opts.body === undefined ? undefined : JSON.stringify(opts.body)) });
   const text = await res.text();
   expectDocumented(method, template, { status: res.status, type: res.headers.get("content-type") ?? "", text });
   let json: unknown;
@@ -145,6 +149,7 @@ beforeAll(async () => {
     unsubscribe: new UnsubscribeLinks("contract-unsubscribe-secret", "http://localhost"),
     exports: { storage: createLocalStorage(folder), links: new ExportLinks("contract-pepper", "http://localhost") },
     resendWebhookSecret: "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    dkimEncryptionKey: "contract-dkim-encryption-key-0123456789",
     // Webhook endpoints on a name that resolves to a public address (nothing is delivered here).
     webhookGuard: { resolver: { resolve: async () => ["93.184.215.14"] } },
   });
@@ -340,7 +345,24 @@ describe("real answers match their documented schemas", () => {
     await api("GET", "/v1/workers", { key: admin.key });
     await api("GET", "/v1/schedules", { key: admin.key });
     expect((await api("GET", "/v1/schedules", { key: tenant.key })).status).toBe(403);
+    expect((await api("GET", "/v1/sending/guards", { key: tenant.key })).json.guards).toMatchObject([{ tenant_id: "acme", state: "clear" }]);
+    await api("GET", "/v1/sending/guards", { key: admin.key });
+    expect((await api("POST", "/v1/sending/guards/reset", { key: admin.key, query: { tenant_id: "acme" } })).json).toMatchObject({ state: "clear" });
+    expect((await api("POST", "/v1/sending/guards/reset", { key: tenant.key })).status).toBe(403);
     await api("GET", "/healthz");
+  });
+
+  it("the DKIM routes", async () => {
+    const t = { key: tenant.key, params: { domain: "mail.acme.example" } };
+    expect((await api("GET", "/v1/domains/{domain}/dkim", t)).status).toBe(404);
+    expect((await api("POST", "/v1/domains/{domain}/dkim/rotate", t)).status).toBe(404);
+    expect((await api("POST", "/v1/domains/{domain}/dkim", t)).status).toBe(201);
+    expect((await api("POST", "/v1/domains/{domain}/dkim", t)).status).toBe(409);
+    expect((await api("POST", "/v1/domains/{domain}/dkim/rotate", { ...t, body: { retiring_hours: 24 } })).status).toBe(200);
+    const list = await api("GET", "/v1/domains/{domain}/dkim", { key: admin.key, params: t.params, query: { tenant_id: "acme" } });
+    expect(list.json.keys.map((k: { status: string }) => k.status)).toEqual(["active", "retiring"]);
+    expect((await api("GET", "/v1/domains/{domain}/dkim", { ...t, params: { domain: "not a domain" } })).status).toBe(422);
+    expect((await api("POST", "/v1/domains/{domain}/dkim/rotate", { ...t, body: { retiring_hours: -1 } })).status).toBe(422);
   });
 
   it("the email pipeline's routes", async () => {
@@ -384,6 +406,11 @@ describe("real answers match their documented schemas", () => {
     expect((await api("DELETE", "/v1/suppressions/{email}", { ...t, params: { email: "gone@example.com" } })).status).toBe(404);
     await api("GET", "/v1/outbox", t);
     expect((await api("POST", "/v1/lists", { ...t, body: { name: "" } })).status).toBe(422);
+    // A bounce report for a message never sent over SMTP: read and classified, nothing recorded; and one that is not a report.
+    const dsn = postfixDsn({ to: "gone@example.org", messageId: "<0123456789abcdef0123456789abcdef.pm@acme.test>" });
+    expect((await api("POST", "/v1/bounces/dsn", { ...t, raw: { type: "message/rfc822", body: dsn } })).json).toMatchObject({ recorded: 0, recipients: [{ category: "hard_bounce", outcome: "unknown_message" }] });
+    expect((await api("POST", "/v1/bounces/dsn", { ...t, raw: { type: "message/rfc822", body: "Subject: hi\r\n\r\nhello" } })).status).toBe(400);
+    expect((await api("POST", "/v1/bounces/dsn", { ...t, raw: { type: "text/plain", body: "hello" } })).status).toBe(415);
 
     // Exports and imports of that list; webhooks.
     const exp = await api("POST", "/v1/exports", { ...t, body: { source: "list", list_id: list.json.id } });

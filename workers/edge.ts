@@ -20,6 +20,7 @@ import type { Handler } from "../shared/queue/handler";
 import type { PoolName } from "../shared/jobs/definition";
 import { WorkerRegistry } from "../shared/queue/registry";
 import { Scheduler } from "../shared/queue/scheduler";
+import { guardPolicyOf, SendingGuards, sendingGuardsTask } from "../shared/email/sending-guards";
 import { EdgeConfigError, loadEdgeConfig } from "./edge/config";
 import { createConsoleLogger } from "./edge/logger";
 import { createNeonSql } from "./edge/neon";
@@ -125,7 +126,9 @@ async function onSchedule(env: Env, cron: string, makeHandlers: MakeHandlers): P
   const o = open(env, makeHandlers);
   const workerId = invocationId();
   try {
-    const scheduler = new Scheduler({ queue: o.engine.queue, holderId: workerId, stats: o.engine.stats, logger });
+    // One pass a minute here: the guards' check runs in every pass (its everyMs is shorter).
+    const guards = new SendingGuards({ sql: o.sql, queue: o.engine.queue, clock: o.engine.clock, logger, policy: guardPolicyOf(o.config), defaultFrom: o.config.MAIL_FROM });
+    const scheduler = new Scheduler({ queue: o.engine.queue, holderId: workerId, stats: o.engine.stats, logger, tasks: [sendingGuardsTask(guards)] });
     const report = await scheduler.runOnce();
     await scheduler.stop(); // gives leadership back for the next invocation
     logger.info("scheduler pass", { cron, ...report });
@@ -160,6 +163,8 @@ export function createEdgeWorker(options: { handlers?: MakeHandlers } = {}) {
         webhookGuard: o.guard,
         exports: o.exportDeps,
         resendWebhookSecret: o.config.RESEND_WEBHOOK_SECRET,
+        dkimEncryptionKey: o.config.DKIM_ENCRYPTION_KEY,
+        sendingGuards: { policy: guardPolicyOf(o.config), defaultFrom: o.config.MAIL_FROM },
       });
       try {
         return await app.fetch(request);

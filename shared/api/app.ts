@@ -5,11 +5,15 @@
 import { WorkerRegistry } from "../queue/registry";
 import { defaultScalingPolicy, type ScalingPolicy } from "../queue/scaling";
 import type { UnsubscribeLinks } from "../email/unsubscribe";
+import { bounceRoutes } from "./bounce-routes";
+import { dkimRoutes } from "./dkim-routes";
 import { emailRoutes } from "./email-routes";
 import { exportRoutes, type ExportRouteDeps } from "./export-routes";
 import { importRoutes } from "./import-routes";
 import { providerRoutes } from "./provider-routes";
 import { webhookRoutes } from "./webhook-routes";
+import { type GuardPolicy, SendingGuards } from "../email/sending-guards";
+import { sendingGuardRoutes } from "./sending-guard-routes";
 import { createDohResolver } from "../webhooks/doh-resolver";
 import type { UrlGuard } from "../webhooks/ssrf";
 import { operationsRoutes } from "./operations-routes";
@@ -64,6 +68,10 @@ export interface AppDeps {
   exports?: ExportRouteDeps;
   /** Verifies Resend's bounce and complaint webhooks at POST /providers/resend/events, which answers 404 without it. */
   resendWebhookSecret?: string;
+  /** The sending guards' thresholds and window (GET /v1/sending/guards counts with them), and MAIL_FROM. Default: the guards' defaults. */
+  sendingGuards?: { policy?: GuardPolicy; defaultFrom?: string };
+  /** Seals the DKIM private keys the API makes (DKIM_ENCRYPTION_KEY); without it keys are listed, not made (409 naming the setting). */
+  dkimEncryptionKey?: string;
 }
 
 /**
@@ -159,7 +167,11 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
   app.route("/v1", emailRoutes(queue, sql));
   app.route("/v1", keyRoutes(apiKeys));
   app.route("/v1", webhookRoutes(queue, sql, urlGuard));
+  const guards = new SendingGuards({ sql, queue, clock: queue.clock, logger, ...deps.sendingGuards });
+  app.route("/v1", sendingGuardRoutes(guards));
+  app.route("/v1", dkimRoutes(sql, queue.clock, deps.dkimEncryptionKey));
   if (deps.unsubscribe) app.route("/u", unsubscribeRoutes(sql, deps.unsubscribe));
+  app.route("/v1", bounceRoutes({ sql, queue, logger }));
   app.route("/providers", providerRoutes({ sql, queue, logger, resendWebhookSecret: deps.resendWebhookSecret }));
   if (deps.exports) app.route("/", exportRoutes(queue, sql, deps.exports));
   if (deps.exports) app.route("/v1", importRoutes(queue, sql, deps.exports.storage, urlGuard));

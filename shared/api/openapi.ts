@@ -82,6 +82,8 @@ const TAGS: [name: string, description: string][] = [
   ["imports", "Contact imports from a CSV"],
   ["exports", "CSV exports of lists, segments and campaigns, and their signed downloads"],
   ["webhooks", "Webhook endpoints, their secrets and deliveries"],
+  ["dkim", "DKIM keys of tenants' sending domains: SMTP mail from a domain is signed with its active key"],
+  ["sending", "Sending guards: bounce and complaint rates that pause a tenant's campaigns"],
   ["keys", "API keys (admin)"],
   ["providers", "Webhooks from mail providers"],
   ["unsubscribe", "One-click unsubscribe pages"],

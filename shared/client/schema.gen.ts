@@ -671,6 +671,75 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/sending/guards": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** Sending guards: the tenant's bounce and complaint rates, thresholds and state (admin: every guard not clear, or ?tenant_id=) */
+        get: operations["listSendingGuards"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/sending/guards/reset": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** Reset a tenant's guard (admin, ?tenant_id=): clear, its rates counted from now */
+        post: operations["resetSendingGuard"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/domains/{domain}/dkim": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** The domain's DKIM keys with their DNS records and status (never a private key) */
+        get: operations["listDkimKeys"];
+        put?: never;
+        /** Make the domain's DKIM key (RSA-2048): publish the answer's DNS record; SMTP mail from the domain is signed with it */
+        post: operations["createDkimKey"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/domains/{domain}/dkim/rotate": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /** A new active key under a new selector; the old one stays published (retiring) for retiring_hours, then is retired */
+        post: operations["rotateDkimKey"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/u/{token}": {
         parameters: {
             query?: never;
@@ -683,6 +752,26 @@ export interface paths {
         put?: never;
         /** One-click unsubscribe (RFC 8058): suppresses the address for the tenant and marks the contact unsubscribed */
         post: operations["unsubscribe"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/bounces/dsn": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Record an RFC 3464 delivery status notification (bounce report) for mail sent over SMTP
+         * @description The body is the DSN as an inbound MTA received it: `message/rfc822` (the whole message) or `multipart/report` (its body, the boundary in Content-Type), up to the body limit. Each failed recipient is classified as SMTP replies and Resend bounces are, and recorded once: a hard bounce suppresses the address (in the tenant's own list for a tenant key, for every tenant for an admin key), marks the contact and publishes email.bounced. A tenant key reaches its own sends only.
+         */
+        post: operations["postDsn"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1212,6 +1301,102 @@ export interface components {
             previous_secret_expires_at: string | null;
             /** Format: date-time */
             created_at: string;
+        };
+        SendingGuard: {
+            tenant_id: string;
+            /**
+             * @description tripped: its campaigns are paused, and any it starts are paused too, until it resumes one (its acknowledgement); acknowledged: the rates count from the acknowledgement; clear: neither
+             * @enum {string}
+             */
+            state: "clear" | "tripped" | "acknowledged";
+            /** @description The domain of the tenant's From address (settings.from_email, else MAIL_FROM) */
+            domain: string | null;
+            window: {
+                hours: number;
+                /** Format: date-time */
+                from: string;
+                /** Format: date-time */
+                to: string;
+                /**
+                 * Format: date-time
+                 * @description The later of the window's start and the last acknowledgement or reset: where the counts start
+                 */
+                counted_from: string;
+            };
+            /** @description Messages sent from counted_from to now */
+            sent: number;
+            hard_bounces: number;
+            complaints: number;
+            /** @description hard_bounces / sent (0 with nothing sent) */
+            hard_bounce_rate: number;
+            /** @description complaints / sent (0 with nothing sent) */
+            complaint_rate: number;
+            thresholds: {
+                /** @description Above this the guard trips (tenants.settings.sending_guards.complaint_rate, else the platform's) */
+                complaint_rate: number;
+                hard_bounce_rate: number;
+                /** @description Fewer messages sent than this never trip the guard */
+                min_volume: number;
+            };
+            /** @description The thresholds the rates are above now (empty under min_volume) */
+            over: ("complaint_rate" | "hard_bounce_rate")[];
+            /** @description How many times the guard tripped */
+            trips: number;
+            tripped_at: string | null;
+            acknowledged_at: string | null;
+            /** @description The last trip as its sending.paused event told it */
+            last_trip: {
+                [key: string]: unknown;
+            } | null;
+            /** @description Why tenants.settings.sending_guards is not used, when it does not fit */
+            settings_problem: string | null;
+        };
+        DkimKey: {
+            domain: string;
+            /** @description The s= of signatures made with this key */
+            selector: string;
+            /**
+             * @description active: signs new mail; retiring: signs nothing, still verifies until retire_after; retired: its record may be removed
+             * @enum {string}
+             */
+            status: "active" | "retiring" | "retired";
+            /** Format: date-time */
+            created_at: string;
+            /** @description Until when a replaced key stays published; null while active */
+            retire_after: string | null;
+            /** @description The TXT record to publish while the key is active or retiring */
+            dns: {
+                /** @description <selector>._domainkey.<domain> */
+                name: string;
+                /** @constant */
+                type: "TXT";
+                /** @description v=DKIM1; k=rsa; p=… */
+                value: string;
+            };
+        };
+        DsnResult: {
+            /** @description What the report names the original message by (returned Message-ID, Original-Envelope-Id) */
+            message_ids: string[];
+            /** @description Blocks recorded by this request */
+            recorded: number;
+            recipients: {
+                /** @description Final-Recipient */
+                recipient: string;
+                action: string;
+                /** @description The RFC 3463 status */
+                status: string;
+                /** @enum {string} */
+                category: "delivered" | "deferral" | "hard_bounce" | "soft_bounce" | "policy" | "undeliverable" | "complaint";
+                suppress: boolean;
+                retry: boolean;
+                reason: string;
+                /**
+                 * @description recorded; duplicate (recorded before); unknown_message (no send of this key's tenant has that Message-ID); not_a_failure (delivered, relayed, expanded, delayed: nothing to record); other_recipient (not the address the message was sent to)
+                 * @enum {string}
+                 */
+                outcome: "recorded" | "duplicate" | "unknown_message" | "not_a_failure" | "other_recipient";
+                send_id: string | null;
+            }[];
         };
         Export: {
             id: string;
@@ -3220,6 +3405,175 @@ export interface operations {
             503: components["responses"]["Unavailable"];
         };
     };
+    listSendingGuards: {
+        parameters: {
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The guards */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        guards: components["schemas"]["SendingGuard"][];
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    resetSendingGuard: {
+        parameters: {
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The guard after the reset */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["SendingGuard"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    listDkimKeys: {
+        parameters: {
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
+            header?: never;
+            path: {
+                /** @description The sending domain (the From address's), e.g. mail.example.com */
+                domain: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The keys, newest first */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        domain: string;
+                        /** @description Newest first, the 100 newest */
+                        keys: components["schemas"]["DkimKey"][];
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    createDkimKey: {
+        parameters: {
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
+            header?: never;
+            path: {
+                /** @description The sending domain (the From address's), e.g. mail.example.com */
+                domain: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The key: its selector and DNS record */
+            201: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DkimKey"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            409: components["responses"]["Conflict"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    rotateDkimKey: {
+        parameters: {
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
+            header?: never;
+            path: {
+                /** @description The sending domain (the From address's), e.g. mail.example.com */
+                domain: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                "application/json": {
+                    /** @default 168 */
+                    retiring_hours?: number;
+                };
+            };
+        };
+        responses: {
+            /** @description The new key and the one it replaces */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": {
+                        /** @description The new key: publish its record */
+                        active: components["schemas"]["DkimKey"];
+                        /** @description The key it replaces */
+                        retiring: components["schemas"]["DkimKey"];
+                    };
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            404: components["responses"]["NotFound"];
+            409: components["responses"]["Conflict"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
     unsubscribePage: {
         parameters: {
             query?: never;
@@ -3285,6 +3639,40 @@ export interface operations {
                     "text/html": string;
                 };
             };
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    postDsn: {
+        parameters: {
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "message/rfc822": string;
+                "multipart/report": string;
+            };
+        };
+        responses: {
+            /** @description Read; what each recipient block was and whether it was recorded */
+            202: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["DsnResult"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
             422: components["responses"]["ValidationFailed"];
             503: components["responses"]["Unavailable"];
         };

@@ -1,10 +1,11 @@
 import { z } from "zod";
+import { sendingGuardEnvShape } from "../../shared/email/sending-guards";
 import { storageEnvShape, storageSettingsProblem } from "../../shared/storage/config";
 
 /**
  * The Worker's settings: wrangler.toml [vars] and secrets, checked by zod on each invocation
  * (an error names the variable). Secrets: DATABASE_URL, UPSTASH_REDIS_REST_TOKEN, API_KEY_PEPPER,
- * ADMIN_API_KEY, RESEND_API_KEY, RESEND_WEBHOOK_SECRET, S3_SECRET_ACCESS_KEY. Bindings: JOBS_QUEUE (optional
+ * ADMIN_API_KEY, RESEND_API_KEY, RESEND_WEBHOOK_SECRET, DKIM_ENCRYPTION_KEY, S3_SECRET_ACCESS_KEY. Bindings: JOBS_QUEUE (optional
  * Cloudflare Queue producer for wake-ups), FILES (optional R2 bucket: STORAGE_URL's bucket without S3 keys).
  */
 const intFrom = (min: number, max: number) => z.coerce.number().int().min(min).max(max);
@@ -42,8 +43,12 @@ export const edgeEnvSchema = z.object({
   PUBLIC_URL: z.url({ protocol: /^https?$/ }).default("http://localhost:8787"),
   /** Signs unsubscribe links; defaults to API_KEY_PEPPER (as on Node, so links work on both). */
   UNSUBSCRIBE_SECRET: z.string().min(16).optional(),
+  /** Seals the DKIM private keys the API makes (a secret; the same value as the Node runtime's). Unset: keys are listed, not made. */
+  DKIM_ENCRYPTION_KEY: z.string().min(32, "must be at least 32 characters (a random secret: openssl rand -base64 32)").optional(),
   MAIL_RATE_PER_SECOND: z.coerce.number().min(0).default(0),
   TENANT_MAIL_RATE_PER_SECOND: z.coerce.number().min(0).default(0),
+  /** Sending guards: complaint and hard-bounce rates (fractions), window (hours) and minimum volume above which a tenant's campaigns pause. */
+  ...sendingGuardEnvShape,
   /** Files (imports, exports): STORAGE_URL=s3://bucket/prefix, through the FILES R2 binding or the S3 API (S3_*). Unset: no imports or exports here. */
   ...storageEnvShape,
   /** Local development only: where the Neon driver's WebSocket goes (the ws-to-TCP bridge, e.g. "127.0.0.1:8790/v2"). */

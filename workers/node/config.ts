@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { POOLS, type PoolName } from "../../shared/jobs/definition";
+import { sendingGuardEnvShape } from "../../shared/email/sending-guards";
 import { storageEnvShape, storageSettingsProblem } from "../../shared/storage/config";
 import { parseAllowList } from "../../shared/webhooks/ssrf";
 
@@ -83,11 +84,19 @@ const envSchema = z.object({
   MAIL_FROM: z.string().min(3).default("PenguinMails <no-reply@penguinmails.local>"),
   /** Public base URL of the API (unsubscribe links point here). Defaults to this process's address. */
   PUBLIC_URL: z.url({ protocol: /^https?$/, error: "expected the public http(s) URL of the API" }).optional(),
+  /**
+   * Seals tenants' DKIM private keys in the database (AES-256-GCM under a key derived from it).
+   * Made and kept in DATA_DIR on the embedded default; with DATABASE_URL, unset means no DKIM
+   * keys can be made (the API says so) and none opened. Changing it makes stored keys unreadable.
+   */
+  DKIM_ENCRYPTION_KEY: z.string().min(32, "must be at least 32 characters (a random secret: openssl rand -base64 32)").optional(),
   /** Secret that signs unsubscribe links. Defaults to one derived from API_KEY_PEPPER. */
   UNSUBSCRIBE_SECRET: z.string().min(16, "must be at least 16 characters").optional(),
   /** Messages a second, per provider and per tenant; 0 turns the limit off. A send over it waits, never fails. */
   MAIL_RATE_PER_SECOND: z.coerce.number().min(0).default(0),
   TENANT_MAIL_RATE_PER_SECOND: z.coerce.number().min(0).default(0),
+  /** Sending guards: complaint and hard-bounce rates (fractions), window (hours) and minimum volume above which a tenant's campaigns pause. */
+  ...sendingGuardEnvShape,
   /**
    * Customers' URLs let through the SSRF guard (webhooks, https:// import files; plain http:// is
    * read only from these), comma-separated CIDRs or hostnames: tests, self-hosters' private servers.

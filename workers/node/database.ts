@@ -13,6 +13,8 @@ export interface Database {
   /** Claims and outcomes (see Ledger); undefined where there is no separate pool (PGlite, API-only). */
   hotSql?: Sql;
   pepper: string;
+  /** Seals DKIM private keys: DKIM_ENCRYPTION_KEY, or on the embedded default one made and kept in DATA_DIR. */
+  dkimEncryptionKey?: string;
   adminKey?: string;
   /** Set on the embedded default: the admin key made and kept in DATA_DIR. */
   localAdminKey?: string;
@@ -40,13 +42,14 @@ export async function openDatabase(config: NodeConfig, logger: Logger, opts: { m
     const dataDir = resolve(config.DATA_DIR);
     mkdirSync(dataDir, { recursive: true });
     const pepper = config.API_KEY_PEPPER ?? localSecret(dataDir, "api-key-pepper", () => randomBytes(24).toString("base64url"));
+    const dkimEncryptionKey = config.DKIM_ENCRYPTION_KEY ?? localSecret(dataDir, "dkim-encryption-key", () => randomBytes(32).toString("base64url"));
     const localAdminKey = config.ADMIN_API_KEY
       ? undefined
       : localSecret(dataDir, "admin-key", () => `pmk_admin_${randomBytes(24).toString("base64url")}`);
     const sql = await createPgliteSql(join(dataDir, "pglite"), {
       onError: (err) => logger.warn("pglite error", { err: err.message }),
     });
-    db = { sql, pepper, adminKey: config.ADMIN_API_KEY ?? localAdminKey, localAdminKey, embedded: true, close: () => sql.close() };
+    db = { sql, pepper, dkimEncryptionKey, adminKey: config.ADMIN_API_KEY ?? localAdminKey, localAdminKey, embedded: true, close: () => sql.close() };
   } else {
     const onError = (err: Error) => logger.warn("postgres connection error", { err: err.message });
     const sql = createPgSql(config.DATABASE_URL, {
@@ -96,6 +99,7 @@ export async function openDatabase(config: NodeConfig, logger: Logger, opts: { m
       sql,
       hotSql,
       pepper: config.API_KEY_PEPPER!,
+      dkimEncryptionKey: config.DKIM_ENCRYPTION_KEY,
       adminKey: config.ADMIN_API_KEY,
       embedded: false,
       close: async () => {

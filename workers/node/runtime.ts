@@ -12,6 +12,7 @@ import type { Logger, Redis, Sql } from "../../shared/ports";
 import { createEngine, type Engine } from "../../shared/queue/engine";
 import type { Handler } from "../../shared/queue/handler";
 import { Scheduler } from "../../shared/queue/scheduler";
+import { guardPolicyOf, SendingGuards, sendingGuardsTask } from "../../shared/email/sending-guards";
 import { WorkerRegistry } from "../../shared/queue/registry";
 import { WorkerPool } from "../../shared/queue/worker";
 import { createHandlers, retentionOf } from "../handlers";
@@ -74,7 +75,7 @@ export async function startNodeRuntime(
   }
   const catalog = options.catalog ?? builtInCatalog;
   const engine = createEngine({ sql, hotSql, redis, logger, catalog, redisOptions: { prefix: config.REDIS_PREFIX } });
-  const mail = nodeEmailServices(config, { sql, redis, clock: engine.clock, pepper, logger });
+  const mail = nodeEmailServices(config, { sql, redis, clock: engine.clock, pepper, dkimEncryptionKey: db.dkimEncryptionKey, logger });
   const workerId = `${hostname()}:${process.pid}`;
   const runsWorkers = config.ROLE !== "api";
   // Files: the bucket of STORAGE_URL when set, else the local folder DATA_DIR/files (which stays
@@ -137,7 +138,15 @@ export async function startNodeRuntime(
       });
     }
     if (config.SCHEDULER) {
-      scheduler = new Scheduler({ queue: engine.queue, holderId: workerId, stats: engine.stats, logger, leaseTtlMs: Math.max(5_000, config.SCHEDULER_INTERVAL_MS * 5) });
+      const guards = new SendingGuards({ sql, queue: engine.queue, clock: engine.clock, logger, policy: guardPolicyOf(config), defaultFrom: config.MAIL_FROM });
+      scheduler = new Scheduler({
+        queue: engine.queue,
+        holderId: workerId,
+        stats: engine.stats,
+        logger,
+        leaseTtlMs: Math.max(5_000, config.SCHEDULER_INTERVAL_MS * 5),
+        tasks: [sendingGuardsTask(guards)],
+      });
       scheduler.start(config.SCHEDULER_INTERVAL_MS);
     }
     const report = () => {
@@ -181,6 +190,8 @@ export async function startNodeRuntime(
       webhookGuard: guard,
       exports: { storage, links: exportLinks },
       resendWebhookSecret: config.RESEND_WEBHOOK_SECRET,
+      sendingGuards: { policy: guardPolicyOf(config), defaultFrom: config.MAIL_FROM },
+      dkimEncryptionKey: db.dkimEncryptionKey,
       scaling: { queueDepth: config.SCALE_QUEUE_DEPTH, importMemoryRatio: config.SCALE_IMPORT_MEMORY_RATIO },
     });
     await new Promise<void>((ready) => {
