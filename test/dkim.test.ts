@@ -16,7 +16,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ApiKeys } from "../shared/api/api-keys";
 import { createApp } from "../shared/api/app";
 import { DkimKeyCipher } from "../shared/email/dkim-crypto";
-import { DkimKeys } from "../shared/email/dkim-keys";
+import { DkimKeys, MAX_DOMAINS, MAX_KEYS_PER_HOUR } from "../shared/email/dkim-keys";
 import type { OutgoingMessage } from "../shared/email/mailer";
 import { silentLogger } from "../shared/ports";
 import { redactText } from "../shared/redact";
@@ -129,6 +129,7 @@ describe("DKIM: keys over the API, SMTP mail signed and verified by mailauth", (
   let acme: ReturnType<typeof jsonApi>;
   let globex: ReturnType<typeof jsonApi>;
   let admin: ReturnType<typeof jsonApi>;
+  let adminKey: string;
   /** Every API answer this file received: none may carry a private key. */
   const answers: string[] = [];
   /** Messages signed with the first key, kept to verify them after the rotation. */
@@ -149,7 +150,8 @@ describe("DKIM: keys over the API, SMTP mail signed and verified by mailauth", (
     };
     acme = jsonApi(request, (await apiKeys.create({ tenantId: "acme", admin: false, name: "acme" })).key);
     globex = jsonApi(request, (await apiKeys.create({ tenantId: "globex", admin: false, name: "globex" })).key);
-    admin = jsonApi(request, (await apiKeys.create({ tenantId: null, admin: true, name: "ops" })).key);
+    adminKey = (await apiKeys.create({ tenantId: null, admin: true, name: "ops" })).key;
+    admin = jsonApi(request, adminKey);
     sink = await startSink();
     const dkim = createDkimSigner({ keys: new DkimKeys(db.sql, engine.clock, undefined), encryptionKey: KEK, clock: signerClock });
     mailer = createSmtpMailer(`smtp://127.0.0.1:${sink.port}`, { dkim, maxConnections: 2 });
@@ -351,6 +353,39 @@ describe("DKIM: keys over the API, SMTP mail signed and verified by mailauth", (
       expect(res.json.errors.map((e: { path: string }) => e.path)).toEqual([path]);
     }
     expect(await count()).toBe(before);
+  });
+
+  it("bounds what one tenant can make: 100 domains (409), 20 keys an hour (429 with Retry-After); a refusal stores nothing", async () => {
+    const T = "initech";
+    // 100 domains with an active key, made two hours ago (100 real RSA keys would take seconds).
+    await db.sql.query("insert into tenants (id, name) values ($1, $1) on conflict (id) do nothing", [T]);
+    await db.sql.query(
+      `insert into dkim_keys (tenant_id, domain, selector, private_key_sealed, public_key, created_at)
+       select $1, 'd' || g || '.initech.test', 'pm20000101-00000000', 'v1.not-a-key', 'public', now() - interval '2 hours' from generate_series(1, $2::int) g`,
+      [T, MAX_DOMAINS],
+    );
+    const count = async () => (await db.sql.query<{ n: number }>("select count(*)::int as n from dkim_keys where tenant_id = $1", [T]))[0]!.n;
+    const tooMany = await admin.call("POST", `/v1/domains/one-more.initech.test/dkim?tenant_id=${T}`);
+    expect(tooMany.status).toBe(409);
+    expect(tooMany.json.detail).toContain(`at most ${MAX_DOMAINS} domains`);
+    expect(await count()).toBe(MAX_DOMAINS);
+    // Rotations of a domain it has are keys made: MAX_KEYS_PER_HOUR of them, then 429.
+    for (let i = 0; i < MAX_KEYS_PER_HOUR; i++) await admin.ok("POST", `/v1/domains/d1.initech.test/dkim/rotate?tenant_id=${T}`, { retiring_hours: 0 });
+    const before = await count();
+    const res = await app.request(`/v1/domains/d1.initech.test/dkim/rotate?tenant_id=${T}`, {
+      method: "POST",
+      headers: { authorization: `Bearer ${adminKey}` },
+    });
+    expect(res.status).toBe(429);
+    expect(res.headers.get("content-type")).toContain("application/problem+json");
+    const retryAfter = Number(res.headers.get("retry-after"));
+    expect(retryAfter).toBeGreaterThan(0);
+    expect(retryAfter).toBeLessThanOrEqual(3600);
+    expect((await res.json()).detail).toContain(`${MAX_KEYS_PER_HOUR} DKIM keys a tenant an hour`);
+    expect(await count()).toBe(before);
+    // Another tenant is not held back by this one's allowance.
+    expect((await globex.call("POST", "/v1/domains/other.globex.test/dkim")).status).toBe(201);
+    await db.sql.query("delete from dkim_keys where tenant_id = $1", [T]); // the made-up rows seal nothing
   });
 
   it("the database holds no private key in clear: sealed under DKIM_ENCRYPTION_KEY and bound to its row", async () => {

@@ -22,7 +22,7 @@ import { unsubscribeRoutes } from "./unsubscribe-routes";
 import { Hono, type Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { type Logger, type SqlClient, silentLogger } from "../ports";
-import { ConflictError, ForbiddenError, NotFoundError, ValidationError } from "../queue/errors";
+import { ConflictError, ForbiddenError, NotFoundError, RateLimitedError, ValidationError } from "../queue/errors";
 import type { Queue } from "../queue/queue";
 import type { ApiKeys } from "./api-keys";
 import { type ApiEnv, assertAdmin, authenticate, requireKey } from "./auth";
@@ -97,6 +97,7 @@ function toResponse(err: unknown, c: Context, logger: Logger): Response {
   }
   if (err instanceof NotFoundError) return problemResponse(404, err.message);
   if (err instanceof ConflictError) return problemResponse(409, err.message);
+  if (err instanceof RateLimitedError) return problemResponse(429, err.message, undefined, { "retry-after": String(err.retryAfterSeconds) });
   if (err instanceof ForbiddenError) return problemResponse(403, err.message);
   if (err instanceof HTTPException && err.status < 500) return problemResponse(err.status, err.message || "request rejected");
   const state = sqlState(err);

@@ -83,7 +83,7 @@ export function dkimRoutes(sql: SqlClient, clock: Clock, encryptionKey: string |
       tags,
       summary: "Make the domain's DKIM key (RSA-2048): publish the answer's DNS record; SMTP mail from the domain is signed with it",
       parameters: ofDomain,
-      responses: { 201: json(dkimKeySchema, "The key: its selector and DNS record"), ...problems("Conflict") },
+      responses: { 201: json(dkimKeySchema, "The key: its selector and DNS record"), ...problems("Conflict", "TooManyRequests") },
     })),
     async (c) => {
       const tenantId = tenant(c);
@@ -117,7 +117,7 @@ export function dkimRoutes(sql: SqlClient, clock: Clock, encryptionKey: string |
       requestBody: jsonBody(dkimSchemas.rotate, { required: false }),
       responses: {
         200: json(dkimRotationSchema, "The new key and the one it replaces"),
-        ...problems("NotFound", "Conflict", "PayloadTooLarge", "UnsupportedMediaType"),
+        ...problems("NotFound", "Conflict", "PayloadTooLarge", "UnsupportedMediaType", "TooManyRequests"),
       },
     })),
     async (c) => {

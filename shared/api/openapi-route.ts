@@ -153,6 +153,7 @@ export const PROBLEMS = {
   PayloadTooLarge: [413, "The body exceeds the size limit"],
   UnsupportedMediaType: [415, "The body is not application/json"],
   ValidationFailed: [422, "The body, query, path or a header failed its rules; `errors` lists every offending path"],
+  TooManyRequests: [429, "Too many of these lately; try again after Retry-After seconds"],
   Unavailable: [503, "The database is unreachable; try again shortly (Retry-After)"],
 } as const;
 export type ProblemName = keyof typeof PROBLEMS;
@@ -164,6 +165,7 @@ export const problems = (...names: ProblemName[]): Record<string, Response> =>
 const PROBLEM_HEADERS: Partial<Record<ProblemName, Headers>> = {
   Unauthorized: { "WWW-Authenticate": { schema: { type: "string" }, description: "Bearer challenge" } },
   Unavailable: { "Retry-After": { schema: { type: "string" }, description: "Seconds to wait before trying again" } },
+  TooManyRequests: { "Retry-After": { schema: { type: "string" }, description: "Seconds to wait before trying again" } },
 };
 
 /** components.responses: one problem+json response a status. */

@@ -42,6 +42,7 @@ const KINDS: Record<number, { slug: string; title: string }> = {
   413: { slug: "payload-too-large", title: "Payload too large" },
   415: { slug: "unsupported-media-type", title: "Unsupported media type" },
   422: { slug: "validation-failed", title: "Validation failed" },
+  429: { slug: "too-many-requests", title: "Too many requests" },
   500: { slug: "internal-error", title: "Internal server error" },
   503: { slug: "unavailable", title: "Service unavailable" },
 };

@@ -10,7 +10,7 @@
  * next read or rotated: nothing depends on it being stored at the instant itself.
  */
 import type { Clock, SqlClient } from "../ports";
-import { ConflictError, NotFoundError } from "../queue/errors";
+import { ConflictError, NotFoundError, RateLimitedError } from "../queue/errors";
 import { type DkimKeyCipher, dkimDnsRecord, generateDkimKeyPair } from "./dkim-crypto";
 
 export type DkimKeyStatus = "active" | "retiring" | "retired";
@@ -36,6 +36,14 @@ export interface SealedSigningKey {
 export const DEFAULT_RETIRING_HOURS = 7 * 24;
 /** Listings stop here: a domain rotated daily for a quarter still fits. */
 const MAX_LISTED = 100;
+/** Domains a tenant may have an active key for: each key is a row and a DNS record to keep. */
+export const MAX_DOMAINS = 100;
+/**
+ * Keys a tenant may make (first keys and rotations) in an hour. An RSA-2048 key costs the API
+ * process tens of milliseconds of CPU to make: unbounded, one tenant's loop of rotations would
+ * take the API's cores from everyone; real rotations happen a few times a year.
+ */
+export const MAX_KEYS_PER_HOUR = 20;
 
 interface Row {
   domain: string;
@@ -76,6 +84,7 @@ export class DkimKeys {
   async create(tenantId: string, domain: string): Promise<DkimKeyView> {
     const cipher = this.requireCipher();
     const now = this.clock.now();
+    await this.checkAllowance(tenantId, domain, now);
     const selector = newSelector(now);
     const pair = await generateDkimKeyPair();
     const sealed = await cipher.seal({ tenantId, domain, selector }, pair.privateKeyPem);
@@ -112,6 +121,7 @@ export class DkimKeys {
   async rotate(tenantId: string, domain: string, retiringMs: number): Promise<{ active: DkimKeyView; retiring: DkimKeyView }> {
     const cipher = this.requireCipher();
     const now = this.clock.now();
+    await this.checkAllowance(tenantId, undefined, now);
     const selector = newSelector(now);
     const pair = await generateDkimKeyPair();
     const sealed = await cipher.seal({ tenantId, domain, selector }, pair.privateKeyPem);
@@ -146,6 +156,31 @@ export class DkimKeys {
       [tenantId, domain],
     );
     return row ? { selector: row.selector, sealed: row.private_key_sealed } : undefined;
+  }
+
+  /**
+   * Before a key is made (the expensive part): the tenant's keys of the last hour, and for a new
+   * domain the domains it already has keys for. Checked, not locked: two requests at once may
+   * both pass, which bounds the excess by the concurrency of one tenant's requests.
+   */
+  private async checkAllowance(tenantId: string, newDomain: string | undefined, now: Date): Promise<void> {
+    const [row] = await this.sql.query<{ recent: number; oldest: Date | null; domains: number; has_domain: boolean }>(
+      `select (select count(*)::int from dkim_keys where tenant_id = $1 and created_at > $2) as recent,
+              (select min(created_at) from dkim_keys where tenant_id = $1 and created_at > $2) as oldest,
+              (select count(distinct domain)::int from dkim_keys where tenant_id = $1 and status = 'active') as domains,
+              exists (select 1 from dkim_keys where tenant_id = $1 and domain = $3 and status = 'active') as has_domain`,
+      [tenantId, new Date(now.getTime() - 3_600_000), newDomain ?? ""],
+    );
+    if (row!.recent >= MAX_KEYS_PER_HOUR) {
+      const freesAt = new Date(row!.oldest!).getTime() + 3_600_000;
+      throw new RateLimitedError(
+        `at most ${MAX_KEYS_PER_HOUR} DKIM keys a tenant an hour (made and rotated); try again later`,
+        Math.max(1, Math.ceil((freesAt - now.getTime()) / 1000)),
+      );
+    }
+    if (newDomain !== undefined && !row!.has_domain && row!.domains >= MAX_DOMAINS) {
+      throw new ConflictError(`at most ${MAX_DOMAINS} domains a tenant have DKIM keys; rotate or retire one of them first`);
+    }
   }
 
   private async retireDue(tenantId: string, domain: string, now: Date): Promise<void> {

@@ -65,6 +65,16 @@ export class ValidationError extends Error {
     super(message);
   }
 }
+/** Too many of something lately: answered 429 with Retry-After. */
+export class RateLimitedError extends Error {
+  override name = "RateLimitedError";
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super(message);
+  }
+}
 export class ForbiddenError extends Error {
   override name = "ForbiddenError";
 }
