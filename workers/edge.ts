@@ -21,6 +21,7 @@ import type { PoolName } from "../shared/jobs/definition";
 import { WorkerRegistry } from "../shared/queue/registry";
 import { Scheduler } from "../shared/queue/scheduler";
 import { guardPolicyOf, SendingGuards, sendingGuardsTask } from "../shared/email/sending-guards";
+import { EngagementBuffer } from "../shared/email/engagement-buffer";
 import { EdgeConfigError, loadEdgeConfig } from "./edge/config";
 import { createConsoleLogger } from "./edge/logger";
 import { createNeonSql } from "./edge/neon";
@@ -95,7 +96,7 @@ function open(env: Env, makeHandlers: MakeHandlers) {
     await redis?.close();
     await sql.close();
   };
-  return { config, sql, engine, handlers, unsubscribe: mail.unsubscribe, guard, exportDeps, close };
+  return { config, sql, engine, handlers, unsubscribe: mail.unsubscribe, tracking: mail.tracking, guard, exportDeps, close };
 }
 
 type Opened = ReturnType<typeof open>;
@@ -151,6 +152,10 @@ export function createEdgeWorker(options: { handlers?: MakeHandlers } = {}) {
         logger.error("misconfigured Worker", { err: err.message });
         return problemResponse(500, "the service is misconfigured; see the Worker's logs");
       }
+      // A buffer for this request alone (an isolate keeps no timer between requests): its hit, if
+      // any, is written after the answer, in ctx.waitUntil. No hold: a scanner's burst spreads over
+      // requests here, so only the request and delivery-time rules apply (machine-hits.ts).
+      const engagement = new EngagementBuffer({ sql: o.sql, clock: o.engine.clock, logger, queue: o.engine.queue, holdMs: 0 });
       const app = createApp({
         queue: o.engine.queue,
         sql: o.sql,
@@ -160,6 +165,7 @@ export function createEdgeWorker(options: { handlers?: MakeHandlers } = {}) {
         uploadLimitBytes: o.config.UPLOAD_LIMIT_BYTES,
         metricsPublic: o.config.METRICS_PUBLIC,
         unsubscribe: o.unsubscribe,
+        tracking: { tokens: o.tracking, sink: engagement },
         webhookGuard: o.guard,
         exports: o.exportDeps,
         resendWebhookSecret: o.config.RESEND_WEBHOOK_SECRET,
@@ -169,7 +175,11 @@ export function createEdgeWorker(options: { handlers?: MakeHandlers } = {}) {
       try {
         return await app.fetch(request);
       } finally {
-        ctx.waitUntil(o.close());
+        ctx.waitUntil(
+          (engagement.pending > 0 ? engagement.flush({ all: true }) : Promise.resolve())
+            .catch((err: unknown) => logger.warn("engagement write failed", { err: String(err) }))
+            .finally(() => o.close()),
+        );
       }
     },
 

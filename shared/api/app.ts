@@ -19,6 +19,7 @@ import type { UrlGuard } from "../webhooks/ssrf";
 import { operationsRoutes } from "./operations-routes";
 import { dashboardRoutes } from "./dashboard/routes";
 import { unsubscribeRoutes } from "./unsubscribe-routes";
+import { trackingRoutes, type TrackingRouteDeps } from "./tracking-routes";
 import { Hono, type Context } from "hono";
 import { HTTPException } from "hono/http-exception";
 import { type Logger, type SqlClient, silentLogger } from "../ports";
@@ -59,6 +60,8 @@ export interface AppDeps {
   scaling?: ScalingPolicy;
   /** Signs and checks one-click unsubscribe links; /u/:token answers 404 without it. */
   unsubscribe?: UnsubscribeLinks;
+  /** Checks tracking tokens and takes the hits; /c/:token and /o/:token answer 404 without it. */
+  tracking?: TrackingRouteDeps;
   /**
    * The SSRF guard for customers' URLs: webhook endpoints at registration, import files at
    * POST /v1/imports and POST /v1/jobs. Default: DNS-over-HTTPS, no allow-list.
@@ -172,6 +175,7 @@ export function createApp(deps: AppDeps): Hono<ApiEnv> {
   app.route("/v1", sendingGuardRoutes(guards));
   app.route("/v1", dkimRoutes(sql, queue.clock, deps.dkimEncryptionKey));
   if (deps.unsubscribe) app.route("/u", unsubscribeRoutes(sql, deps.unsubscribe));
+  if (deps.tracking) app.route("/", trackingRoutes(deps.tracking));
   app.route("/v1", bounceRoutes({ sql, queue, logger }));
   app.route("/providers", providerRoutes({ sql, queue, logger, resendWebhookSecret: deps.resendWebhookSecret }));
   if (deps.exports) app.route("/", exportRoutes(queue, sql, deps.exports));

@@ -9,6 +9,7 @@ import { streamSSE } from "hono/streaming";
 import { z } from "zod";
 import { newId } from "../email/ids";
 import { type Campaign, Campaigns } from "../email/campaigns";
+import { campaignStats } from "../email/campaign-stats";
 import { Suppressions } from "../email/suppressions";
 import { entityId } from "../jobs/fields";
 import type { SqlClient } from "../ports";
@@ -19,6 +20,7 @@ import { CursorTime, decodeTimeCursor, encodeTimeCursor } from "./cursor";
 import {
   campaignPageSchema,
   campaignSchema,
+  campaignStatsSchema,
   contactListSchema,
   contactsUpsertedSchema,
   emailQueries,
@@ -47,7 +49,7 @@ function tenant(c: Context<ApiEnv>): string {
 const LIST_COLUMNS = "id, tenant_id, name, contact_count, created_at";
 const TEMPLATE_COLUMNS = "id, tenant_id, name, subject, blocks, created_at, updated_at";
 const CAMPAIGN_COLUMNS = `id, tenant_id, name, template_id, list_id, segment_id, status, scheduled_at, fanout_cursor::text,
-  fanout_upper::text, fanout_done, recipients, sent, skipped, failed, created_at, started_at, finished_at`;
+  fanout_upper::text, fanout_done, recipients, sent, skipped, failed, track_opens, track_clicks, created_at, started_at, finished_at`;
 
 /**
  * One newest-first page of a tenant's rows of `table`: (created_at, id) below the cursor, one
@@ -279,8 +281,8 @@ export function emailRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
       if (req.segment_id) await owned(sql, "segments", req.segment_id, tenantId);
       const id = newId("camp");
       await sql.query(
-        "insert into campaigns (id, tenant_id, name, template_id, list_id, segment_id) values ($1, $2, $3, $4, $5, $6)",
-        [id, tenantId, req.name, req.template_id, req.list_id ?? null, req.segment_id ?? null],
+        "insert into campaigns (id, tenant_id, name, template_id, list_id, segment_id, track_opens, track_clicks) values ($1, $2, $3, $4, $5, $6, $7, $8)",
+        [id, tenantId, req.name, req.template_id, req.list_id ?? null, req.segment_id ?? null, req.tracking?.opens ?? null, req.tracking?.clicks ?? null],
       );
       return c.json(campaignView(await campaigns.get(tenantId, id)), 201);
     },
@@ -313,6 +315,40 @@ export function emailRoutes(queue: Queue, sql: SqlClient): Hono<ApiEnv> {
       responses: { 200: json(campaignSchema, "The campaign") },
     })),
     async (c) => c.json(campaignView(await campaigns.get(tenant(c), rowId(c, "campaign")))),
+  );
+
+  // Name and tracking may change in any status: a change of tracking applies to mail rendered after it.
+  app.patch(
+    "/campaigns/:id",
+    emailOp("campaigns", "updateCampaign", "Rename a campaign or change its open and click tracking (applies to mail rendered from then on)", plain, () => ({
+      path: campaignId,
+      requestBody: jsonBody(schemas.campaignUpdate),
+      responses: { 200: json(campaignSchema, "The campaign") },
+    })),
+    async (c) => {
+      const tenantId = tenant(c);
+      const id = rowId(c, "campaign");
+      const req = await body(c, schemas.campaignUpdate);
+      const t = req.tracking;
+      const rows = await sql.query(
+        `update campaigns set name = coalesce($3, name),
+           track_opens = case when $4::boolean then $5::boolean else track_opens end,
+           track_clicks = case when $6::boolean then $7::boolean else track_clicks end
+         where tenant_id = $1 and id = $2 returning id`,
+        [tenantId, id, req.name ?? null, t !== undefined && t.opens !== undefined, t?.opens ?? null, t !== undefined && t.clicks !== undefined, t?.clicks ?? null],
+      );
+      if (rows.length === 0) throw new ApiError(404, `no campaign ${id}`);
+      return c.json(campaignView(await campaigns.get(tenantId, id)));
+    },
+  );
+
+  app.get(
+    "/campaigns/:id/stats",
+    emailOp("campaigns", "getCampaignStats", "A campaign's report: sent, delivered, bounced, complained, unsubscribed, opens and clicks (people and machines apart), per link and per minute", plain, () => ({
+      path: campaignId,
+      responses: { 200: json(campaignStatsSchema, "The report") },
+    })),
+    async (c) => c.json(await campaignStats(sql, tenant(c), rowId(c, "campaign"))),
   );
 
   // The campaign's progress as Server-Sent Events until it is sent or cancelled (campaign-progress.ts).
@@ -432,6 +468,7 @@ function campaignView(c: Campaign) {
     status: c.status,
     scheduled_at: c.scheduled_at,
     counters: { recipients: c.recipients, sent: c.sent, skipped: c.skipped, failed: c.failed },
+    tracking: { opens: c.track_opens, clicks: c.track_clicks },
     progress: { cursor: c.fanout_cursor, upper: c.fanout_upper, done: c.fanout_done },
     created_at: c.created_at,
     started_at: c.started_at,

@@ -24,6 +24,12 @@ const segmentFilter = z.strictObject({
   value: z.string().max(1_000).optional(),
 });
 const suppressionReason = z.enum(["unsubscribe", "hard_bounce", "complaint", "manual"]);
+/** Per campaign: null (or absent) takes the tenant's setting. */
+const campaignTracking = z.strictObject({
+  opens: z.boolean().nullable().optional().describe("A 1x1 pixel per message (off by default: privacy)"),
+  clicks: z.boolean().nullable().optional().describe("Links rewritten to /c/<token> redirects (on by default); never the unsubscribe link, mailto: or tel:"),
+});
+
 const campaignStatus = z.enum(["draft", "scheduled", "sending", "paused", "sent", "cancelled"]);
 
 /** Request bodies. */
@@ -58,11 +64,15 @@ export const emailSchemas = {
       template_id: entityId,
       list_id: entityId.optional().describe("Give exactly one of list_id and segment_id"),
       segment_id: entityId.optional(),
+      tracking: campaignTracking.optional().describe("Open and click tracking of this campaign's mail; unset: the tenant's (settings.tracking), whose defaults are opens off, clicks on"),
     })
     .refine((c) => (c.list_id === undefined) !== (c.segment_id === undefined), {
       message: "give exactly one of list_id and segment_id",
       path: ["list_id"],
     }),
+  campaignUpdate: z
+    .strictObject({ name: z.string().min(1).max(200).optional(), tracking: campaignTracking.optional() })
+    .refine((u) => u.name !== undefined || u.tracking !== undefined, { message: "give name or tracking", path: ["tracking"] }),
   start: z.strictObject({ at: timestamp.optional().describe("Start at this time instead of now") }),
   suppression: z.strictObject({ email: emailField, reason: suppressionReason.default("manual") }),
 };
@@ -150,6 +160,9 @@ export const campaignSchema = z.object({
   status: campaignStatus,
   scheduled_at: isoTime.nullable(),
   counters: z.object({ recipients: z.number().int(), sent: z.number().int(), skipped: z.number().int(), failed: z.number().int() }),
+  tracking: z
+    .object({ opens: z.boolean().nullable(), clicks: z.boolean().nullable() })
+    .describe("This campaign's choice; null: the tenant's setting (defaults: opens off, clicks on)"),
   progress: z
     .object({ cursor: z.string(), upper: z.string().nullable(), done: z.boolean() })
     .describe("The fan-out's checkpoint: contacts with id up to cursor have their sends; upper is fixed at start"),
@@ -184,3 +197,24 @@ export const outboxSchema = z.object({
     .describe("Newest first"),
   next_cursor: nextCursor,
 });
+
+const engagementCounts = z.object({
+  unique: z.number().int().describe("Messages opened (clicked) by a person at least once"),
+  total: z.number().int().describe("Every human hit"),
+  machine: z.object({ unique: z.number().int(), total: z.number().int() }).describe("Scanners and prefetching proxies, counted apart"),
+});
+
+export const campaignStatsSchema = z.object({
+  campaign_id: z.string(),
+  sent: z.number().int(),
+  delivered: z.number().int().nullable().describe("Null when no provider reported deliveries (SMTP and the outbox do not)"),
+  bounced: z.number().int(),
+  complained: z.number().int(),
+  unsubscribed: z.number().int(),
+  opens: engagementCounts,
+  clicks: engagementCounts,
+  links: z.array(z.object({ index: z.number().int(), url: z.string(), unique: z.number().int(), total: z.number().int(), machine_total: z.number().int() })).describe("Each clicked link, by its place in the message"),
+  timeline: z
+    .array(z.object({ minute: z.string(), opens: z.number().int(), clicks: z.number().int(), machine_opens: z.number().int(), machine_clicks: z.number().int() }))
+    .describe("Per-minute buckets with activity, oldest first (the newest 1,440 at most)"),
+}).meta({ id: "CampaignStats" });

@@ -87,6 +87,7 @@ const TAGS: [name: string, description: string][] = [
   ["keys", "API keys (admin)"],
   ["providers", "Webhooks from mail providers"],
   ["unsubscribe", "One-click unsubscribe pages"],
+  ["tracking", "Tracked links and the open pixel of campaign mail"],
   ["ops", "Health, metrics, scaling signals, workers, schedules and this document"],
 ];
 

@@ -368,6 +368,24 @@ export interface paths {
         delete?: never;
         options?: never;
         head?: never;
+        /** Rename a campaign or change its open and click tracking (applies to mail rendered from then on) */
+        patch: operations["updateCampaign"];
+        trace?: never;
+    };
+    "/v1/campaigns/{id}/stats": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /** A campaign's report: sent, delivered, bounced, complained, unsubscribed, opens and clicks (people and machines apart), per link and per minute */
+        get: operations["getCampaignStats"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
         patch?: never;
         trace?: never;
     };
@@ -1257,6 +1275,11 @@ export interface components {
                 skipped: number;
                 failed: number;
             };
+            /** @description This campaign's choice; null: the tenant's setting (defaults: opens off, clicks on) */
+            tracking: {
+                opens: boolean | null;
+                clicks: boolean | null;
+            };
             /** @description The fan-out's checkpoint: contacts with id up to cursor have their sends; upper is fixed at start */
             progress: {
                 cursor: string;
@@ -1267,6 +1290,53 @@ export interface components {
             created_at: string;
             started_at: string | null;
             finished_at: string | null;
+        };
+        CampaignStats: {
+            campaign_id: string;
+            sent: number;
+            /** @description Null when no provider reported deliveries (SMTP and the outbox do not) */
+            delivered: number | null;
+            bounced: number;
+            complained: number;
+            unsubscribed: number;
+            opens: {
+                /** @description Messages opened (clicked) by a person at least once */
+                unique: number;
+                /** @description Every human hit */
+                total: number;
+                /** @description Scanners and prefetching proxies, counted apart */
+                machine: {
+                    unique: number;
+                    total: number;
+                };
+            };
+            clicks: {
+                /** @description Messages opened (clicked) by a person at least once */
+                unique: number;
+                /** @description Every human hit */
+                total: number;
+                /** @description Scanners and prefetching proxies, counted apart */
+                machine: {
+                    unique: number;
+                    total: number;
+                };
+            };
+            /** @description Each clicked link, by its place in the message */
+            links: {
+                index: number;
+                url: string;
+                unique: number;
+                total: number;
+                machine_total: number;
+            }[];
+            /** @description Per-minute buckets with activity, oldest first (the newest 1,440 at most) */
+            timeline: {
+                minute: string;
+                opens: number;
+                clicks: number;
+                machine_opens: number;
+                machine_clicks: number;
+            }[];
         };
         Suppression: {
             /** @description Lower case */
@@ -2518,6 +2588,13 @@ export interface operations {
                     /** @description Give exactly one of list_id and segment_id */
                     list_id?: string;
                     segment_id?: string;
+                    /** @description Open and click tracking of this campaign's mail; unset: the tenant's (settings.tracking), whose defaults are opens off, clicks on */
+                    tracking?: {
+                        /** @description A 1x1 pixel per message (off by default: privacy) */
+                        opens?: boolean | null;
+                        /** @description Links rewritten to /c/<token> redirects (on by default); never the unsubscribe link, mailto: or tel: */
+                        clicks?: boolean | null;
+                    };
                 };
             };
         };
@@ -2563,6 +2640,84 @@ export interface operations {
                 };
                 content: {
                     "application/json": components["schemas"]["Campaign"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    updateCampaign: {
+        parameters: {
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
+            header?: never;
+            path: {
+                /** @description Campaign id (camp_…) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                "application/json": {
+                    name?: string;
+                    tracking?: {
+                        /** @description A 1x1 pixel per message (off by default: privacy) */
+                        opens?: boolean | null;
+                        /** @description Links rewritten to /c/<token> redirects (on by default); never the unsubscribe link, mailto: or tel: */
+                        clicks?: boolean | null;
+                    };
+                };
+            };
+        };
+        responses: {
+            /** @description The campaign */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["Campaign"];
+                };
+            };
+            400: components["responses"]["BadRequest"];
+            401: components["responses"]["Unauthorized"];
+            403: components["responses"]["Forbidden"];
+            404: components["responses"]["NotFound"];
+            413: components["responses"]["PayloadTooLarge"];
+            415: components["responses"]["UnsupportedMediaType"];
+            422: components["responses"]["ValidationFailed"];
+            503: components["responses"]["Unavailable"];
+        };
+    };
+    getCampaignStats: {
+        parameters: {
+            query?: {
+                /** @description Admin keys: the tenant to act for */
+                tenant_id?: string;
+            };
+            header?: never;
+            path: {
+                /** @description Campaign id (camp_…) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The report */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/json": components["schemas"]["CampaignStats"];
                 };
             };
             400: components["responses"]["BadRequest"];

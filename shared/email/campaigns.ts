@@ -22,13 +22,16 @@ export interface Campaign {
   sent: number;
   skipped: number;
   failed: number;
+  /** Null: the tenant's setting. */
+  track_opens: boolean | null;
+  track_clicks: boolean | null;
   created_at: Date;
   started_at: Date | null;
   finished_at: Date | null;
 }
 
 const COLUMNS = `id, tenant_id, name, template_id, list_id, segment_id, status, scheduled_at, fanout_cursor::text,
-  fanout_upper::text, fanout_done, recipients, sent, skipped, failed, created_at, started_at, finished_at`;
+  fanout_upper::text, fanout_done, recipients, sent, skipped, failed, track_opens, track_clicks, created_at, started_at, finished_at`;
 
 /**
  * Campaign lifecycle: draft → scheduled | sending → (paused ⇄ sending) → sent, or cancelled.

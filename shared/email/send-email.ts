@@ -13,6 +13,8 @@ import type { RateLimiter } from "./rate-limit";
 import { type Rendered, type TemplateRenderer, TemplateNotFound } from "./renderer";
 import type { Suppressions } from "./suppressions";
 import { oneClickHeaders, type UnsubscribeLinks } from "./unsubscribe";
+import { trackLinks, type TrackingChoice } from "./link-tracking";
+import type { TrackingTokens } from "./tracking-tokens";
 
 export type EmailPayload = z.infer<typeof emailSend.payload>;
 
@@ -22,6 +24,8 @@ export interface SendEmailDeps {
   providers: ProviderRouter;
   suppressions: Suppressions;
   unsubscribe: UnsubscribeLinks;
+  /** Seals campaign mail's tracked links and open pixel; without it nothing is rewritten. */
+  tracking?: TrackingTokens;
   clock: Clock;
   logger: Logger;
   /** Used when the tenant has no from address of its own. */
@@ -52,6 +56,22 @@ interface TenantSettings {
   provider?: string;
   from_email?: string;
   rate_per_second?: number;
+  /** Engagement tracking of the tenant's campaigns, unless a campaign says otherwise. Defaults: opens off (privacy), clicks on. */
+  tracking?: { opens?: unknown; clicks?: unknown };
+}
+
+/** A campaign's tracking columns; null takes the tenant's setting. */
+interface CampaignTracking {
+  track_opens: boolean | null;
+  track_clicks: boolean | null;
+}
+
+/** What a campaign's mail carries: the campaign's choice, else the tenant's, else the defaults. */
+function trackingChoice(campaign: CampaignTracking | undefined, tenant: TenantSettings | undefined): TrackingChoice {
+  const t = tenant?.tracking;
+  const opens = campaign?.track_opens ?? (typeof t?.opens === "boolean" ? t.opens : false);
+  const clicks = campaign?.track_clicks ?? (typeof t?.clicks === "boolean" ? t.clicks : true);
+  return { opens, clicks };
 }
 
 interface LedgerRow {
@@ -95,12 +115,14 @@ export async function sendEmails(jobs: readonly Job<EmailPayload>[], deps: SendE
   //    A campaign is looked up within the job's own tenant: a job naming another tenant's
   //    campaign finds none and fails for good, before it touches the ledger.
   const named = jobs.filter((j) => j.payload.campaign_id);
-  const campaignRows = await deps.sql.query<{ id: string; tenant_id: string; status: string; unpublished: boolean }>(
-    `select c.id, c.tenant_id, c.status, (c.status in ('sent', 'cancelled') and c.end_event_at is null) as unpublished
+  const campaignRows = await deps.sql.query<{ id: string; tenant_id: string; status: string; unpublished: boolean } & CampaignTracking>(
+    `select c.id, c.tenant_id, c.status, (c.status in ('sent', 'cancelled') and c.end_event_at is null) as unpublished,
+       c.track_opens, c.track_clicks
      from campaigns c join (select distinct * from unnest($1::text[], $2::text[]) as u(tenant_id, id)) u using (tenant_id, id)`,
     [named.map((j) => j.tenantId), named.map((j) => j.payload.campaign_id!)],
   );
   const campaigns = new Map(campaignRows.map((c) => [tenantScoped(c.tenant_id, c.id), c.status]));
+  const tracking = new Map(campaignRows.map((c) => [tenantScoped(c.tenant_id, c.id), c]));
   // Campaigns whose end is still to be published: seen here (a run after a crash that came
   // between the end and its publication), or ended by this batch's records below.
   const ended = new Set(campaignRows.filter((c) => c.unpublished).map((c) => c.id));
@@ -161,7 +183,7 @@ export async function sendEmails(jobs: readonly Job<EmailPayload>[], deps: SendE
   for (const batchKey of new Set(inFlight.map((j) => ledger.get(ledgerKey(j))!.batch_key!))) {
     const mine = inFlight.filter((j) => ledger.get(ledgerKey(j))!.batch_key === batchKey);
     try {
-      const members = await replayBatch(deps, batchKey, settings);
+      const members = await replayBatch(deps, batchKey, settings, tracking);
       // Every member is recorded, not only the jobs in hand: the others then find their
       // message sent and make no request of their own.
       noteEnded(await finalize(deps, members.map((m) => ({ id: m.rowId, status: "sent" as const, provider: m.provider, messageId: m.result.providerMessageId }))));
@@ -179,7 +201,7 @@ export async function sendEmails(jobs: readonly Job<EmailPayload>[], deps: SendE
   const messages = new Map<string, OutgoingMessage>();
   for (const job of live) {
     try {
-      messages.set(job.id, await renderMessage(deps, job, settings));
+      messages.set(job.id, await renderMessage(deps, job, settings, ledger.get(ledgerKey(job))!.id, tracking));
     } catch (err) {
       done(job, { ok: false, error: err instanceof TemplateNotFound ? new PermanentError(err.message, { cause: err }) : err });
     }
@@ -241,14 +263,36 @@ export async function sendEmails(jobs: readonly Job<EmailPayload>[], deps: SendE
   return jobs.map((j) => results.get(j.id) ?? { ok: false, error: new Error("email.send produced no outcome") });
 }
 
-async function renderMessage(deps: SendEmailDeps, job: Job<EmailPayload>, settings: Map<string, TenantSettings>): Promise<OutgoingMessage> {
+async function renderMessage(
+  deps: SendEmailDeps,
+  job: Job<EmailPayload>,
+  settings: Map<string, TenantSettings>,
+  sendId: string,
+  tracking: Map<string, CampaignTracking>,
+): Promise<OutgoingMessage> {
   const campaignId = job.payload.campaign_id;
   // One token a message, for the body's link and the List-Unsubscribe header alike.
   const unsubscribeUrl = campaignId ? await deps.unsubscribe.url({ tenantId: job.tenantId, email: job.payload.recipient, campaignId }) : undefined;
-  const rendered: Rendered = await deps.renderer.render(job.tenantId, job.payload.template_id, {
+  let rendered: Rendered = await deps.renderer.render(job.tenantId, job.payload.template_id, {
     ...job.payload.variables,
     ...(unsubscribeUrl ? { unsubscribe_url: unsubscribeUrl } : {}),
   });
+  // Campaign mail only: transactional mail (receipts, the platform's notices) is never tracked.
+  // The tokens depend on the message alone (send id, link, URL), so a re-rendered message (a
+  // retry, a replayed batch) is the same byte for byte.
+  const tokens = deps.tracking;
+  if (campaignId && tokens) {
+    const claim = { tenantId: job.tenantId, campaignId, sendId };
+    rendered = await trackLinks(
+      rendered,
+      trackingChoice(tracking.get(tenantScoped(job.tenantId, campaignId)), settings.get(job.tenantId)),
+      {
+        click: (linkIndex, linkCount, url) => tokens.clickUrl({ ...claim, linkIndex, linkCount, url }),
+        open: () => tokens.openUrl(claim),
+      },
+      { exact: unsubscribeUrl ? [unsubscribeUrl] : [], prefixes: [tokens.ownPrefix] },
+    );
+  }
   return {
     tenantId: job.tenantId,
     from: settings.get(job.tenantId)?.from_email ?? deps.defaultFrom,
@@ -454,6 +498,7 @@ async function replayBatch(
   deps: SendEmailDeps,
   batchKey: string,
   settings: Map<string, TenantSettings>,
+  tracking: Map<string, CampaignTracking>,
 ): Promise<{ rowId: string; jobId: string; provider: string; result: SendResult }[]> {
   const members = await deps.sql.query<{ id: string; job_id: string; provider: string; tenant_id: string; payload: EmailPayload }>(
     `select s.id::text, s.job_id::text, s.provider, j.tenant_id, j.payload
@@ -467,9 +512,18 @@ async function replayBatch(
   for (const tenant of new Set(members.map((m) => m.tenant_id))) {
     if (!settings.has(tenant)) for (const [k, v] of await tenantSettings(deps.sql, [tenant])) settings.set(k, v);
   }
+  const missing = members.filter((m) => m.payload.campaign_id && !tracking.has(tenantScoped(m.tenant_id, m.payload.campaign_id)));
+  if (missing.length > 0) {
+    const rows = await deps.sql.query<{ id: string; tenant_id: string } & CampaignTracking>(
+      `select c.id, c.tenant_id, c.track_opens, c.track_clicks
+       from campaigns c join (select distinct * from unnest($1::text[], $2::text[]) as u(tenant_id, id)) u using (tenant_id, id)`,
+      [missing.map((m) => m.tenant_id), missing.map((m) => m.payload.campaign_id!)],
+    );
+    for (const r of rows) tracking.set(tenantScoped(r.tenant_id, r.id), r);
+  }
   const messages: OutgoingMessage[] = [];
   for (const m of members) {
-    messages.push(await renderMessage(deps, { id: m.job_id, tenantId: m.tenant_id, payload: m.payload } as Job<EmailPayload>, settings));
+    messages.push(await renderMessage(deps, { id: m.job_id, tenantId: m.tenant_id, payload: m.payload } as Job<EmailPayload>, settings, m.id, tracking));
   }
   const results = await mailer.sendBatch(messages);
   return members.map((m, i) => ({ rowId: m.id, jobId: m.job_id, provider: mailer.name, result: results[i]! }));

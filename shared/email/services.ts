@@ -6,6 +6,7 @@ import type { SendEmailDeps } from "./send-email";
 import { Suppressions } from "./suppressions";
 import { TemplateStore } from "./template-store";
 import { UnsubscribeLinks } from "./unsubscribe";
+import { TrackingTokens } from "./tracking-tokens";
 
 export interface EmailServicesOptions {
   sql: SqlClient;
@@ -30,17 +31,22 @@ export interface EmailServicesOptions {
 export function createEmailServices(o: EmailServicesOptions): {
   send: Omit<SendEmailDeps, "sql" | "clock" | "logger">;
   unsubscribe: UnsubscribeLinks;
+  tracking: TrackingTokens;
 } {
   const mailers = new Map(o.mailers.map((m) => [m.name, m]));
   const unsubscribe = new UnsubscribeLinks(o.unsubscribeSecret, o.publicUrl);
+  // The same secret, keys of their own (HKDF info), so links verify on every runtime alike.
+  const tracking = new TrackingTokens(o.unsubscribeSecret, o.publicUrl);
   const limited = Boolean(o.providerPerSecond || o.tenantPerSecond);
   return {
     unsubscribe,
+    tracking,
     send: {
       renderer: new TemplateStore(o.sql, o.clock),
       providers: new ProviderRouter(mailers, o.providerOrder ?? [...mailers.keys()], o.clock),
       suppressions: new Suppressions(o.sql),
       unsubscribe,
+      tracking,
       defaultFrom: o.defaultFrom,
       rateLimiter: !limited
         ? undefined

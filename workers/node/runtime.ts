@@ -26,6 +26,7 @@ import { nodeDnsResolver } from "./dns-resolver";
 import { createGuardedFetch } from "./guarded-fetch";
 import { createLocalStorage } from "./local-storage";
 import { createStorage } from "../../shared/storage/config";
+import { EngagementBuffer } from "../../shared/email/engagement-buffer";
 
 export interface NodeRuntime {
   engine: Engine;
@@ -175,7 +176,11 @@ export async function startNodeRuntime(
 
   let server: ServerType | undefined;
   let listenError: Error | undefined;
+  // Opens and clicks, one buffer a process: written in bulk every second (engagement-buffer.ts).
+  let engagement: EngagementBuffer | undefined;
   if (config.ROLE !== "worker") {
+    engagement = new EngagementBuffer({ sql, clock: engine.clock, logger, queue: engine.queue });
+    engagement.start();
     const apiKeys = new ApiKeys(sql, { pepper, adminKey });
     const app = createApp({
       queue: engine.queue,
@@ -187,6 +192,7 @@ export async function startNodeRuntime(
       metricsPublic: config.METRICS_PUBLIC,
       registry,
       unsubscribe: mail.unsubscribe,
+      tracking: { tokens: mail.tracking, sink: engagement },
       webhookGuard: guard,
       exports: { storage, links: exportLinks },
       resendWebhookSecret: config.RESEND_WEBHOOK_SECRET,
@@ -223,6 +229,8 @@ export async function startNodeRuntime(
       await unlistenCancel?.().catch(() => {});
       await engine.dispatcher.close();
       await Promise.race([closed, new Promise((r) => setTimeout(r, 2_000))]);
+      // After the server: the hits of the last requests are written before the database closes.
+      await engagement?.stop().catch((err: unknown) => logger.warn("engagement flush failed at shutdown", { err: String(err) }));
       await mail.close().catch(() => {});
       await ownRedis?.close();
       await db.close();

@@ -1,0 +1,188 @@
+/**
+ * Tracking tokens: /c/<token> (a tracked link) and /o/<token> (the open pixel) of one message.
+ *
+ * Built as the unsubscribe tokens are (unsubscribe.ts): `t1.` and the base64url of nonce ‖
+ * AES-256-GCM(claim) ‖ tag, keys from the same secret by HKDF-SHA-256 under their own `info`
+ * (so no key is shared with unsubscribe links or downloads), a synthetic IV (an HMAC of the
+ * padded claim: a re-rendered message, as a retried or replayed batch renders it, carries the
+ * same links byte for byte), and exact (a token verifies only if it is the one we would issue
+ * for what it decrypts to).
+ *
+ * A click token carries the URL itself, sealed: the redirect needs no database read (5,000
+ * hits/s against one process are answered from the secret alone), and it can only ever go to a
+ * URL that we put in that message, since nobody without the secret can seal another. It also
+ * carries the link's index in the message and the message's link count, for the per-link report
+ * and the scanner rule (every link of a message hit at once, machine-hits.ts). Neither the
+ * address nor the ids can be read out of a token.
+ *
+ * Tokens do not expire, as unsubscribe links do not: a mail read a year later still works.
+ */
+import { fromBase64Url, toBase64Url } from "../base64url";
+import { nodeCrypto } from "../node-crypto";
+
+export type TrackingClaim =
+  | { kind: "open"; tenantId: string; campaignId: string; sendId: string }
+  | { kind: "click"; tenantId: string; campaignId: string; sendId: string; linkIndex: number; linkCount: number; url: string };
+
+const enc = new TextEncoder();
+const dec = new TextDecoder("utf-8", { fatal: true });
+
+const PREFIX = "t1.";
+const SALT = enc.encode("penguinmails-jobs");
+const AEAD_INFO = "tracking-token/v1/aes-256-gcm";
+const NONCE_INFO = "tracking-token/v1/nonce";
+const NONCE_BYTES = 12;
+const TAG_BYTES = 16;
+/** Claims are padded to a multiple of this: a token's length says little about what it holds. */
+const PAD_TO = 32;
+/** A link's URL is at most 2,048 characters (the template's rule); a token stays under this. */
+const MAX_TOKEN_CHARS = 4096;
+const B64URL = /^[A-Za-z0-9_-]+$/;
+
+interface Keys {
+  aead: CryptoKey;
+  nonce: CryptoKey;
+}
+
+export class TrackingTokens {
+  private keys?: Promise<Keys>;
+  private rawKeys?: { aead: Uint8Array; nonce: Uint8Array };
+  private readonly base: string;
+  /** Links to our own public URL (unsubscribe pages, downloads) are never tracked. */
+  readonly ownPrefix: string;
+
+  constructor(
+    private readonly secret: string,
+    /** Public base URL of the API, e.g. https://jobs.penguinmails.com */
+    baseUrl: string,
+  ) {
+    this.base = baseUrl.replace(/\/$/, "");
+    this.ownPrefix = `${this.base}/`;
+  }
+
+  async clickUrl(claim: Omit<Extract<TrackingClaim, { kind: "click" }>, "kind">): Promise<string> {
+    return `${this.base}/c/${await this.token({ kind: "click", ...claim })}`;
+  }
+
+  async openUrl(claim: Omit<Extract<TrackingClaim, { kind: "open" }>, "kind">): Promise<string> {
+    return `${this.base}/o/${await this.token({ kind: "open", ...claim })}`;
+  }
+
+  async token(claim: TrackingClaim): Promise<string> {
+    const plain = enc.encode(padded(JSON.stringify(encodeClaim(claim))));
+    return PREFIX + toBase64Url(nodeCrypto ? this.sealWithNode(plain, nodeCrypto) : await this.sealWithWebCrypto(plain));
+  }
+
+  /** Test seam: the token as the edge computes it, whatever this runtime has. */
+  async tokenWithWebCrypto(claim: TrackingClaim): Promise<string> {
+    return PREFIX + toBase64Url(await this.sealWithWebCrypto(enc.encode(padded(JSON.stringify(encodeClaim(claim))))));
+  }
+
+  /** The claim a token carries, or null when it is not exactly a token we issued. */
+  async verify(token: string): Promise<TrackingClaim | null> {
+    if (token.length > MAX_TOKEN_CHARS || !token.startsWith(PREFIX)) return null;
+    const body = token.slice(PREFIX.length);
+    if (!B64URL.test(body)) return null;
+    try {
+      const bytes = fromBase64Url(body);
+      if (bytes.length <= NONCE_BYTES + TAG_BYTES) return null;
+      const plain = nodeCrypto ? this.openWithNode(bytes, nodeCrypto) : await this.openWithWebCrypto(bytes);
+      const claim = decodeClaim(JSON.parse(dec.decode(plain)));
+      // The one token for this claim, or nothing: pins the nonce, the padding and the spelling.
+      if (!claim || (await this.token(claim)) !== token) return null;
+      return claim;
+    } catch {
+      return null; // not base64, not ours (GCM's tag), not UTF-8 or not JSON
+    }
+  }
+
+  private deriveKeys(): Promise<Keys> {
+    this.keys ??= (async () => {
+      const ikm = await crypto.subtle.importKey("raw", enc.encode(this.secret), "HKDF", false, ["deriveKey"]);
+      const hkdf = (info: string) => ({ name: "HKDF", hash: "SHA-256", salt: SALT, info: enc.encode(info) });
+      const [aead, nonce] = await Promise.all([
+        crypto.subtle.deriveKey(hkdf(AEAD_INFO), ikm, { name: "AES-GCM", length: 256 }, false, ["encrypt", "decrypt"]),
+        crypto.subtle.deriveKey(hkdf(NONCE_INFO), ikm, { name: "HMAC", hash: "SHA-256", length: 256 }, false, ["sign"]),
+      ]);
+      return { aead, nonce };
+    })();
+    return this.keys;
+  }
+
+  private async sealWithWebCrypto(plain: Uint8Array<ArrayBuffer>): Promise<Uint8Array> {
+    const { aead, nonce } = await this.deriveKeys();
+    const iv = new Uint8Array(await crypto.subtle.sign("HMAC", nonce, plain)).slice(0, NONCE_BYTES);
+    const sealed = new Uint8Array(await crypto.subtle.encrypt({ name: "AES-GCM", iv }, aead, plain));
+    const out = new Uint8Array(NONCE_BYTES + sealed.length);
+    out.set(iv);
+    out.set(sealed, NONCE_BYTES);
+    return out;
+  }
+
+  private async openWithWebCrypto(bytes: Uint8Array): Promise<Uint8Array> {
+    const { aead } = await this.deriveKeys();
+    return new Uint8Array(await crypto.subtle.decrypt({ name: "AES-GCM", iv: bytes.slice(0, NONCE_BYTES) }, aead, bytes.slice(NONCE_BYTES)));
+  }
+
+  /**
+   * node:crypto, synchronously, the same bytes: a campaign mail carries a token a link, and
+   * WebCrypto's per-call overhead in Node (a promise and a thread-pool hop a call) was about
+   * 80 µs a mail for the one unsubscribe token (unsubscribe.ts); a redirect pays it twice.
+   */
+  private nodeKeys(c: NonNullable<typeof nodeCrypto>) {
+    return (this.rawKeys ??= {
+      aead: new Uint8Array(c.hkdfSync("sha256", enc.encode(this.secret), SALT, AEAD_INFO, 32)),
+      nonce: new Uint8Array(c.hkdfSync("sha256", enc.encode(this.secret), SALT, NONCE_INFO, 32)),
+    });
+  }
+
+  private sealWithNode(plain: Uint8Array, c: NonNullable<typeof nodeCrypto>): Uint8Array {
+    const keys = this.nodeKeys(c);
+    const iv = c.createHmac("sha256", keys.nonce).update(plain).digest().subarray(0, NONCE_BYTES);
+    const cipher = c.createCipheriv("aes-256-gcm", keys.aead, iv);
+    const head = cipher.update(plain);
+    const tail = cipher.final();
+    const tag = cipher.getAuthTag();
+    const out = new Uint8Array(NONCE_BYTES + head.length + tail.length + tag.length);
+    out.set(iv);
+    out.set(head, NONCE_BYTES);
+    out.set(tail, NONCE_BYTES + head.length);
+    out.set(tag, NONCE_BYTES + head.length + tail.length);
+    return out;
+  }
+
+  private openWithNode(bytes: Uint8Array, c: NonNullable<typeof nodeCrypto>): Uint8Array {
+    const keys = this.nodeKeys(c);
+    const decipher = c.createDecipheriv("aes-256-gcm", keys.aead, bytes.subarray(0, NONCE_BYTES));
+    decipher.setAuthTag(bytes.subarray(bytes.length - TAG_BYTES));
+    const head = decipher.update(bytes.subarray(NONCE_BYTES, bytes.length - TAG_BYTES));
+    const tail = decipher.final(); // throws on a tag that is not ours
+    if (tail.length === 0) return head;
+    const out = new Uint8Array(head.length + tail.length);
+    out.set(head);
+    out.set(tail, head.length);
+    return out;
+  }
+}
+
+function encodeClaim(claim: TrackingClaim): unknown[] {
+  return claim.kind === "open"
+    ? ["o", claim.tenantId, claim.campaignId, claim.sendId]
+    : ["c", claim.tenantId, claim.campaignId, claim.sendId, claim.linkIndex, claim.linkCount, claim.url];
+}
+
+function decodeClaim(value: unknown): TrackingClaim | null {
+  if (!Array.isArray(value)) return null;
+  const [kind, tenantId, campaignId, sendId, linkIndex, linkCount, url] = value as unknown[];
+  if (typeof tenantId !== "string" || typeof campaignId !== "string" || typeof sendId !== "string" || !/^\d{1,19}$/.test(sendId)) return null;
+  if (kind === "o" && value.length === 4) return { kind: "open", tenantId, campaignId, sendId };
+  if (kind !== "c" || value.length !== 7) return null;
+  if (!Number.isSafeInteger(linkIndex) || !Number.isSafeInteger(linkCount) || typeof url !== "string") return null;
+  if ((linkIndex as number) < 0 || (linkIndex as number) >= (linkCount as number) || !/^https?:\/\//i.test(url)) return null;
+  return { kind: "click", tenantId, campaignId, sendId, linkIndex: linkIndex as number, linkCount: linkCount as number, url };
+}
+
+function padded(json: string): string {
+  const bytes = enc.encode(json).length;
+  return json + " ".repeat((PAD_TO - (bytes % PAD_TO)) % PAD_TO);
+}
