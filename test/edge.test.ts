@@ -222,4 +222,42 @@ describe("the email pipeline with the Worker draining", () => {
     expect([...perRecipient.values()].every((n) => n === 1)).toBe(true);
     expect(done.counters).toEqual({ recipients: CONTACTS, sent: CONTACTS - CONTACTS / 100, skipped: CONTACTS / 100, failed: 0 });
   });
+
+  it("tracks a campaign's links on the edge: its mail carries /c/ tokens, /c/<token> answers 302 and the click is written after the answer (waitUntil)", async () => {
+    const call = async (path: string, body?: unknown, method = body === undefined ? "GET" : "POST") => {
+      const res = await edge.mf.dispatchFetch(`http://edge.test${path}${path.includes("?") ? "&" : "?"}tenant_id=acme`, {
+        method,
+        headers: { authorization: `Bearer ${edge.adminKey}`, "content-type": "application/json" },
+        body: body === undefined ? undefined : JSON.stringify(body),
+      });
+      return (await res.json()) as any;
+    };
+    const list = await call("/v1/lists", { name: "tracked" });
+    await call("/v1/contacts", { list_id: list.id, contacts: [{ email: "t1@example.com" }, { email: "t2@example.com" }] });
+    const template = await call("/v1/templates", { name: "tracked", subject: "Sale", blocks: [{ type: "button", text: "Shop", href: "https://shop.example.com/sale" }] });
+    const campaign = await call("/v1/campaigns", { name: "tracked", template_id: template.id, list_id: list.id, tracking: { opens: true } });
+    await call(`/v1/campaigns/${campaign.id}/start`, {});
+    const worker = (await edge.mf.getWorker()) as unknown as { scheduled(o: { cron: string }): Promise<unknown> };
+    for (let i = 0; i < 20 && (await call(`/v1/campaigns/${campaign.id}`)).status !== "sent"; i++) await worker.scheduled({ cron: "* * * * *" });
+    const mail = resend.delivered().find((m) => m.to[0] === "t1@example.com")!;
+    const link = /\/c\/(t1\.[A-Za-z0-9_-]+)/.exec(mail.html ?? "")?.[1];
+    const pixel = /\/o\/(t1\.[A-Za-z0-9_-]+)/.exec(mail.html ?? "")?.[1];
+    expect(link).toBeDefined();
+    expect(pixel).toBeDefined();
+    // Backdated: a hit within 2 s of delivery would be a machine's.
+    await db.sql.query("update email_sends set sent_at = sent_at - interval '1 hour' where campaign_id = $1", [campaign.id]);
+    const browser = { "user-agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_1) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/17.1 Safari/605.1.15" };
+    const res = await edge.mf.dispatchFetch(`http://edge.test/c/${link}`, { headers: browser, redirect: "manual" });
+    expect(res.status).toBe(302);
+    expect(res.headers.get("location")).toBe("https://shop.example.com/sale");
+    const gif = await edge.mf.dispatchFetch(`http://edge.test/o/${pixel}`, { headers: browser });
+    expect(gif.status).toBe(200);
+    expect((await gif.arrayBuffer()).byteLength).toBe(43);
+    expect((await edge.mf.dispatchFetch(`http://edge.test/c/${link!.slice(0, -2)}`, { headers: browser, redirect: "manual" })).status).toBe(404);
+    const stats = await waitFor(async () => {
+      const s = await call(`/v1/campaigns/${campaign.id}/stats`);
+      return s.clicks.unique === 1 && s.opens.unique === 1 ? s : null;
+    }, { what: "the edge's hits written" });
+    expect(stats).toMatchObject({ sent: 2, opens: { unique: 1, total: 1 }, clicks: { unique: 1, total: 1 }, links: [{ index: 0, url: "https://shop.example.com/sale", unique: 1, total: 1 }] });
+  });
 });
