@@ -408,6 +408,16 @@ describe("engagement tracking", () => {
       { kind: "click", tenantId: "acme", campaignId: "camp_x", sendId: "42", linkIndex: 1, linkCount: 3, url: "https://a.test/é?x=1&y=2" },
     ];
     for (const c of claims) expect(await tokens.tokenWithWebCrypto(c)).toBe(await tokens.token(c));
+    await fc.assert(
+      fc.asyncProperty(fc.string({ minLength: 16, maxLength: 64 }), fc.string({ maxLength: 40 }), fc.webUrl(), fc.nat(20), async (secret, tenantId, url, index) => {
+        const t = new TrackingTokens(secret, PUBLIC);
+        const claim: TrackingClaim = { kind: "click", tenantId, campaignId: "camp_p", sendId: String(index + 1), linkIndex: index, linkCount: index + 1, url };
+        const token = await t.token(claim);
+        expect(await t.tokenWithWebCrypto(claim)).toBe(token);
+        expect(await t.verify(token)).toEqual(claim);
+      }),
+      { numRuns: 100, seed: 16 },
+    );
   });
 
   it("opens are off by default (no pixel), clicks on; a campaign can turn either off; bad tracking input is a 422 naming the field", async () => {

@@ -39,6 +39,15 @@ const PAD_TO = 32;
 const MAX_TOKEN_CHARS = 4096;
 const B64URL = /^[A-Za-z0-9_-]+$/;
 
+/**
+ * Node's Buffer where there is one: its base64url is native (0.5 µs a token against 2 µs to
+ * encode and 8 µs to decode through btoa/atob). Same text either way (no padding); exactness
+ * does not rest on the decoder (verify compares the whole token it would issue).
+ */
+const NodeBuffer = (globalThis as { Buffer?: typeof Buffer }).Buffer;
+const encode = (bytes: Uint8Array): string => (NodeBuffer ? NodeBuffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("base64url") : toBase64Url(bytes));
+const decode = (text: string): Uint8Array => (NodeBuffer ? new Uint8Array(NodeBuffer.from(text, "base64url")) : fromBase64Url(text));
+
 interface Keys {
   aead: CryptoKey;
   nonce: CryptoKey;
@@ -46,7 +55,7 @@ interface Keys {
 
 export class TrackingTokens {
   private keys?: Promise<Keys>;
-  private rawKeys?: { aead: Uint8Array; nonce: Uint8Array };
+  private nodeKeyObjects?: { aead: import("node:crypto").KeyObject; nonce: import("node:crypto").KeyObject };
   private readonly base: string;
   /** Links to our own public URL (unsubscribe pages, downloads) are never tracked. */
   readonly ownPrefix: string;
@@ -70,7 +79,7 @@ export class TrackingTokens {
 
   async token(claim: TrackingClaim): Promise<string> {
     const plain = enc.encode(padded(JSON.stringify(encodeClaim(claim))));
-    return PREFIX + toBase64Url(nodeCrypto ? this.sealWithNode(plain, nodeCrypto) : await this.sealWithWebCrypto(plain));
+    return PREFIX + encode(nodeCrypto ? this.sealWithNode(plain, nodeCrypto) : await this.sealWithWebCrypto(plain));
   }
 
   /** Test seam: the token as the edge computes it, whatever this runtime has. */
@@ -84,7 +93,7 @@ export class TrackingTokens {
     const body = token.slice(PREFIX.length);
     if (!B64URL.test(body)) return null;
     try {
-      const bytes = fromBase64Url(body);
+      const bytes = decode(body);
       if (bytes.length <= NONCE_BYTES + TAG_BYTES) return null;
       const plain = nodeCrypto ? this.openWithNode(bytes, nodeCrypto) : await this.openWithWebCrypto(bytes);
       const claim = decodeClaim(JSON.parse(dec.decode(plain)));
@@ -130,9 +139,11 @@ export class TrackingTokens {
    * 80 µs a mail for the one unsubscribe token (unsubscribe.ts); a redirect pays it twice.
    */
   private nodeKeys(c: NonNullable<typeof nodeCrypto>) {
-    return (this.rawKeys ??= {
-      aead: new Uint8Array(c.hkdfSync("sha256", enc.encode(this.secret), SALT, AEAD_INFO, 32)),
-      nonce: new Uint8Array(c.hkdfSync("sha256", enc.encode(this.secret), SALT, NONCE_INFO, 32)),
+    // KeyObjects, not raw bytes: node imports a raw key on every createHmac / createCipheriv
+    // (measured: 10.7 µs an HMAC and 12.6 µs a seal with raw keys, 2.4 and 2.7 with KeyObjects).
+    return (this.nodeKeyObjects ??= {
+      aead: c.createSecretKey(new Uint8Array(c.hkdfSync("sha256", enc.encode(this.secret), SALT, AEAD_INFO, 32))),
+      nonce: c.createSecretKey(new Uint8Array(c.hkdfSync("sha256", enc.encode(this.secret), SALT, NONCE_INFO, 32))),
     });
   }
 
