@@ -394,6 +394,12 @@ describe("engagement tracking", () => {
       ),
       { numRuns: 300, seed: 16 },
     );
+    // A claim that mixes tenants (globex with acme's campaign and send), sealed with our own
+    // secret: no mail of ours carries one (only a bug could seal it), and the redirect reads
+    // nothing, so it is answered; but the flush joins each hit to its send within the claimed
+    // tenant and campaign, so it records nothing, under either tenant.
+    const mixed = await tokens.token({ ...(claim as Extract<TrackingClaim, { kind: "click" }>), tenantId: "globex" });
+    expect((await hit(`/c/${mixed}`, UA.chrome)).status).toBe(302);
     await buffer.flush({ all: true });
     expect(await engagementRows()).toBe(before);
     // A genuine token still works after all that.
