@@ -49,10 +49,13 @@ interface Keys {
   legacy: CryptoKey;
 }
 
-/** The same keys as raw bytes, for node:crypto's synchronous HMAC and AES-GCM. */
+/**
+ * The same keys for node:crypto's synchronous HMAC and AES-GCM, as KeyObjects: node imports a
+ * raw key on every createHmac / createCipheriv (10.7 and 12.6 µs a call, against 2.4 and 2.7).
+ */
 interface RawKeys {
-  aead: Uint8Array;
-  nonce: Uint8Array;
+  aead: import("node:crypto").KeyObject;
+  nonce: import("node:crypto").KeyObject;
 }
 
 export class UnsubscribeLinks {
@@ -104,8 +107,8 @@ export class UnsubscribeLinks {
    */
   private sealWithNode(plain: Uint8Array, c: NonNullable<typeof nodeCrypto>): Uint8Array {
     const keys = (this.rawKeys ??= {
-      aead: new Uint8Array(c.hkdfSync("sha256", enc.encode(this.secret), SALT, "unsubscribe-token/v2/aes-256-gcm", 32)),
-      nonce: new Uint8Array(c.hkdfSync("sha256", enc.encode(this.secret), SALT, "unsubscribe-token/v2/nonce", 32)),
+      aead: c.createSecretKey(new Uint8Array(c.hkdfSync("sha256", enc.encode(this.secret), SALT, "unsubscribe-token/v2/aes-256-gcm", 32))),
+      nonce: c.createSecretKey(new Uint8Array(c.hkdfSync("sha256", enc.encode(this.secret), SALT, "unsubscribe-token/v2/nonce", 32))),
     });
     const iv = c.createHmac("sha256", keys.nonce).update(plain).digest().subarray(0, NONCE_BYTES);
     const cipher = c.createCipheriv("aes-256-gcm", keys.aead, iv);
