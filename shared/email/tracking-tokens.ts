@@ -18,7 +18,7 @@
  * Tokens do not expire, as unsubscribe links do not: a mail read a year later still works.
  */
 import { fromBase64Url, toBase64Url } from "../base64url";
-import { nodeCrypto } from "../node-crypto";
+import { SivSealer } from "./siv-sealer";
 
 export type TrackingClaim =
   | { kind: "open"; tenantId: string; campaignId: string; sendId: string }
@@ -28,11 +28,8 @@ const enc = new TextEncoder();
 const dec = new TextDecoder("utf-8", { fatal: true });
 
 const PREFIX = "t1.";
-const SALT = enc.encode("penguinmails-jobs");
 const AEAD_INFO = "tracking-token/v1/aes-256-gcm";
 const NONCE_INFO = "tracking-token/v1/nonce";
-const NONCE_BYTES = 12;
-const TAG_BYTES = 16;
 /** Claims are padded to a multiple of this: a token's length says little about what it holds. */
 const PAD_TO = 32;
 /** A link's URL is at most 2,048 characters (the template's rule); a token stays under this. */
@@ -46,25 +43,20 @@ const B64URL = /^[A-Za-z0-9_-]+$/;
  */
 const NodeBuffer = (globalThis as { Buffer?: typeof Buffer }).Buffer;
 const encode = (bytes: Uint8Array): string => (NodeBuffer ? NodeBuffer.from(bytes.buffer, bytes.byteOffset, bytes.length).toString("base64url") : toBase64Url(bytes));
-const decode = (text: string): Uint8Array => (NodeBuffer ? new Uint8Array(NodeBuffer.from(text, "base64url")) : fromBase64Url(text));
-
-interface Keys {
-  aead: CryptoKey;
-  nonce: CryptoKey;
-}
+const decode = (text: string): Uint8Array<ArrayBuffer> => (NodeBuffer ? new Uint8Array(NodeBuffer.from(text, "base64url")) : new Uint8Array(fromBase64Url(text)));
 
 export class TrackingTokens {
-  private keys?: Promise<Keys>;
-  private nodeKeyObjects?: { aead: import("node:crypto").KeyObject; nonce: import("node:crypto").KeyObject };
+  private readonly sealer: SivSealer;
   private readonly base: string;
   /** Links to our own public URL (unsubscribe pages, downloads) are never tracked. */
   readonly ownPrefix: string;
 
   constructor(
-    private readonly secret: string,
+    secret: string,
     /** Public base URL of the API, e.g. https://jobs.penguinmails.com */
     baseUrl: string,
   ) {
+    this.sealer = new SivSealer(secret, { aead: AEAD_INFO, nonce: NONCE_INFO });
     this.base = baseUrl.replace(/\/$/, "");
     this.ownPrefix = `${this.base}/`;
   }
@@ -78,13 +70,12 @@ export class TrackingTokens {
   }
 
   async token(claim: TrackingClaim): Promise<string> {
-    const plain = enc.encode(padded(JSON.stringify(encodeClaim(claim))));
-    return PREFIX + encode(nodeCrypto ? this.sealWithNode(plain, nodeCrypto) : await this.sealWithWebCrypto(plain));
+    return PREFIX + encode(await this.sealer.seal(plainOf(claim)));
   }
 
   /** Test seam: the token as the edge computes it, whatever this runtime has. */
   async tokenWithWebCrypto(claim: TrackingClaim): Promise<string> {
-    return PREFIX + toBase64Url(await this.sealWithWebCrypto(enc.encode(padded(JSON.stringify(encodeClaim(claim))))));
+    return PREFIX + toBase64Url(await this.sealer.sealWithWebCrypto(plainOf(claim)));
   }
 
   /** The claim a token carries, or null when it is not exactly a token we issued. */
@@ -93,88 +84,18 @@ export class TrackingTokens {
     const body = token.slice(PREFIX.length);
     if (!B64URL.test(body)) return null;
     try {
-      const bytes = decode(body);
-      if (bytes.length <= NONCE_BYTES + TAG_BYTES) return null;
-      const plain = nodeCrypto ? this.openWithNode(bytes, nodeCrypto) : await this.openWithWebCrypto(bytes);
+      const plain = await this.sealer.open(decode(body));
       const claim = decodeClaim(JSON.parse(dec.decode(plain)));
       // The one token for this claim, or nothing: pins the nonce, the padding and the spelling.
       if (!claim || (await this.token(claim)) !== token) return null;
       return claim;
     } catch {
-      return null; // not base64, not ours (GCM's tag), not UTF-8 or not JSON
+      return null; // not base64, not ours (GCM's tag), too short, not UTF-8 or not JSON
     }
   }
-
-  private deriveKeys(): Promise<Keys> {
-    this.keys ??= (async () => {
-      const ikm = await crypto.subtle.importKey("raw", enc.encode(this.secret), "HKDF", false, ["deriveKey"]);
-      const hkdf = (info: string) => ({ name: "HKDF", hash: "SHA-256", salt: SALT, info: enc.encode(info) });
-      const [aead, nonce] = await Promise.all([
-        crypto.subtle.deriveKey(hkdf(AEAD_INFO), ikm, { name: "AES-GCM", length: 256 }, false, ["encrypt", "decrypt"]),
-        crypto.subtle.deriveKey(hkdf(NONCE_INFO), ikm, { name: "HMAC", hash: "SHA-256", length: 256 }, false, ["sign"]),
-      ]);
-      return { aead, nonce };
-    })();
-    return this.keys;
-  }
-
-  private async sealWithWebCrypto(plain: Uint8Array<ArrayBuffer>): Promise<Uint8Array> {
-    const { aead, nonce } = await this.deriveKeys();
-    const iv = new Uint8Array(await crypto.subtle.sign("HMAC", nonce, plain)).slice(0, NONCE_BYTES);
-    const sealed = new Uint8Array(await crypto.subtle.encrypt({ name: "AES-GCM", iv }, aead, plain));
-    const out = new Uint8Array(NONCE_BYTES + sealed.length);
-    out.set(iv);
-    out.set(sealed, NONCE_BYTES);
-    return out;
-  }
-
-  private async openWithWebCrypto(bytes: Uint8Array): Promise<Uint8Array> {
-    const { aead } = await this.deriveKeys();
-    return new Uint8Array(await crypto.subtle.decrypt({ name: "AES-GCM", iv: bytes.slice(0, NONCE_BYTES) }, aead, bytes.slice(NONCE_BYTES)));
-  }
-
-  /**
-   * node:crypto, synchronously, the same bytes: a campaign mail carries a token a link, and
-   * WebCrypto's per-call overhead in Node (a promise and a thread-pool hop a call) was about
-   * 80 µs a mail for the one unsubscribe token (unsubscribe.ts); a redirect pays it twice.
-   */
-  private nodeKeys(c: NonNullable<typeof nodeCrypto>) {
-    // KeyObjects, not raw bytes: node imports a raw key on every createHmac / createCipheriv
-    // (measured: 10.7 µs an HMAC and 12.6 µs a seal with raw keys, 2.4 and 2.7 with KeyObjects).
-    return (this.nodeKeyObjects ??= {
-      aead: c.createSecretKey(new Uint8Array(c.hkdfSync("sha256", enc.encode(this.secret), SALT, AEAD_INFO, 32))),
-      nonce: c.createSecretKey(new Uint8Array(c.hkdfSync("sha256", enc.encode(this.secret), SALT, NONCE_INFO, 32))),
-    });
-  }
-
-  private sealWithNode(plain: Uint8Array, c: NonNullable<typeof nodeCrypto>): Uint8Array {
-    const keys = this.nodeKeys(c);
-    const iv = c.createHmac("sha256", keys.nonce).update(plain).digest().subarray(0, NONCE_BYTES);
-    const cipher = c.createCipheriv("aes-256-gcm", keys.aead, iv);
-    const head = cipher.update(plain);
-    const tail = cipher.final();
-    const tag = cipher.getAuthTag();
-    const out = new Uint8Array(NONCE_BYTES + head.length + tail.length + tag.length);
-    out.set(iv);
-    out.set(head, NONCE_BYTES);
-    out.set(tail, NONCE_BYTES + head.length);
-    out.set(tag, NONCE_BYTES + head.length + tail.length);
-    return out;
-  }
-
-  private openWithNode(bytes: Uint8Array, c: NonNullable<typeof nodeCrypto>): Uint8Array {
-    const keys = this.nodeKeys(c);
-    const decipher = c.createDecipheriv("aes-256-gcm", keys.aead, bytes.subarray(0, NONCE_BYTES));
-    decipher.setAuthTag(bytes.subarray(bytes.length - TAG_BYTES));
-    const head = decipher.update(bytes.subarray(NONCE_BYTES, bytes.length - TAG_BYTES));
-    const tail = decipher.final(); // throws on a tag that is not ours
-    if (tail.length === 0) return head;
-    const out = new Uint8Array(head.length + tail.length);
-    out.set(head);
-    out.set(tail, head.length);
-    return out;
-  }
 }
+
+const plainOf = (claim: TrackingClaim) => enc.encode(padded(JSON.stringify(encodeClaim(claim))));
 
 function encodeClaim(claim: TrackingClaim): unknown[] {
   return claim.kind === "open"
