@@ -231,6 +231,21 @@ describe("the decision: tripped iff a rate over the window passes its threshold 
   });
   afterAll(async () => h?.close());
 
+  it("a check whose clock is behind the database's still counts every event it passes (they trip it once)", async () => {
+    // This process's clock 10 s behind the database's: the events' times are the database's.
+    const guards = new SendingGuards({ sql: h.sql, queue: h.engine.queue, clock: { now: () => new Date(Date.now() - 10_000) }, logger: silentLogger, settleMs: 0 });
+    await guards.check(); // the cursor past what earlier tests wrote
+    const tenant = "behind";
+    await h.sql.query(
+      `insert into email_events (tenant_id, type, data) select $1, 'sent', '{}'::jsonb from generate_series(1, 300)
+       union all select $1, 'complained', '{}'::jsonb from generate_series(1, 2)`,
+      [tenant],
+    );
+    // The code before counted up to its own clock: 0 sent, under the minimum, and the cursor moved past the complaints.
+    expect((await guards.check()).tripped).toEqual([tenant]);
+    expect((await guards.view(tenant)).state).toBe("tripped");
+  });
+
   it("random mixes of sends, hard and soft bounces and complaints, inside and outside the window", async () => {
     const now = new Date("2030-01-02T00:00:00Z");
     const hour = 3_600_000;

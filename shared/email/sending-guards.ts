@@ -223,8 +223,8 @@ export class SendingGuards {
       `insert into sending_guard_cursor (singleton) values (true) on conflict (singleton) do update set singleton = true
        returning last_event_id::text`,
     );
-    const events = await sql.query<{ id: string; tenant_id: string; settled: boolean }>(
-      `select id::text, tenant_id, created_at <= now() - $3 * interval '1 millisecond' as settled from email_events
+    const events = await sql.query<{ id: string; tenant_id: string; settled: boolean; created_at: Date }>(
+      `select id::text, tenant_id, created_at <= now() - $3 * interval '1 millisecond' as settled, created_at from email_events
        where type in ('bounced', 'complained') and id > $1 order by id limit $2`,
       [cursor!.last_event_id, this.deps.maxEventsPerCheck ?? 1_000, this.deps.settleMs ?? 2_000],
     );
@@ -233,14 +233,22 @@ export class SendingGuards {
     const maxTenants = this.deps.maxTenantsPerCheck ?? 50;
     const tenants = new Set<string>();
     let through: string | undefined;
+    // The window is counted up to the latest event taken when that is later than this process's
+    // clock: the events' times are the database's, and an event the cursor passes must count
+    // (a clock behind the database's left a complaint out of its own check, and the cursor then
+    // moved past it, so the guard did not trip until some other event came).
+    let at = now;
     for (const e of events) {
       if (!e.settled) break;
       if (!tenants.has(e.tenant_id) && tenants.size >= maxTenants) break;
       tenants.add(e.tenant_id);
       through = e.id;
+      // + 1 ms: a Date holds milliseconds, the database microseconds (12:00:00.303456 is after .303).
+      const t = new Date(new Date(e.created_at).getTime() + 1);
+      if (t > at) at = t;
     }
     for (const tenantId of tenants) {
-      const outcome = await this.evaluate(tenantId, now);
+      const outcome = await this.evaluate(tenantId, at);
       report.evaluated += 1;
       if (outcome === "tripped") report.tripped.push(tenantId);
       else if (outcome === "cleared") report.cleared.push(tenantId);
