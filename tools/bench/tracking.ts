@@ -167,7 +167,7 @@ async function main(): Promise<void> {
       [
         `tracking hits: offered ${RATE}/s for ${SECONDS} s over ${SENDS} messages (70% clicks, 30% opens), loopback, one Node server process${WEBHOOK ? ", a webhook endpoint for email.opened/clicked" : ", no webhook endpoint"}`,
         `  answered ${answered} (${Math.round(answered / elapsed)}/s), errors ${errors}, not offered (over ${MAX_IN_FLIGHT} in flight) ${notOffered}`,
-        `  latency ms: p50 ${f(percentile(latencies, 50))}  p99 ${f(percentile(latencies, 99))}  max ${f(Math.max(...latencies))}`,
+        `  latency ms: p50 ${f(percentile(latencies, 50))}  p99 ${f(percentile(latencies, 99))}  max ${f(latencies.reduce((m, x) => (x > m ? x : m), 0))}`,
         `  rows written ${rows} (buffer: written ${counts.written}, dropped ${counts.dropped}, failed flushes ${counts.failedFlushes})`,
         `  database statements ${counts.dbStatements}: ${f((counts.dbStatements / Math.max(1, rows)) * 100)} per 100 hits`,
         "",
