@@ -315,7 +315,7 @@ describe("engagement tracking", () => {
     expect(stats).toMatchObject({
       campaign_id: acme.id,
       sent: RECIPIENTS,
-      delivered: null,
+      delivered: 0,
       bounced: 0,
       complained: 0,
       unsubscribed: 0,

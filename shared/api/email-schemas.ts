@@ -4,6 +4,7 @@
  * (email-routes.ts), so the OpenAPI document cannot drift; `.meta({ id })` names a component.
  */
 import { z } from "zod";
+import { ENGAGEMENT_FIELDS } from "../email/segment-filters";
 import { email as emailField, entityId, timestamp } from "../jobs/fields";
 import { idCursor } from "./cursor";
 import { tenantQuerySchema } from "./schemas";
@@ -18,11 +19,21 @@ const block = z.discriminatedUnion("type", [
 ]);
 
 const attributeValue = z.union([z.string().max(1_000), z.number(), z.boolean(), z.null()]);
-const segmentFilter = z.strictObject({
-  attribute: z.string().min(1).max(64),
-  op: z.enum(["eq", "neq", "exists"]),
-  value: z.string().max(1_000).optional(),
-});
+const engagementField = z.enum(ENGAGEMENT_FIELDS).describe("The contact's latest human open or click (machine hits never count)");
+/** On an attribute, or on the contact's latest human engagement (shared/email/segment-filters.ts); told apart by op. */
+const segmentFilter = z.discriminatedUnion("op", [
+  z.strictObject({
+    attribute: z.string().min(1).max(64),
+    op: z.enum(["eq", "neq", "exists"]),
+    value: z.string().max(1_000).optional(),
+  }),
+  z.strictObject({
+    field: engagementField,
+    op: z.literal("within_days"),
+    value: z.number().int().min(1).max(3_650).describe("Opened (or clicked) within this many days, counted back from now"),
+  }),
+  z.strictObject({ field: engagementField, op: z.literal("never").describe("Never opened (or clicked) by a person") }),
+]);
 const suppressionReason = z.enum(["unsubscribe", "hard_bounce", "complaint", "manual"]);
 /** Per campaign: null (or absent) takes the tenant's setting. */
 const campaignTracking = z.strictObject({
@@ -130,7 +141,13 @@ export const segmentSchema = z.object({
   tenant_id: z.string(),
   name: z.string(),
   list_id: z.string(),
-  filters: z.array(z.object({ attribute: z.string(), op: z.enum(["eq", "neq", "exists"]), value: z.string().optional() })),
+  filters: z.array(
+    z.union([
+      z.object({ attribute: z.string(), op: z.enum(["eq", "neq", "exists"]), value: z.string().optional() }),
+      z.object({ field: z.enum(ENGAGEMENT_FIELDS), op: z.literal("within_days"), value: z.number().int() }),
+      z.object({ field: z.enum(ENGAGEMENT_FIELDS), op: z.literal("never") }),
+    ]),
+  ),
   created_at: isoTime,
 }).meta({ id: "Segment" });
 
@@ -207,7 +224,7 @@ const engagementCounts = z.object({
 export const campaignStatsSchema = z.object({
   campaign_id: z.string(),
   sent: z.number().int(),
-  delivered: z.number().int().nullable().describe("Null when no provider reported deliveries (SMTP and the outbox do not)"),
+  delivered: z.number().int().describe("Messages a provider reported delivered (Resend's email.delivered, once a message); always 0 over SMTP and the outbox, which report no deliveries"),
   bounced: z.number().int(),
   complained: z.number().int(),
   unsubscribed: z.number().int(),

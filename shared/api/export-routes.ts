@@ -1,6 +1,7 @@
 /**
  * Exports over HTTP, tenant-scoped like the email routes:
- * - POST /v1/exports {source, list_id | segment_id | campaign_id} → 202 {id, job_id, status}: an
+ * - POST /v1/exports {source, list_id | segment_id | campaign_id} → 202 (source
+ *   campaign_engagement: a campaign's opens and clicks, by campaign_id) {id, job_id, status}: an
  *   export.data job; its id is the export's id.
  * - GET /v1/exports/:id → status, rows, bytes, expires_at and, when ready, a signed download_url.
  * - GET /files/:token (no API key: the token is the capability) streams the CSV as an
@@ -30,6 +31,9 @@ export const exportRequestSchema = z.discriminatedUnion("source", [
   z.strictObject({ source: z.literal("list"), list_id: entityId, notify_email: email.optional() }),
   z.strictObject({ source: z.literal("segment"), segment_id: entityId, notify_email: email.optional() }),
   z.strictObject({ source: z.literal("campaign"), campaign_id: entityId, notify_email: email.optional() }),
+  z
+    .strictObject({ source: z.literal("campaign_engagement"), campaign_id: entityId, notify_email: email.optional() })
+    .describe("A campaign's opens and clicks, every hit: id, kind, send_id, recipient, link_index, url, machine, at"),
 ]);
 
 const isoTime = z.iso.datetime({ offset: true });
@@ -44,7 +48,7 @@ export const exportStartedSchema = z.object({
 /** The answer of GET /v1/exports/:id. */
 export const exportViewSchema = z.object({
   id: z.string(),
-  source: z.enum(["list", "segment", "campaign"]),
+  source: z.enum(["list", "segment", "campaign", "campaign_engagement"]),
   source_id: z.string(),
   status: z.enum(["queued", "running", "ready", "failed", "expired"]),
   rows: z.number().int(),
@@ -56,7 +60,9 @@ export const exportViewSchema = z.object({
   download_url: z.string().nullable().describe("A signed link to the CSV (no API key needed) while the export is ready; null before and after"),
 }).meta({ id: "Export" });
 
-const TABLE_OF = { list: "lists", segment: "segments", campaign: "campaigns" } as const;
+const TABLE_OF = { list: "lists", segment: "segments", campaign: "campaigns", campaign_engagement: "campaigns" } as const;
+/** What a 404 names: an engagement export's source is a campaign. */
+const NOUN_OF = { list: "list", segment: "segment", campaign: "campaign", campaign_engagement: "campaign" } as const;
 
 interface ExportRow {
   id: string;
@@ -85,7 +91,7 @@ export function exportRoutes(queue: Queue, sql: SqlClient, deps: ExportRouteDeps
     describeRoute(() => ({
       operationId: "startExport",
       tags,
-      summary: "Export a list's or segment's contacts, or a campaign's sends and events, to CSV",
+      summary: "Export a list's or segment's contacts, a campaign's sends and events, or a campaign's opens and clicks, to CSV",
       parameters: queryParameters(tenantQuerySchema),
       requestBody: jsonBody(exportRequestSchema),
       responses: { 202: json(exportStartedSchema, "Queued"), ...problems("NotFound", "PayloadTooLarge", "UnsupportedMediaType") },
@@ -96,7 +102,7 @@ export function exportRoutes(queue: Queue, sql: SqlClient, deps: ExportRouteDeps
       const req = await parseBody(c, exportRequestSchema);
       const sourceId = req.source === "list" ? req.list_id : req.source === "segment" ? req.segment_id : req.campaign_id;
       const found = await sql.query(`select 1 from ${TABLE_OF[req.source]} where id = $1 and tenant_id = $2`, [sourceId, tenantId]);
-      if (found.length === 0) throw new ApiError(404, `no ${req.source} ${sourceId}`);
+      if (found.length === 0) throw new ApiError(404, `no ${NOUN_OF[req.source]} ${sourceId}`);
       const { job } = await queue.enqueue({ type: "export.data", tenantId, payload: { ...req, tenant_id: tenantId } });
       // The handler upserts the same row when it starts; whichever comes first wins the insert.
       await sql.query(`insert into exports (id, tenant_id, source, source_id) values ($1::bigint, $2, $3, $4) on conflict (id) do nothing`, [

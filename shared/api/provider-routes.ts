@@ -1,5 +1,6 @@
 /**
- * Webhooks from mail providers: Resend reports bounces and complaints to
+ * Webhooks from mail providers: Resend reports bounces, complaints and deliveries (delivered,
+ * delayed) to
  * POST /providers/resend/events. No API key (Resend has none of ours): every request must carry
  * a valid Standard Webhooks signature (Resend signs through Svix: svix-id, svix-timestamp,
  * svix-signature; the webhook-* names are accepted too) made with RESEND_WEBHOOK_SECRET, at most
@@ -14,6 +15,7 @@
  */
 import { Hono } from "hono";
 import { z } from "zod";
+import { recordDeliveryEvent } from "../email/delivery-events";
 import { recordDeliveryFeedback } from "../email/delivery-feedback";
 import { readResendEvent } from "../email/providers/resend-events";
 import type { Logger, SqlClient } from "../ports";
@@ -48,7 +50,7 @@ export function providerRoutes(deps: ProviderRouteDeps): Hono {
     describeRoute(() => ({
       operationId: "resendEvents",
       tags: ["providers"],
-      summary: "Resend's webhook (bounces, complaints), verified by its Svix signature; no API key",
+      summary: "Resend's webhook (bounces, complaints, deliveries), verified by its Svix signature; no API key",
       security: security.none,
       // Read as Resend sends it (shared/email/providers/resend-events.ts), whatever its Content-Type.
       requestBody: jsonBody({ type: "object" }),
@@ -80,6 +82,7 @@ export function providerRoutes(deps: ProviderRouteDeps): Hono {
       const event = parseJsonText(body);
       const reading = readResendEvent(event);
       if (!reading.ok) throw new ApiError(400, "the body is not a Resend event", reading.errors);
+      if (reading.delivery) return c.json({ status: (await recordDeliveryEvent(deps, { ...reading.delivery, reportId: id })).status });
       if (!reading.feedback) return c.json({ status: "ignored", type: reading.type });
       const outcome = await recordDeliveryFeedback(deps, { ...reading.feedback, reportId: id });
       return c.json({ status: outcome.status });

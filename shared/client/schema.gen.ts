@@ -805,7 +805,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Resend's webhook (bounces, complaints), verified by its Svix signature; no API key */
+        /** Resend's webhook (bounces, complaints, deliveries), verified by its Svix signature; no API key */
         post: operations["resendEvents"];
         delete?: never;
         options?: never;
@@ -822,7 +822,7 @@ export interface paths {
         };
         get?: never;
         put?: never;
-        /** Export a list's or segment's contacts, or a campaign's sends and events, to CSV */
+        /** Export a list's or segment's contacts, a campaign's sends and events, or a campaign's opens and clicks, to CSV */
         post: operations["startExport"];
         delete?: never;
         options?: never;
@@ -1037,7 +1037,7 @@ export interface components {
             max_attempts?: number;
             tenant_id?: string;
         };
-        /** @description Streams contacts of a list or segment, or a campaign's sends and events, into a CSV file. */
+        /** @description Streams contacts of a list or segment, a campaign's sends and events, or a campaign's opens and clicks, into a CSV file. */
         ExportDataEnqueueRequest: {
             /** @constant */
             type: "export.data";
@@ -1056,6 +1056,12 @@ export interface components {
             } | {
                 /** @constant */
                 source: "campaign";
+                campaign_id: string;
+                tenant_id?: string;
+                notify_email?: string;
+            } | {
+                /** @constant */
+                source: "campaign_engagement";
                 campaign_id: string;
                 tenant_id?: string;
                 notify_email?: string;
@@ -1222,12 +1228,23 @@ export interface components {
             tenant_id: string;
             name: string;
             list_id: string;
-            filters: {
+            filters: ({
                 attribute: string;
                 /** @enum {string} */
                 op: "eq" | "neq" | "exists";
                 value?: string;
-            }[];
+            } | {
+                /** @enum {string} */
+                field: "last_opened_at" | "last_clicked_at";
+                /** @constant */
+                op: "within_days";
+                value: number;
+            } | {
+                /** @enum {string} */
+                field: "last_opened_at" | "last_clicked_at";
+                /** @constant */
+                op: "never";
+            })[];
             /** Format: date-time */
             created_at: string;
         };
@@ -1294,8 +1311,8 @@ export interface components {
         CampaignStats: {
             campaign_id: string;
             sent: number;
-            /** @description Null when no provider reported deliveries (SMTP and the outbox do not) */
-            delivered: number | null;
+            /** @description Messages a provider reported delivered (Resend's email.delivered, once a message); always 0 over SMTP and the outbox, which report no deliveries */
+            delivered: number;
             bounced: number;
             complained: number;
             unsubscribed: number;
@@ -1471,7 +1488,7 @@ export interface components {
         Export: {
             id: string;
             /** @enum {string} */
-            source: "list" | "segment" | "campaign";
+            source: "list" | "segment" | "campaign" | "campaign_engagement";
             source_id: string;
             /** @enum {string} */
             status: "queued" | "running" | "ready" | "failed" | "expired";
@@ -2414,12 +2431,33 @@ export interface operations {
                     name: string;
                     list_id: string;
                     /** @default [] */
-                    filters?: {
+                    filters?: ({
                         attribute: string;
                         /** @enum {string} */
                         op: "eq" | "neq" | "exists";
                         value?: string;
-                    }[];
+                    } | {
+                        /**
+                         * @description The contact's latest human open or click (machine hits never count)
+                         * @enum {string}
+                         */
+                        field: "last_opened_at" | "last_clicked_at";
+                        /** @constant */
+                        op: "within_days";
+                        /** @description Opened (or clicked) within this many days, counted back from now */
+                        value: number;
+                    } | {
+                        /**
+                         * @description The contact's latest human open or click (machine hits never count)
+                         * @enum {string}
+                         */
+                        field: "last_opened_at" | "last_clicked_at";
+                        /**
+                         * @description Never opened (or clicked) by a person
+                         * @constant
+                         */
+                        op: "never";
+                    })[];
                 };
             };
         };
@@ -3905,6 +3943,11 @@ export interface operations {
                 } | {
                     /** @constant */
                     source: "campaign";
+                    campaign_id: string;
+                    notify_email?: string;
+                } | {
+                    /** @constant */
+                    source: "campaign_engagement";
                     campaign_id: string;
                     notify_email?: string;
                 };

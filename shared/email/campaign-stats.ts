@@ -17,8 +17,8 @@ export interface EngagementCounts {
 export interface CampaignStats {
   campaign_id: string;
   sent: number;
-  /** Null when no provider reported deliveries for this campaign (SMTP and the outbox do not). */
-  delivered: number | null;
+  /** Messages a provider reported delivered (Resend's email.delivered); 0 over SMTP and the outbox, which report none. */
+  delivered: number;
   bounced: number;
   complained: number;
   unsubscribed: number;
@@ -76,7 +76,7 @@ export async function campaignStats(sql: SqlClient, tenantId: string, campaignId
   return {
     campaign_id: campaignId,
     sent: campaign.sent,
-    delivered: events.some((e) => e.type === "delivered") ? event("delivered") : null,
+    delivered: event("delivered"),
     bounced: event("bounced"),
     complained: event("complained"),
     unsubscribed: event("unsubscribed"),

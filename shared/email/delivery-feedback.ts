@@ -64,7 +64,7 @@ const EVENTS = {
   complaint: { webhook: "email.complained", ledger: "complained", reason: "complaint", contact: "complained" },
 } as const satisfies Record<"bounce" | "complaint", { webhook: string; ledger: string; reason: SuppressionReason; contact: string }>;
 
-interface SendRow {
+export interface SendRow {
   id: string;
   tenant_id: string;
   campaign_id: string | null;
@@ -73,7 +73,8 @@ interface SendRow {
   provider_message_id: string | null;
 }
 
-async function findSend(sql: SqlClient, report: DeliveryFeedback): Promise<SendRow | undefined> {
+/** The send a report is about, within its tenant when the report names one (shared with delivery-events.ts). */
+export async function findSend(sql: SqlClient, report: Pick<DeliveryFeedback, "send" | "provider">): Promise<SendRow | undefined> {
   const columns = "id::text, tenant_id, campaign_id, contact_id::text, recipient, provider_message_id";
   if ("sendId" in report.send) {
     const [row] = await sql.query<SendRow>(`select ${columns} from email_sends where id = $1::bigint and tenant_id = $2`, [report.send.sendId, report.send.tenantId]);

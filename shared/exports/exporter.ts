@@ -11,6 +11,9 @@
  * - campaign: record ("send" or "event"), id, recipient, status, provider, provider_message_id,
  *   sent_at, detail, send_id, event_type, event_data, created_at. Sends come first (by id), then
  *   events (by id); an event's recipient is that of its send.
+ * - campaign_engagement: id, kind ("open" or "click"), send_id, recipient, link_index, url,
+ *   machine ("true" for a scanner's or a prefetch's hit: machine-hits.ts), at. Every hit, by id;
+ *   a click's url is its link's (campaign_links), an open's is empty.
  * Every contact of the list is exported whatever its status (the status column says it); a
  * segment is its list's members matching its attribute filters. The audience's upper contact
  * id is fixed when the export starts, so contacts added meanwhile do not join it.
@@ -25,7 +28,8 @@ import { type CsvValue, csvRow } from "./csv";
 export type ExportPayload =
   | { source: "list"; list_id: string; tenant_id: string }
   | { source: "segment"; segment_id: string; tenant_id: string }
-  | { source: "campaign"; campaign_id: string; tenant_id: string };
+  | { source: "campaign"; campaign_id: string; tenant_id: string }
+  | { source: "campaign_engagement"; campaign_id: string; tenant_id: string };
 
 export const CONTACT_COLUMNS = ["id", "email", "name", "status", "attributes", "created_at"] as const;
 export const CAMPAIGN_COLUMNS = [
@@ -43,6 +47,8 @@ export const CAMPAIGN_COLUMNS = [
   "created_at",
 ] as const;
 
+export const ENGAGEMENT_COLUMNS = ["id", "kind", "send_id", "recipient", "link_index", "url", "machine", "at"] as const;
+
 export const DEFAULT_PAGE_SIZE = 5_000;
 export const DEFAULT_EXPORT_TTL_MS = 7 * 24 * 3_600_000;
 
@@ -58,7 +64,7 @@ export const exportKey = (tenantId: string, exportId: string): string => `${tena
 /** Progress of a running export, passed to onPage after each page. */
 export interface ExportProgress {
   rows: number;
-  phase: "contacts" | "sends" | "events";
+  phase: "contacts" | "sends" | "events" | "engagement";
 }
 
 /**
@@ -76,6 +82,14 @@ export async function* exportPages(
   const check = () => {
     if (opts.signal?.aborted) throw opts.signal.reason;
   };
+
+  if (payload.source === "campaign_engagement") {
+    yield* engagementPages(sql, payload, pageSize, check, async (n) => {
+      rows += n;
+      await opts.onPage?.({ rows, phase: "engagement" });
+    });
+    return;
+  }
 
   if (payload.source === "campaign") {
     const found = await sql.query("select 1 from campaigns where id = $1 and tenant_id = $2", [payload.campaign_id, tenantId]);
@@ -181,6 +195,39 @@ export async function* exportPages(
     after = page[page.length - 1]!.cursor;
     yield out;
     await opts.onPage?.({ rows, phase: "contacts" });
+    if (page.length < pageSize) break;
+  }
+}
+
+/** A campaign's hits, a keyset page at a time (email_engagement_campaign_id_idx, migration 0020). */
+async function* engagementPages(
+  sql: SqlClient,
+  payload: { campaign_id: string; tenant_id: string },
+  pageSize: number,
+  check: () => void,
+  onPage: (rows: number) => Promise<void>,
+): AsyncGenerator<string> {
+  const tenantId = payload.tenant_id;
+  const found = await sql.query("select 1 from campaigns where id = $1 and tenant_id = $2", [payload.campaign_id, tenantId]);
+  if (found.length === 0) throw new PermanentError(`no campaign ${payload.campaign_id} for tenant ${tenantId}`);
+  yield csvRow(ENGAGEMENT_COLUMNS);
+  let after = "0";
+  for (;;) {
+    check();
+    const page = await sql.query<{ id: string; kind: string; send_id: string; recipient: string | null; link_index: number | null; url: string | null; machine: boolean; at: Date }>(
+      `select e.id::text, e.kind, e.send_id::text, s.recipient, e.link_index, l.url, e.machine, e.at
+       from email_engagement e
+       left join email_sends s on s.tenant_id = e.tenant_id and s.id = e.send_id
+       left join campaign_links l on l.tenant_id = e.tenant_id and l.campaign_id = e.campaign_id and l.link_index = e.link_index
+       where e.tenant_id = $1 and e.campaign_id = $2 and e.id > $3::bigint order by e.id limit ${pageSize}`,
+      [tenantId, payload.campaign_id, after],
+    );
+    if (page.length === 0) break;
+    let out = "";
+    for (const e of page) out += csvRow([e.id, e.kind, e.send_id, e.recipient, e.link_index, e.url, e.machine, e.at]);
+    after = page[page.length - 1]!.id;
+    yield out;
+    await onPage(page.length);
     if (page.length < pageSize) break;
   }
 }

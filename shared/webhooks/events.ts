@@ -2,6 +2,28 @@ import type { SqlClient } from "../ports";
 import { MAX_BATCH, type Queue } from "../queue/queue";
 import { webhookId } from "./ids";
 
+/**
+ * The event types published to tenants' webhooks, with where each is published (the README's
+ * "Webhooks" table gives each one's data). Endpoints may subscribe to any string, so this is the
+ * catalogue to read, not a gate.
+ */
+export const EVENT_CATALOGUE = {
+  "campaign.sent": "shared/email/campaign-events.ts",
+  "campaign.cancelled": "shared/email/campaign-events.ts",
+  "email.delivered": "shared/email/delivery-events.ts (Resend's email.delivered)",
+  "email.delivery_delayed": "shared/email/delivery-events.ts (Resend's email.delivery_delayed)",
+  "email.bounced": "shared/email/delivery-feedback.ts",
+  "email.complained": "shared/email/delivery-feedback.ts",
+  "email.opened": "shared/email/engagement-buffer.ts",
+  "email.clicked": "shared/email/engagement-buffer.ts",
+  "sending.paused": "shared/email/sending-guards.ts",
+  "import.finished": "shared/imports/import-contacts.ts",
+  "export.ready": "shared/jobs/export-data.ts",
+  "webhook.endpoint.disabled": "shared/webhooks/auto-disable.ts",
+  "webhook.test": "shared/webhooks/endpoints.ts",
+} as const;
+export type EventType = keyof typeof EVENT_CATALOGUE;
+
 export interface PublishedEvent {
   eventId: string;
   /** One webhook.dispatch job per subscribed active endpoint (existing ones when republished). */

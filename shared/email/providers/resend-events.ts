@@ -1,11 +1,13 @@
 /**
  * Resend's webhook events (https://resend.com/docs/webhooks), read into delivery feedback:
  * `{ type, created_at, data: { email_id, to, ..., bounce?: { type, subType, message } } }`.
- * Only email.bounced and email.complained matter here; the other types Resend may send
- * (email.sent, email.delivered, ...) are acknowledged and ignored.
+ * email.bounced and email.complained become feedback (delivery-feedback.ts); email.delivered
+ * and email.delivery_delayed become delivery events (delivery-events.ts); the other types Resend
+ * may send (email.sent, email.opened, ...) are acknowledged and ignored: we track opens ourselves.
  */
 import { z } from "zod";
 import { classifyBounce } from "../bounce-classifier";
+import type { DeliveryReport } from "../delivery-events";
 import type { DeliveryFeedback } from "../delivery-feedback";
 import { RESEND_PROVIDER } from "./resend";
 
@@ -21,9 +23,10 @@ const resendEvent = z.object({
 });
 
 const KINDS: Record<string, "bounce" | "complaint"> = { "email.bounced": "bounce", "email.complained": "complaint" };
+const DELIVERIES: Record<string, DeliveryReport["kind"]> = { "email.delivered": "delivered", "email.delivery_delayed": "delivery_delayed" };
 
 export type ResendEventReading =
-  | { ok: true; type: string; feedback: Omit<DeliveryFeedback, "reportId"> | null }
+  | { ok: true; type: string; feedback: Omit<DeliveryFeedback, "reportId"> | null; delivery?: Omit<DeliveryReport, "reportId"> }
   | { ok: false; errors: { path: string; message: string }[] };
 
 /**
@@ -34,13 +37,22 @@ export type ResendEventReading =
  */
 export function readResendEvent(body: unknown): ResendEventReading {
   const type = typeof body === "object" && body !== null ? (body as { type?: unknown }).type : undefined;
-  const kind = typeof type === "string" ? KINDS[type] : undefined;
-  if (typeof type === "string" && !kind) return { ok: true, type, feedback: null };
+  const kind = typeof type === "string" && Object.hasOwn(KINDS, type) ? KINDS[type] : undefined;
+  const delivery = typeof type === "string" && Object.hasOwn(DELIVERIES, type) ? DELIVERIES[type] : undefined;
+  if (typeof type === "string" && !kind && !delivery) return { ok: true, type, feedback: null };
   const parsed = resendEvent.safeParse(body);
   if (!parsed.success) {
     return { ok: false, errors: parsed.error.issues.map((i) => ({ path: i.path.map(String).join("."), message: i.message })) };
   }
   const { data, created_at: createdAt } = parsed.data;
+  if (delivery) {
+    return {
+      ok: true,
+      type: parsed.data.type,
+      feedback: null,
+      delivery: { provider: RESEND_PROVIDER, kind: delivery, send: { providerMessageId: data.email_id }, occurredAt: createdAt },
+    };
+  }
   return {
     ok: true,
     type: parsed.data.type,

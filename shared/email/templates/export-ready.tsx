@@ -8,7 +8,7 @@ import { defineSystemTemplate, formatCount, formatTime, httpUrl, layoutVariables
 import { blockStyles, EmailLayout, type LayoutOptions } from "./layout";
 
 export const exportReadyVariables = z.object({
-  source: z.enum(["list", "segment", "campaign"]),
+  source: z.enum(["list", "segment", "campaign", "campaign_engagement"]),
   rows: z.coerce.number().int().min(0).max(1_000_000_000),
   bytes: z.coerce.number().int().min(0),
   /** The signed link: it is the capability, so this email is the only place it is sent. */
@@ -18,7 +18,7 @@ export const exportReadyVariables = z.object({
 });
 export type ExportReadyVariables = z.output<typeof exportReadyVariables>;
 
-const WHAT = { list: "list", segment: "segment", campaign: "campaign's sends and events" } as const;
+const WHAT = { list: "list", segment: "segment", campaign: "campaign's sends and events", campaign_engagement: "campaign's opens and clicks" } as const;
 
 const size = (bytes: number): string =>
   bytes < 1024 ? `${bytes} bytes` : bytes < 1024 * 1024 ? `${(bytes / 1024).toFixed(1)} KB` : `${(bytes / 1024 / 1024).toFixed(1)} MB`;
