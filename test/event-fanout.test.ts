@@ -353,7 +353,7 @@ describe("events from the other jobs, delivered to tenants' webhooks", () => {
       expect(shapeless.status).toBe(400);
       expect(shapeless.json.errors).toEqual([{ path: "data.email_id", message: expect.any(String) }]);
       // Types we do not use, and messages we never sent: acknowledged (200) so Resend stops retrying, ignored.
-      expect(await postFromResend(resendEvent("email.delivered", emailId, to))).toMatchObject({ status: 200, json: { status: "ignored", type: "email.delivered" } });
+      expect(await postFromResend(resendEvent("email.sent", emailId, to))).toMatchObject({ status: 200, json: { status: "ignored", type: "email.sent" } });
       const unknown = await postFromResend(resendEvent("email.bounced", "4ef9a417-02e9-4d39-ad75-9611e0fcc33c", to));
       expect(unknown).toMatchObject({ status: 200, json: { status: "unknown_message" } });
       expect(await recorded(unknown.id)).toEqual([]);
