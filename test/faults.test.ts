@@ -388,7 +388,9 @@ describe.each(DRIVERS)("the workers' Postgres connections terminated in bursts m
     }
     const env = workerEnv(db, { LEASE_MS: 5_000, ...driverEnv(driver, redis, prefix) });
     await Promise.all([startWorker("worker 1", env), startWorker("worker 2", env)]);
-    const completed = () => countWhere(db.sql, `state = 'completed'`);
+    // email.send only: the workers' own scheduler may enqueue maintenance.cleanup's daily slot
+    // (03:17 UTC, caught up for an hour), which is not one of this test's jobs.
+    const completed = () => countWhere(db.sql, `type = 'email.send' and state = 'completed'`);
     await waitFor(async () => (await completed()) >= 200, { timeoutMs: 60_000, what: "the drain to start" });
 
     // Every connection of the workers (pools, hot path, heartbeats, listeners), ten times over 2 s:
@@ -406,6 +408,6 @@ describe.each(DRIVERS)("the workers' Postgres connections terminated in bursts m
       intervalMs: 200,
       what: `all ${TOTAL} jobs to complete after the bursts`,
     });
-    expect(await countWhere(db.sql, `state <> 'completed'`)).toBe(0);
+    expect(await countWhere(db.sql, `type = 'email.send' and state <> 'completed'`)).toBe(0);
   }, 180_000);
 });

@@ -43,7 +43,7 @@ describe.each(DRIVERS)("scheduler on the %s driver", (driver) => {
   });
 
   const engineWithClock = () =>
-    createEngine({ sql: h.sql, redis: h.redis, clock, catalog: fastCatalog(), redisOptions: { prefix: h.prefix } });
+    createEngine({ sql: h.sql, redis: h.redis, clock, catalog: fastCatalog({}, { crons: true }), redisOptions: { prefix: h.prefix } });
 
   it("rescues a job whose lease expired (backdated, not slept) and runs it again", async () => {
     const engine = engineWithClock();
