@@ -9,8 +9,7 @@
  */
 import type { Logger, SqlClient } from "../ports";
 import type { Queue } from "../queue/queue";
-import { publishEvent } from "../webhooks/events";
-import { type FeedbackOutcome, findSend } from "./delivery-feedback";
+import { type FeedbackOutcome, findSend, publishAndMark, sendFields } from "./delivery-feedback";
 
 export type DeliveryKind = "delivered" | "delivery_delayed";
 
@@ -41,22 +40,8 @@ export async function recordDeliveryEvent(
   }
   const [seen] = await deps.sql.query("select 1 from email_events where provider_event_id = $1", [key]);
   if (seen) return { status: "duplicate", tenant_id: send.tenant_id, send_id: send.id };
-  const data = {
-    send_id: send.id,
-    recipient: send.recipient,
-    campaign_id: send.campaign_id,
-    contact_id: send.contact_id,
-    provider: report.provider,
-    provider_message_id: send.provider_message_id,
-    occurred_at: report.occurredAt ?? null,
-  };
-  const eventId = `evt_${report.provider}_${report.reportId}`;
-  if (deps.queue) await publishEvent(deps.queue, deps.sql, { tenantId: send.tenant_id, type: DELIVERY_WEBHOOKS[report.kind], eventId, data });
-  await deps.sql.query(
-    `insert into email_events (tenant_id, campaign_id, send_id, type, data, provider_event_id) values ($1, $2, $3, $4, $5, $6)
-     on conflict (provider_event_id) where provider_event_id is not null do nothing`,
-    [send.tenant_id, send.campaign_id, send.id, report.kind, JSON.stringify(data), key],
-  );
+  const data = { ...sendFields(send, report.provider), occurred_at: report.occurredAt ?? null };
+  const eventId = await publishAndMark(deps, send, report, { webhook: DELIVERY_WEBHOOKS[report.kind], ledger: report.kind }, data);
   deps.logger.info("delivery event recorded", { ...fields, tenant_id: send.tenant_id, send_id: send.id });
   return { status: "recorded", tenant_id: send.tenant_id, send_id: send.id, event_id: eventId };
 }

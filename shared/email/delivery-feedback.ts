@@ -88,6 +88,39 @@ export async function findSend(sql: SqlClient, report: Pick<DeliveryFeedback, "s
   return row;
 }
 
+/** What every event about a send carries (email.bounced, email.delivered, ...). */
+export function sendFields(send: SendRow, provider: string) {
+  return {
+    send_id: send.id,
+    recipient: send.recipient,
+    campaign_id: send.campaign_id,
+    contact_id: send.contact_id,
+    provider,
+    provider_message_id: send.provider_message_id,
+  };
+}
+
+/**
+ * Publishes a report's webhook event (its id is the report's, so a retry publishes nothing new),
+ * then writes its email_events row, last: the mark that the report is done. Returns the event id.
+ */
+export async function publishAndMark(
+  deps: FeedbackDeps,
+  send: SendRow,
+  report: { provider: string; reportId: string },
+  types: { webhook: string; ledger: string },
+  data: Record<string, unknown>,
+): Promise<string> {
+  const eventId = `evt_${report.provider}_${report.reportId}`;
+  if (deps.queue) await publishEvent(deps.queue, deps.sql, { tenantId: send.tenant_id, type: types.webhook, eventId, data });
+  await deps.sql.query(
+    `insert into email_events (tenant_id, campaign_id, send_id, type, data, provider_event_id) values ($1, $2, $3, $4, $5, $6)
+     on conflict (provider_event_id) where provider_event_id is not null do nothing`,
+    [send.tenant_id, send.campaign_id, send.id, types.ledger, JSON.stringify(data), `${report.provider}:${report.reportId}`],
+  );
+  return eventId;
+}
+
 export async function recordDeliveryFeedback(deps: FeedbackDeps, report: DeliveryFeedback): Promise<FeedbackOutcome> {
   const key = `${report.provider}:${report.reportId}`;
   const kind = report.classification.category === "complaint" ? "complaint" : "bounce";
@@ -116,12 +149,7 @@ export async function recordDeliveryFeedback(deps: FeedbackDeps, report: Deliver
   }
   const { category, enhancedStatus, reason } = report.classification;
   const data = {
-    send_id: send.id,
-    recipient: send.recipient,
-    campaign_id: send.campaign_id,
-    contact_id: send.contact_id,
-    provider: report.provider,
-    provider_message_id: send.provider_message_id,
+    ...sendFields(send, report.provider),
     // "hard": the address is dead (and suppressed); "soft": this message failed, the address stays.
     ...(kind === "bounce" ? { bounce_type: category === "hard_bounce" ? "hard" : "soft" } : {}),
     category,
@@ -132,13 +160,7 @@ export async function recordDeliveryFeedback(deps: FeedbackDeps, report: Deliver
     detail: report.detail,
     occurred_at: report.occurredAt ?? null,
   };
-  const eventId = `evt_${report.provider}_${report.reportId}`;
-  if (deps.queue) await publishEvent(deps.queue, deps.sql, { tenantId: send.tenant_id, type: event.webhook, eventId, data });
-  await deps.sql.query(
-    `insert into email_events (tenant_id, campaign_id, send_id, type, data, provider_event_id) values ($1, $2, $3, $4, $5, $6)
-     on conflict (provider_event_id) where provider_event_id is not null do nothing`,
-    [send.tenant_id, send.campaign_id, send.id, event.ledger, JSON.stringify(data), key],
-  );
+  const eventId = await publishAndMark(deps, send, report, { webhook: event.webhook, ledger: event.ledger }, data);
   deps.logger.info("delivery report recorded", { ...fields, tenant_id: send.tenant_id, send_id: send.id, suppressed: suppress });
   return { status: "recorded", tenant_id: send.tenant_id, send_id: send.id, event_id: eventId, suppressed: suppress };
 }
